@@ -1,0 +1,40 @@
+//! The AWS SDK configuration every binary builds once at start-up.
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_dynamodb::config::Credentials;
+
+use crate::config::Config;
+use crate::queue::Queues;
+use crate::store::Store;
+
+/// From the environment, as in Lambda; `AWS_ENDPOINT_URL` points it at an emulator.
+pub async fn from_env() -> SdkConfig {
+    aws_config::load_defaults(BehaviorVersion::latest()).await
+}
+
+/// For an emulator at `endpoint_url`, with the dummy credentials it accepts.
+pub async fn for_emulator(endpoint_url: &str) -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(endpoint_url)
+        .region(Region::new(EMULATOR_REGION))
+        .credentials_provider(Credentials::new("test", "test", None, None, "emulator"))
+        .load()
+        .await
+}
+
+pub const EMULATOR_REGION: &str = "us-east-1";
+
+/// The store and queues `config` names, on clients built from `sdk`.
+pub fn adapters(sdk: &SdkConfig, config: &Config) -> (Store, Queues) {
+    let store = Store::new(
+        aws_sdk_dynamodb::Client::new(sdk),
+        config.table.clone(),
+        config.retention(),
+    );
+    let queues = Queues::new(
+        aws_sdk_sqs::Client::new(sdk),
+        config.delivery_queue_url.clone(),
+        config.dlq_url.clone(),
+    );
+    (store, queues)
+}

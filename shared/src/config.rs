@@ -1,0 +1,219 @@
+//! Configuration from the environment, as CONTRACT.md's table names it.
+
+use std::time::Duration;
+
+use crate::retry::{RetrySchedule, ScheduleError};
+
+pub const TABLE: &str = "HOOKLINE_TABLE";
+pub const DELIVERY_QUEUE_URL: &str = "HOOKLINE_DELIVERY_QUEUE_URL";
+pub const DLQ_URL: &str = "HOOKLINE_DLQ_URL";
+pub const RETRY_SCHEDULE: &str = "HOOKLINE_RETRY_SCHEDULE";
+pub const REQUEST_TIMEOUT_MS: &str = "HOOKLINE_REQUEST_TIMEOUT_MS";
+pub const RETENTION_DAYS: &str = "HOOKLINE_RETENTION_DAYS";
+pub const ALLOW_PRIVATE_TARGETS: &str = "HOOKLINE_ALLOW_PRIVATE_TARGETS";
+pub const API_VERSION: &str = "HOOKLINE_API_VERSION";
+
+/// Every variable [`Config::from_env`] reads; every function reads all of them.
+pub const VARIABLES: &[&str] = &[
+    TABLE,
+    DELIVERY_QUEUE_URL,
+    DLQ_URL,
+    RETRY_SCHEDULE,
+    REQUEST_TIMEOUT_MS,
+    RETENTION_DAYS,
+    ALLOW_PRIVATE_TARGETS,
+    API_VERSION,
+];
+
+pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 15_000;
+pub const DEFAULT_RETENTION_DAYS: u32 = 30;
+pub const DEFAULT_API_VERSION: &str = "2021-08-01";
+/// Bounds that keep a typo from turning into a zero or a year.
+pub const MAX_REQUEST_TIMEOUT_MS: u64 = 60_000;
+pub const MAX_RETENTION_DAYS: u32 = 3650;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub table: String,
+    pub delivery_queue_url: String,
+    pub dlq_url: String,
+    pub retry_schedule: RetrySchedule,
+    pub request_timeout: Duration,
+    pub retention_days: u32,
+    pub allow_private_targets: bool,
+    pub api_version: String,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("{0} is required but not set")]
+    Missing(&'static str),
+    #[error("{var}={value:?} is invalid: {reason}")]
+    Invalid {
+        var: &'static str,
+        value: String,
+        reason: String,
+    },
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the configuration through `lookup`; an empty value counts as unset.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |var: &'static str| lookup(var).filter(|value| !value.trim().is_empty());
+        let required = |var: &'static str| get(var).ok_or(ConfigError::Missing(var));
+        let invalid = |var: &'static str, value: &str, reason: String| ConfigError::Invalid {
+            var,
+            value: value.to_string(),
+            reason,
+        };
+
+        let retry_schedule = match get(RETRY_SCHEDULE) {
+            Some(text) => RetrySchedule::parse(&text)
+                .map_err(|e: ScheduleError| invalid(RETRY_SCHEDULE, &text, e.to_string()))?,
+            None => RetrySchedule::default(),
+        };
+        let request_timeout_ms = match get(REQUEST_TIMEOUT_MS) {
+            Some(text) => text
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|ms| (1..=MAX_REQUEST_TIMEOUT_MS).contains(ms))
+                .ok_or_else(|| {
+                    invalid(
+                        REQUEST_TIMEOUT_MS,
+                        &text,
+                        format!("expected milliseconds from 1 to {MAX_REQUEST_TIMEOUT_MS}"),
+                    )
+                })?,
+            None => DEFAULT_REQUEST_TIMEOUT_MS,
+        };
+        let retention_days = match get(RETENTION_DAYS) {
+            Some(text) => text
+                .trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|days| (1..=MAX_RETENTION_DAYS).contains(days))
+                .ok_or_else(|| {
+                    invalid(
+                        RETENTION_DAYS,
+                        &text,
+                        format!("expected days from 1 to {MAX_RETENTION_DAYS}"),
+                    )
+                })?,
+            None => DEFAULT_RETENTION_DAYS,
+        };
+        let allow_private_targets = match get(ALLOW_PRIVATE_TARGETS).as_deref().map(str::trim) {
+            None | Some("0") | Some("false") => false,
+            Some("1") | Some("true") => true,
+            Some(other) => {
+                return Err(invalid(
+                    ALLOW_PRIVATE_TARGETS,
+                    other,
+                    "expected 1 or 0".to_string(),
+                ));
+            }
+        };
+
+        Ok(Self {
+            table: required(TABLE)?,
+            delivery_queue_url: required(DELIVERY_QUEUE_URL)?,
+            dlq_url: required(DLQ_URL)?,
+            retry_schedule,
+            request_timeout: Duration::from_millis(request_timeout_ms),
+            retention_days,
+            allow_private_targets,
+            api_version: get(API_VERSION).unwrap_or_else(|| DEFAULT_API_VERSION.to_string()),
+        })
+    }
+
+    pub fn retention(&self) -> Duration {
+        Duration::from_secs(u64::from(self.retention_days) * 24 * 60 * 60)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let env: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|name| env.get(name).cloned())
+    }
+
+    const REQUIRED: [(&str, &str); 3] = [
+        (TABLE, "hookline"),
+        (DELIVERY_QUEUE_URL, "http://q/delivery"),
+        (DLQ_URL, "http://q/dlq"),
+    ];
+
+    #[test]
+    fn defaults_apply_when_only_the_required_variables_are_set() {
+        let config = config(&REQUIRED).unwrap();
+        assert_eq!(config.table, "hookline");
+        assert_eq!(config.retry_schedule, RetrySchedule::default());
+        assert_eq!(config.request_timeout, Duration::from_secs(15));
+        assert_eq!(config.retention_days, 30);
+        assert!(!config.allow_private_targets);
+        assert_eq!(config.api_version, "2021-08-01");
+    }
+
+    #[test]
+    fn each_required_variable_is_named_when_missing() {
+        for missing in [TABLE, DELIVERY_QUEUE_URL, DLQ_URL] {
+            let pairs: Vec<_> = REQUIRED.into_iter().filter(|(k, _)| *k != missing).collect();
+            assert_eq!(config(&pairs).unwrap_err(), ConfigError::Missing(missing));
+            let blank: Vec<_> = REQUIRED
+                .into_iter()
+                .map(|(k, v)| if k == missing { (k, " ") } else { (k, v) })
+                .collect();
+            assert_eq!(config(&blank).unwrap_err(), ConfigError::Missing(missing));
+        }
+    }
+
+    #[test]
+    fn optional_variables_are_read() {
+        let mut pairs = REQUIRED.to_vec();
+        pairs.extend([
+            (RETRY_SCHEDULE, "1s,2s"),
+            (REQUEST_TIMEOUT_MS, "2500"),
+            (RETENTION_DAYS, "7"),
+            (ALLOW_PRIVATE_TARGETS, "1"),
+            (API_VERSION, "2024-01-01"),
+        ]);
+        let config = config(&pairs).unwrap();
+        assert_eq!(config.retry_schedule.attempts(), 3);
+        assert_eq!(config.request_timeout, Duration::from_millis(2500));
+        assert_eq!(config.retention(), Duration::from_secs(7 * 86_400));
+        assert!(config.allow_private_targets);
+        assert_eq!(config.api_version, "2024-01-01");
+    }
+
+    #[test]
+    fn malformed_values_name_the_variable() {
+        for (var, value) in [
+            (RETRY_SCHEDULE, "5 minutes"),
+            (RETRY_SCHEDULE, "24h"),
+            (REQUEST_TIMEOUT_MS, "fast"),
+            (REQUEST_TIMEOUT_MS, "0"),
+            (REQUEST_TIMEOUT_MS, "600000"),
+            (RETENTION_DAYS, "-1"),
+            (ALLOW_PRIVATE_TARGETS, "yes please"),
+        ] {
+            let mut pairs = REQUIRED.to_vec();
+            pairs.push((var, value));
+            match config(&pairs).unwrap_err() {
+                ConfigError::Invalid { var: named, .. } => assert_eq!(named, var, "{value}"),
+                other => panic!("{var}={value}: {other:?}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,276 @@
+//! What the platform posts to `POST /v1/events`, checked field by field.
+
+use serde_json::{Map, Value};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::catalog;
+use crate::ids::MessageId;
+use crate::model::Message;
+use crate::payload;
+
+/// Longest owner or name part of a dataset, and of an account.
+pub const MAX_NAME_BYTES: usize = 100;
+pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 256;
+pub const MAX_API_VERSION_BYTES: usize = 64;
+
+const FIELDS: &[&str] = &[
+    "event_type",
+    "dataset",
+    "object",
+    "text",
+    "created_at",
+    "api_version",
+    "id",
+];
+
+/// A field that is missing, of the wrong type or out of range. Its text names the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {problem}")]
+pub struct FieldError {
+    pub field: String,
+    pub problem: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, problem: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            problem: problem.into(),
+        }
+    }
+}
+
+/// A validated event, not yet stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvent {
+    pub event_type: String,
+    /// `owner/name`; the owner is the account whose endpoints receive it.
+    pub dataset: String,
+    pub account: String,
+    pub object: Map<String, Value>,
+    pub text: Option<String>,
+    pub created_at: Option<String>,
+    pub api_version: Option<String>,
+    pub idempotency_key: Option<String>,
+}
+
+/// An account name, as in a dataset's owner part or an API path: letters, digits,
+/// `.`, `_` and `-`, starting with a letter or digit, at most [`MAX_NAME_BYTES`].
+pub fn is_valid_name(text: &str) -> bool {
+    text.len() <= MAX_NAME_BYTES
+        && text.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+fn optional_string(
+    body: &Map<String, Value>,
+    field: &str,
+    max_bytes: usize,
+) -> Result<Option<String>, FieldError> {
+    match body.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.is_empty() => Err(FieldError::new(field, "must not be empty")),
+        Some(Value::String(s)) if s.len() > max_bytes => Err(FieldError::new(
+            field,
+            format!("must be at most {max_bytes} bytes"),
+        )),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(FieldError::new(field, "must be a string")),
+    }
+}
+
+/// Checks a parsed body. `header_key` is the `Idempotency-Key` header, used when the body has no `id`.
+pub fn parse(body: &Map<String, Value>, header_key: Option<&str>) -> Result<NewEvent, FieldError> {
+    if let Some(unknown) = body.keys().find(|k| !FIELDS.contains(&k.as_str())) {
+        return Err(FieldError::new(
+            unknown.as_str(),
+            format!("unknown field; expected one of {}", FIELDS.join(", ")),
+        ));
+    }
+
+    let event_type = match body.get("event_type") {
+        None | Some(Value::Null) => return Err(FieldError::new("event_type", "is required")),
+        Some(Value::String(t)) if catalog::is_known(t) => t.clone(),
+        Some(Value::String(t)) => {
+            return Err(FieldError::new(
+                "event_type",
+                format!("`{t}` is not a known event type (see GET /v1/event-types)"),
+            ));
+        }
+        Some(_) => return Err(FieldError::new("event_type", "must be a string")),
+    };
+
+    let dataset = match body.get("dataset") {
+        None | Some(Value::Null) => return Err(FieldError::new("dataset", "is required")),
+        Some(Value::String(d)) => d.clone(),
+        Some(_) => return Err(FieldError::new("dataset", "must be a string")),
+    };
+    let account = match dataset.split_once('/') {
+        Some((owner, name)) if is_valid_name(owner) && is_valid_name(name) => owner.to_string(),
+        _ => {
+            return Err(FieldError::new(
+                "dataset",
+                format!(
+                    "must be `owner/name`, each part letters, digits, `.`, `_` or `-`, at most {MAX_NAME_BYTES} bytes"
+                ),
+            ));
+        }
+    };
+
+    let object = match body.get("object") {
+        None | Some(Value::Null) => return Err(FieldError::new("object", "is required")),
+        Some(Value::Object(o)) => o.clone(),
+        Some(_) => return Err(FieldError::new("object", "must be a JSON object")),
+    };
+
+    let text = match body.get("text") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(t)) => Some(t.clone()),
+        Some(_) => return Err(FieldError::new("text", "must be a string")),
+    };
+
+    let created_at = optional_string(body, "created_at", 64)?;
+    if let Some(created_at) = &created_at {
+        OffsetDateTime::parse(created_at, &Rfc3339).map_err(|_| {
+            FieldError::new("created_at", "must be an RFC 3339 time, e.g. 2021-08-09T14:40:19Z")
+        })?;
+    }
+    let api_version = optional_string(body, "api_version", MAX_API_VERSION_BYTES)?;
+
+    let idempotency_key = match optional_string(body, "id", MAX_IDEMPOTENCY_KEY_BYTES)? {
+        Some(id) => Some(id),
+        None => match header_key.map(str::trim) {
+            None | Some("") => None,
+            Some(key) if key.len() > MAX_IDEMPOTENCY_KEY_BYTES => {
+                return Err(FieldError::new(
+                    "Idempotency-Key",
+                    format!("must be at most {MAX_IDEMPOTENCY_KEY_BYTES} bytes"),
+                ));
+            }
+            Some(key) => Some(key.to_string()),
+        },
+    };
+
+    Ok(NewEvent {
+        event_type,
+        dataset,
+        account,
+        object,
+        text,
+        created_at,
+        api_version,
+        idempotency_key,
+    })
+}
+
+impl NewEvent {
+    /// The message this event becomes, with defaults filled in and its payload built once.
+    pub fn into_message(self, default_api_version: &str, now: OffsetDateTime) -> Message {
+        let created_at = self
+            .created_at
+            .unwrap_or_else(|| now.format(&Rfc3339).expect("a current time formats as RFC 3339"));
+        let text = self
+            .text
+            .unwrap_or_else(|| catalog::default_text(&self.event_type, &self.dataset, &self.object));
+        let api_version = self.api_version.as_deref().unwrap_or(default_api_version);
+        let payload = payload::standard(&payload::Standard {
+            event_type: &self.event_type,
+            created_at: &created_at,
+            api_version,
+            dataset: &self.dataset,
+            object: &self.object,
+            text: &text,
+        });
+        Message {
+            id: MessageId::new(),
+            account: self.account,
+            event_type: self.event_type,
+            dataset: self.dataset,
+            created_at,
+            payload,
+            received_at: now,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn body(value: Value) -> Map<String, Value> {
+        value.as_object().unwrap().clone()
+    }
+
+    fn minimal() -> Value {
+        json!({"event_type": "sample.created", "dataset": "jane/flowers", "object": {"name": "rose.png"}})
+    }
+
+    #[test]
+    fn accepts_the_minimal_event_and_fills_defaults() {
+        let event = parse(&body(minimal()), None).unwrap();
+        assert_eq!(event.account, "jane");
+        assert_eq!(event.idempotency_key, None);
+        let now = OffsetDateTime::from_unix_timestamp(1_628_520_019).unwrap();
+        let message = event.into_message("2021-08-01", now);
+        assert_eq!(message.created_at, "2021-08-09T14:40:19Z");
+        assert_eq!(
+            message.payload,
+            r#"{"event_type":"sample.created","created_at":"2021-08-09T14:40:19Z","api_version":"2021-08-01","dataset":"jane/flowers","object":{"name":"rose.png"},"text":"Sample rose.png created in dataset jane/flowers."}"#
+        );
+    }
+
+    #[test]
+    fn keeps_what_the_platform_sent() {
+        let mut full = minimal();
+        full["text"] = json!("Hi.");
+        full["created_at"] = json!("2021-08-09T14:40:19.987691+00:00");
+        full["api_version"] = json!("2020-01-01");
+        full["id"] = json!("evt_123");
+        full["object"] = json!({"z": 1, "a": {"y": 2, "b": 3}});
+        let event = parse(&body(full), Some("ignored-when-id-is-set")).unwrap();
+        assert_eq!(event.idempotency_key.as_deref(), Some("evt_123"));
+        let message = event.into_message("2021-08-01", OffsetDateTime::now_utc());
+        assert_eq!(
+            message.payload,
+            r#"{"event_type":"sample.created","created_at":"2021-08-09T14:40:19.987691+00:00","api_version":"2020-01-01","dataset":"jane/flowers","object":{"z":1,"a":{"y":2,"b":3}},"text":"Hi."}"#
+        );
+    }
+
+    #[test]
+    fn idempotency_key_header_is_used_without_an_id() {
+        let event = parse(&body(minimal()), Some(" key-1 ")).unwrap();
+        assert_eq!(event.idempotency_key.as_deref(), Some("key-1"));
+    }
+
+    #[test]
+    fn refuses_each_bad_field_by_name() {
+        let cases: &[(&str, Value)] = &[
+            ("event_type", json!({"dataset": "jane/flowers", "object": {}})),
+            ("event_type", json!({"event_type": 3, "dataset": "jane/flowers", "object": {}})),
+            ("event_type", json!({"event_type": "sample.exploded", "dataset": "jane/flowers", "object": {}})),
+            ("dataset", json!({"event_type": "sample.created", "object": {}})),
+            ("dataset", json!({"event_type": "sample.created", "dataset": "flowers", "object": {}})),
+            ("dataset", json!({"event_type": "sample.created", "dataset": "jane/", "object": {}})),
+            ("dataset", json!({"event_type": "sample.created", "dataset": "ja#ne/flowers", "object": {}})),
+            ("dataset", json!({"event_type": "sample.created", "dataset": ["jane/flowers"], "object": {}})),
+            ("object", json!({"event_type": "sample.created", "dataset": "jane/flowers"})),
+            ("object", json!({"event_type": "sample.created", "dataset": "jane/flowers", "object": "rose"})),
+            ("text", json!({"event_type": "sample.created", "dataset": "jane/flowers", "object": {}, "text": 1})),
+            ("created_at", json!({"event_type": "sample.created", "dataset": "jane/flowers", "object": {}, "created_at": "yesterday"})),
+            ("api_version", json!({"event_type": "sample.created", "dataset": "jane/flowers", "object": {}, "api_version": ""})),
+            ("id", json!({"event_type": "sample.created", "dataset": "jane/flowers", "object": {}, "id": 7})),
+            ("id", json!({"event_type": "sample.created", "dataset": "jane/flowers", "object": {}, "id": "k".repeat(257)})),
+            ("colour", json!({"event_type": "sample.created", "dataset": "jane/flowers", "object": {}, "colour": "red"})),
+        ];
+        for (field, value) in cases {
+            let error = parse(&body(value.clone()), None).unwrap_err();
+            assert_eq!(&error.field, field, "{value}");
+            assert!(error.to_string().starts_with(field), "{error}");
+        }
+    }
+}

@@ -1,0 +1,220 @@
+//! What `ingest` and `api` share at the HTTP edge: the error body, JSON replies,
+//! reading a request body within the limits, and platform-key authentication.
+
+use lambda_http::http::{HeaderValue, StatusCode, header};
+use lambda_http::{Body, Request, Response};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::event::FieldError;
+use crate::keys;
+use crate::store::Store;
+
+/// The largest request body accepted, checked before the body is parsed.
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+
+/// An error reply: `{"error": {"code": …, "message": …}}` with its status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    allow: Option<&'static str>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            allow: None,
+        }
+    }
+
+    pub fn invalid_json(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_json", message)
+    }
+
+    pub fn validation(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "validation_error", message)
+    }
+
+    pub fn unauthorized() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "send a platform key as `Authorization: Bearer <key>`",
+        )
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    /// `allow` lists the methods the route takes, for the `Allow` header.
+    pub fn method_not_allowed(allow: &'static str) -> Self {
+        Self {
+            allow: Some(allow),
+            ..Self::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                format!("this route takes {allow}"),
+            )
+        }
+    }
+
+    pub fn payload_too_large() -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the body is over {} KiB", MAX_BODY_BYTES / 1024),
+        )
+    }
+
+    pub fn unsupported_media_type() -> Self {
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the body as `content-type: application/json`",
+        )
+    }
+
+    /// A failure of ours; the details go to the log, not to the caller.
+    pub fn internal() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "something went wrong on our side; it is safe to retry",
+        )
+    }
+
+    pub fn into_response(self) -> Response<Body> {
+        let body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
+        let mut response = json(self.status, &body);
+        if let Some(allow) = self.allow {
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static(allow));
+        }
+        response
+    }
+}
+
+impl From<FieldError> for ApiError {
+    fn from(error: FieldError) -> Self {
+        Self::validation(error.to_string())
+    }
+}
+
+pub fn json<T: Serialize + ?Sized>(status: StatusCode, body: &T) -> Response<Body> {
+    let text = serde_json::to_string(body).expect("reply bodies serialise");
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::Text(text))
+        .expect("a status and a static header make a valid response")
+}
+
+pub fn no_content() -> Response<Body> {
+    Response::builder()
+        .status(StatusCode::NO_CONTENT)
+        .body(Body::Empty)
+        .expect("a bare status makes a valid response")
+}
+
+pub fn header_value<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
+    req.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+fn is_json_media_type(content_type: &str) -> bool {
+    let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// The body as a JSON object, or the contract's error: 413 over the limit (before
+/// any parsing), 415 for a non-JSON content type, 400 `invalid_json` otherwise.
+/// An empty body reads as `{}`.
+pub fn json_object(req: &Request) -> Result<Map<String, Value>, ApiError> {
+    let bytes: &[u8] = req.body().as_ref();
+    if bytes.len() > MAX_BODY_BYTES {
+        return Err(ApiError::payload_too_large());
+    }
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Map::new());
+    }
+    if !header_value(req, "content-type").is_some_and(is_json_media_type) {
+        return Err(ApiError::unsupported_media_type());
+    }
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(Value::Object(object)) => Ok(object),
+        Ok(_) => Err(ApiError::invalid_json("the body must be a JSON object")),
+        Err(e) => Err(ApiError::invalid_json(format!("the body is not valid JSON: {e}"))),
+    }
+}
+
+/// Checks `Authorization: Bearer <key>` against the stored key hashes.
+pub async fn authenticate(store: &Store, req: &Request) -> Result<(), ApiError> {
+    let key = header_value(req, "authorization")
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .ok_or_else(ApiError::unauthorized)?;
+    match store.api_key_exists(&keys::hash(key)).await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(ApiError::unauthorized()),
+        Err(e) => {
+            tracing::error!(error = %e, "could not check a platform key");
+            Err(ApiError::internal())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(content_type: Option<&str>, body: &str) -> Request {
+        let mut builder = lambda_http::http::Request::builder().method("POST").uri("/v1/events");
+        if let Some(ct) = content_type {
+            builder = builder.header("content-type", ct);
+        }
+        builder.body(Body::Text(body.to_string())).unwrap()
+    }
+
+    #[test]
+    fn reads_json_objects_and_refuses_the_rest_with_the_contract_codes() {
+        let ok = json_object(&request(Some("application/json; charset=utf-8"), r#"{"a":1}"#)).unwrap();
+        assert_eq!(ok["a"], 1);
+        assert!(json_object(&request(None, "")).unwrap().is_empty());
+        assert!(json_object(&request(Some("application/cloudevents+json"), "{}")).is_ok());
+        for (content_type, body, code) in [
+            (Some("application/json"), "{nope", "invalid_json"),
+            (Some("application/json"), "[1,2]", "invalid_json"),
+            (Some("application/json"), "\"text\"", "invalid_json"),
+            (Some("text/plain"), "{}", "unsupported_media_type"),
+            (None, "{}", "unsupported_media_type"),
+        ] {
+            let error = json_object(&request(content_type, body)).unwrap_err();
+            assert_eq!(error.code, code, "{content_type:?} {body}");
+        }
+    }
+
+    #[test]
+    fn oversized_bodies_are_refused_before_parsing() {
+        let huge = "x".repeat(MAX_BODY_BYTES + 1);
+        let error = json_object(&request(Some("application/json"), &huge)).unwrap_err();
+        assert_eq!(error.status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(error.code, "payload_too_large");
+    }
+
+    #[test]
+    fn error_replies_have_the_contract_shape() {
+        let response = ApiError::method_not_allowed("GET, POST").into_response();
+        assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(response.headers()["allow"], "GET, POST");
+        let body: Value = serde_json::from_slice(response.body().as_ref()).unwrap();
+        assert_eq!(body["error"]["code"], "method_not_allowed");
+        assert!(body["error"]["message"].is_string());
+    }
+}

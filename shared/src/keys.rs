@@ -1,0 +1,36 @@
+//! Platform API keys: shown once at creation, stored only as a SHA-256.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+pub const KEY_PREFIX: &str = "hlk_";
+const KEY_BYTES: usize = 32;
+
+pub fn generate() -> String {
+    let mut bytes = [0u8; KEY_BYTES];
+    rand::rng().fill_bytes(&mut bytes);
+    format!("{KEY_PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// The hex SHA-256 the table stores in place of the key.
+pub fn hash(key: &str) -> String {
+    hex::encode(Sha256::digest(key.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_random_and_hash_to_hex() {
+        let key = generate();
+        assert!(key.starts_with(KEY_PREFIX) && key.len() > 40);
+        assert_ne!(generate(), key);
+        assert_eq!(
+            hash("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}

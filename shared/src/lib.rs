@@ -1,0 +1,19 @@
+//! hookline's shared library: the domain rules (pure functions) and the only
+//! code that talks to AWS (`store` for DynamoDB, `queue` for SQS).
+
+pub mod aws;
+pub mod catalog;
+pub mod config;
+pub mod event;
+pub mod http;
+pub mod ids;
+pub mod keys;
+pub mod model;
+pub mod payload;
+pub mod queue;
+pub mod retry;
+pub mod signing;
+pub mod store;
+
+/// The `user-agent` of every delivery.
+pub const USER_AGENT: &str = concat!("hookline/", env!("CARGO_PKG_VERSION"));

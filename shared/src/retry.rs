@@ -1,0 +1,149 @@
+//! The retry schedule: how long to wait after each failed attempt.
+
+use std::time::Duration;
+
+use rand::Rng;
+
+/// SQS refuses a visibility timeout above 12 hours, so no single step may be longer.
+pub const MAX_STEP: Duration = Duration::from_secs(12 * 60 * 60);
+
+/// Each delay is stretched or shrunk by up to this fraction so that a burst of
+/// failures does not come back as a burst.
+pub const JITTER: f64 = 0.2;
+
+/// The default schedule, Svix's: 8 attempts over about 27.5 hours.
+pub const DEFAULT: &str = "5s,5m,30m,2h,5h,10h,10h";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetrySchedule {
+    delays: Vec<Duration>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ScheduleError {
+    #[error("`{0}` is not a duration: use a whole number followed by ms, s, m or h, e.g. 5s or 2h")]
+    BadStep(String),
+    #[error("`{0}` is longer than 12h, the longest delay SQS allows for one step")]
+    TooLong(String),
+}
+
+impl RetrySchedule {
+    pub fn new(delays: Vec<Duration>) -> Self {
+        Self { delays }
+    }
+
+    /// Parses `5s,5m,30m,2h`; an empty string is a schedule with no retries.
+    pub fn parse(text: &str) -> Result<Self, ScheduleError> {
+        let delays = text
+            .split(',')
+            .map(str::trim)
+            .filter(|step| !step.is_empty())
+            .map(parse_step)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self { delays })
+    }
+
+    /// How many attempts a job gets in all: the first one plus one per delay.
+    /// This is the delivery queue's `maxReceiveCount`.
+    pub fn attempts(&self) -> u32 {
+        self.delays.len() as u32 + 1
+    }
+
+    /// The delay after failed attempt number `attempt` (1-based), or `None` when it was the last.
+    pub fn delay_after(&self, attempt: u32) -> Option<Duration> {
+        let index = usize::try_from(attempt).ok()?.checked_sub(1)?;
+        self.delays.get(index).copied()
+    }
+
+    pub fn delays(&self) -> &[Duration] {
+        &self.delays
+    }
+}
+
+impl Default for RetrySchedule {
+    fn default() -> Self {
+        Self::parse(DEFAULT).expect("the default schedule parses")
+    }
+}
+
+fn parse_step(step: &str) -> Result<Duration, ScheduleError> {
+    let bad = || ScheduleError::BadStep(step.to_string());
+    let split = step.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+    let (number, unit) = step.split_at(split);
+    let number: u64 = number.parse().map_err(|_| bad())?;
+    let delay = match unit {
+        "ms" => Duration::from_millis(number),
+        "s" => Duration::from_secs(number),
+        "m" => Duration::from_secs(number.saturating_mul(60)),
+        "h" => Duration::from_secs(number.saturating_mul(3600)),
+        _ => return Err(bad()),
+    };
+    if delay > MAX_STEP {
+        return Err(ScheduleError::TooLong(step.to_string()));
+    }
+    Ok(delay)
+}
+
+/// Spreads `delay` by ±[`JITTER`], never past [`MAX_STEP`]. `unit` is a number in `[0, 1)`.
+pub fn jittered(delay: Duration, unit: f64) -> Duration {
+    let factor = 1.0 - JITTER + 2.0 * JITTER * unit.clamp(0.0, 1.0);
+    delay.mul_f64(factor).min(MAX_STEP)
+}
+
+/// [`jittered`] with a random spread.
+pub fn jittered_random(delay: Duration) -> Duration {
+    jittered(delay, rand::rng().random::<f64>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_schedule_is_eight_attempts_over_about_27_hours() {
+        let schedule = RetrySchedule::default();
+        assert_eq!(schedule.attempts(), 8);
+        let total: Duration = schedule.delays().iter().sum();
+        assert_eq!(total, Duration::from_secs(5 + 5 * 60 + 30 * 60 + (2 + 5 + 10 + 10) * 3600));
+    }
+
+    #[test]
+    fn delay_after_each_attempt() {
+        let schedule = RetrySchedule::parse("1s, 2m,3h").unwrap();
+        assert_eq!(schedule.delay_after(0), None);
+        assert_eq!(schedule.delay_after(1), Some(Duration::from_secs(1)));
+        assert_eq!(schedule.delay_after(2), Some(Duration::from_secs(120)));
+        assert_eq!(schedule.delay_after(3), Some(Duration::from_secs(3 * 3600)));
+        assert_eq!(schedule.delay_after(4), None);
+        assert_eq!(RetrySchedule::parse("250ms").unwrap().delays(), [Duration::from_millis(250)]);
+        assert_eq!(RetrySchedule::parse("").unwrap().attempts(), 1);
+    }
+
+    #[test]
+    fn refuses_malformed_and_overlong_steps() {
+        for (text, error) in [
+            ("5", ScheduleError::BadStep("5".into())),
+            ("s", ScheduleError::BadStep("s".into())),
+            ("5d", ScheduleError::BadStep("5d".into())),
+            ("-5s", ScheduleError::BadStep("-5s".into())),
+            ("1.5h", ScheduleError::BadStep("1.5h".into())),
+            ("13h", ScheduleError::TooLong("13h".into())),
+        ] {
+            assert_eq!(RetrySchedule::parse(text), Err(error), "{text}");
+        }
+        assert!(RetrySchedule::parse("12h").is_ok());
+    }
+
+    #[test]
+    fn jitter_stays_within_twenty_percent_and_the_cap() {
+        let delay = Duration::from_secs(100);
+        assert_eq!(jittered(delay, 0.0), Duration::from_secs(80));
+        assert_eq!(jittered(delay, 0.5), Duration::from_secs(100));
+        assert!(jittered(delay, 0.999_999) <= Duration::from_secs(120));
+        assert_eq!(jittered(MAX_STEP, 0.99), MAX_STEP);
+        for _ in 0..100 {
+            let d = jittered_random(delay);
+            assert!(d >= Duration::from_secs(80) && d <= Duration::from_secs(120));
+        }
+    }
+}
