@@ -4,11 +4,13 @@
 pub mod aws;
 pub mod catalog;
 pub mod config;
+pub mod endpoint;
 pub mod event;
 pub mod http;
 pub mod ids;
 pub mod keys;
 pub mod model;
+pub mod net;
 pub mod payload;
 pub mod queue;
 pub mod retry;

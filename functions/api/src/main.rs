@@ -1,0 +1,15 @@
+use lambda_http::{Error, service_fn};
+use shared::config::Config;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda_http::tracing::init_default_subscriber();
+    let config = Config::from_env()?;
+    let sdk = shared::aws::from_env().await;
+    let (store, queues) = shared::aws::adapters(&sdk, &config);
+    let deps = &api::Deps { store, queues, config };
+    lambda_http::run(service_fn(move |req| async move {
+        Ok::<_, std::convert::Infallible>(api::handle(deps, req).await)
+    }))
+    .await
+}

@@ -1,0 +1,17 @@
+use aws_lambda_events::event::sqs::SqsEvent;
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use shared::config::Config;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let config = Config::from_env()?;
+    let sdk = shared::aws::from_env().await;
+    let (store, queues) = shared::aws::adapters(&sdk, &config);
+    let http = dispatcher::http_client(&config);
+    let deps = &dispatcher::Deps { store, queues, config, http };
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
+        Ok::<_, Error>(dispatcher::handle(deps, event.payload).await)
+    }))
+    .await
+}

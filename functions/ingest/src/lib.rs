@@ -1,0 +1,101 @@
+//! `POST /v1/events`, `GET /v1/event-types`, `GET /health`: accept an event, store it
+//! once, and enqueue one delivery job per subscribed endpoint.
+
+use lambda_http::http::{Method, StatusCode};
+use lambda_http::{Body, Request, Response};
+use serde_json::json;
+use shared::catalog::EVENT_TYPES;
+use shared::config::Config;
+use shared::http::{ApiError, authenticate, header_value, json, json_object};
+use shared::model::DeliveryJob;
+use shared::queue::Queues;
+use shared::store::{Inserted, Store};
+use shared::event;
+use time::OffsetDateTime;
+
+/// What the handler needs, built once per instance.
+pub struct Deps {
+    pub store: Store,
+    pub queues: Queues,
+    pub config: Config,
+}
+
+pub async fn handle(deps: &Deps, req: Request) -> Response<Body> {
+    route(deps, &req).await.unwrap_or_else(ApiError::into_response)
+}
+
+async fn route(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiError> {
+    let method = req.method();
+    match req.uri().path() {
+        "/health" if method == Method::GET => Ok(json(StatusCode::OK, &json!({"status": "ok"}))),
+        "/health" => Err(ApiError::method_not_allowed("GET")),
+        "/v1/event-types" if method == Method::GET => {
+            authenticate(&deps.store, req).await?;
+            Ok(json(StatusCode::OK, &json!({"data": EVENT_TYPES})))
+        }
+        "/v1/event-types" => Err(ApiError::method_not_allowed("GET")),
+        "/v1/events" if method == Method::POST => {
+            authenticate(&deps.store, req).await?;
+            accept_event(deps, req).await
+        }
+        "/v1/events" => Err(ApiError::method_not_allowed("POST")),
+        path => Err(ApiError::not_found(format!("no route {path}"))),
+    }
+}
+
+fn internal(context: &'static str) -> impl FnOnce(&dyn std::fmt::Display) -> ApiError {
+    move |error| {
+        tracing::error!(%error, "{context}");
+        ApiError::internal()
+    }
+}
+
+async fn accept_event(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiError> {
+    let body = json_object(req)?;
+    let event = event::parse(&body, header_value(req, "idempotency-key"))?;
+    let key = event.idempotency_key.clone();
+    let message = event.into_message(&deps.config.api_version, OffsetDateTime::now_utc());
+
+    let inserted = deps
+        .store
+        .insert_message(&message, key.as_deref())
+        .await
+        .map_err(|e| internal("could not store a message")(&e))?;
+    if let Inserted::Duplicate(original) = inserted {
+        tracing::info!(message_id = %original, "duplicate event; nothing enqueued");
+        return Ok(json(
+            StatusCode::ACCEPTED,
+            &json!({"id": original, "endpoints": 0, "duplicate": true}),
+        ));
+    }
+
+    let fan_out = async {
+        let endpoints = deps
+            .store
+            .subscribed_endpoints(&message.account, &message.event_type, &message.dataset)
+            .await
+            .map_err(|e| e.to_string())?;
+        let jobs: Vec<DeliveryJob> = endpoints
+            .into_iter()
+            .map(|endpoint| DeliveryJob::new(&message, endpoint.id))
+            .collect();
+        deps.queues.send_jobs(&jobs).await.map_err(|e| e.to_string())?;
+        Ok::<usize, String>(jobs.len())
+    };
+    match fan_out.await {
+        Ok(count) => {
+            tracing::info!(message_id = %message.id, event_type = %message.event_type, endpoints = count, "event accepted");
+            Ok(json(
+                StatusCode::ACCEPTED,
+                &json!({"id": message.id, "endpoints": count}),
+            ))
+        }
+        Err(error) => {
+            // Take the message back so the platform's retry is accepted afresh.
+            if let Err(undo) = deps.store.remove_message(&message, key.as_deref()).await {
+                tracing::error!(error = %undo, message_id = %message.id, "could not take back a message");
+            }
+            Err(internal("could not enqueue delivery jobs")(&error))
+        }
+    }
+}
