@@ -303,6 +303,18 @@ impl Store {
         Ok(())
     }
 
+    /// [`Store::create_table`], unless a table of that name is already there.
+    pub async fn create_table_if_missing(&self) -> Result<(), StoreError> {
+        let described = self.client.describe_table().table_name(&self.table).send().await;
+        match described {
+            Ok(_) => Ok(()),
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_resource_not_found_exception()) => {
+                self.create_table().await
+            }
+            Err(e) => Err(aws_error("DescribeTable")(e)),
+        }
+    }
+
     // --- platform keys ---
 
     pub async fn put_api_key(&self, key_hash: &str) -> Result<(), StoreError> {

@@ -1,0 +1,106 @@
+//! A local stand-in for Lambda's SQS event source mapping with ReportBatchItemFailures:
+//! receive up to ten jobs, invoke the dispatcher with them, delete the ones it did not
+//! report failed, and leave the rest to their visibility timeout.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use shared::queue::{Queues, Received};
+use tokio::sync::watch;
+
+use super::runtime::{Function, stopped};
+
+/// Largest batch an SQS event source mapping hands a function.
+pub const BATCH_SIZE: usize = 10;
+/// Long-poll wait of one receive.
+const RECEIVE_WAIT: Duration = Duration::from_secs(2);
+
+/// Polls until `shutdown` turns true.
+pub async fn poll(queues: Queues, queue_arn: String, dispatcher: Function, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        let received = tokio::select! {
+            received = queues.receive_delivery(BATCH_SIZE, RECEIVE_WAIT) => received,
+            _ = stopped(&mut shutdown) => return,
+        };
+        let batch = match received {
+            Ok(batch) if batch.is_empty() => continue,
+            Ok(batch) => batch,
+            Err(error) => {
+                tracing::warn!(%error, "could not receive delivery jobs");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        let event = sqs_event(&batch, &queue_arn);
+        let failed: HashSet<String> = match dispatcher.invoke(event).await {
+            Ok(answer) => match failed_ids(&answer) {
+                Some(failed) => failed,
+                None => {
+                    tracing::error!("the dispatcher's answer is not a batch response; the batch will be retried");
+                    continue;
+                }
+            },
+            Err(error) => {
+                tracing::warn!(%error, "dispatcher invocation failed; the batch returns to the queue when its visibility runs out");
+                continue;
+            }
+        };
+        let done: Vec<String> = batch
+            .iter()
+            .filter(|m| !failed.contains(&m.message_id))
+            .map(|m| m.receipt_handle.clone())
+            .collect();
+        if let Err(error) = queues.delete_delivered(&done).await {
+            tracing::warn!(%error, "could not delete delivered jobs; they will be delivered again");
+        }
+    }
+}
+
+/// The `batchItemFailures` ids, or `None` if the answer is not a batch response.
+fn failed_ids(answer: &Value) -> Option<HashSet<String>> {
+    let failures = match answer.get("batchItemFailures") {
+        None | Some(Value::Null) => return Some(HashSet::new()),
+        Some(Value::Array(failures)) => failures,
+        Some(_) => return None,
+    };
+    failures
+        .iter()
+        .map(|f| f.get("itemIdentifier").and_then(Value::as_str).map(str::to_string))
+        .collect()
+}
+
+/// The event Lambda's SQS integration builds for a batch.
+fn sqs_event(batch: &[Received], queue_arn: &str) -> Value {
+    let records: Vec<Value> = batch
+        .iter()
+        .map(|m| {
+            json!({
+                "messageId": m.message_id,
+                "receiptHandle": m.receipt_handle,
+                "body": m.body,
+                "attributes": m.attributes,
+                "messageAttributes": {},
+                "md5OfBody": m.md5_of_body,
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": shared::aws::EMULATOR_REGION,
+            })
+        })
+        .collect();
+    json!({ "Records": records })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_batch_item_failures() {
+        let answer = json!({"batchItemFailures": [{"itemIdentifier": "a"}, {"itemIdentifier": "b"}]});
+        assert_eq!(failed_ids(&answer).unwrap(), HashSet::from(["a".to_string(), "b".to_string()]));
+        assert!(failed_ids(&json!({})).unwrap().is_empty());
+        assert!(failed_ids(&json!({"batchItemFailures": [{}]})).is_none());
+        assert!(failed_ids(&json!({"batchItemFailures": "all"})).is_none());
+    }
+}

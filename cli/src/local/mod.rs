@@ -1,0 +1,229 @@
+//! `hookline dev`: the shipped function binaries, run locally against the emulator,
+//! behind a local API Gateway, Runtime API and SQS event source mapping.
+
+pub mod event_source;
+pub mod gateway;
+pub mod runtime;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use shared::config::{self, Config, ConfigError};
+use shared::queue::{self, Queues, QueueError};
+use shared::retry::RetrySchedule;
+use shared::store::{Store, StoreError};
+use tokio::sync::watch;
+
+use crate::emulator::{Emulator, EmulatorError};
+use runtime::FunctionSpec;
+
+pub const TABLE: &str = "hookline";
+pub const DELIVERY_QUEUE: &str = "hookline-delivery";
+pub const DLQ: &str = "hookline-dlq";
+/// API Gateway's HTTP API waits at most this long for `ingest` and `api`.
+pub const HTTP_FUNCTION_TIMEOUT: Duration = Duration::from_secs(29);
+/// The dispatcher's timeout beyond one attempt's, for the table and queue calls around it.
+pub const DISPATCHER_MARGIN: Duration = Duration::from_secs(5);
+/// Lambda's advice: a queue's visibility timeout at least six times its consumer's timeout.
+pub const VISIBILITY_FACTOR: u32 = 6;
+/// How long the functions may take to start.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone)]
+pub struct DevOptions {
+    pub port: u16,
+    pub api_key: Option<String>,
+    pub emulator: Option<String>,
+    pub retry_schedule: Option<String>,
+    pub block_private_targets: bool,
+    /// Instances per function; more than one lets requests and batches overlap.
+    pub instances: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DevError {
+    #[error(transparent)]
+    Emulator(#[from] EmulatorError),
+    #[error("configuration: {0}")]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error("{0} is missing: build the functions first (`cargo build --workspace --bins`)")]
+    MissingBinary(PathBuf),
+    #[error("the {0} function did not start within {READY_TIMEOUT:?}; its log above says why")]
+    NotReady(&'static str),
+}
+
+/// The directory holding the function binaries: this executable's own.
+fn binary_dir() -> Result<PathBuf, DevError> {
+    let exe = std::env::current_exe()?;
+    Ok(exe.parent().map(Path::to_path_buf).unwrap_or_default())
+}
+
+/// Runs until SIGINT or SIGTERM, then stops everything it started.
+pub async fn run(options: DevOptions) -> Result<(), DevError> {
+    // Started on this thread, which lives as long as the command: the emulator is tied to it.
+    let emulator = match &options.emulator {
+        Some(_) => None,
+        None => Some(Emulator::start()?),
+    };
+    let emulator_url = options
+        .emulator
+        .clone()
+        .or_else(|| emulator.as_ref().map(|e| e.url().to_string()))
+        .expect("one of the two is set");
+    tracing::info!(emulator = %emulator_url, "emulator up");
+
+    let sdk = shared::aws::for_emulator(&emulator_url).await;
+    let schedule = match &options.retry_schedule {
+        Some(text) => RetrySchedule::parse(text).map_err(|e| ConfigError::Invalid {
+            var: config::RETRY_SCHEDULE,
+            value: text.clone(),
+            reason: e.to_string(),
+        })?,
+        None => RetrySchedule::default(),
+    };
+    // The rest of the configuration comes from this environment, as the functions will read it.
+    let base = Config::from_lookup(|name| match name {
+        config::TABLE => Some(TABLE.into()),
+        config::DELIVERY_QUEUE_URL | config::DLQ_URL => Some("unset".into()),
+        other => std::env::var(other).ok(),
+    })?;
+    let dispatcher_timeout = base.request_timeout + DISPATCHER_MARGIN;
+
+    let store = Store::new(aws_sdk_dynamodb::Client::new(&sdk), TABLE, base.retention());
+    store.create_table_if_missing().await?;
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let (delivery_url, dlq_url) = queue::create_queues(
+        &sqs,
+        DELIVERY_QUEUE,
+        DLQ,
+        schedule.attempts(),
+        dispatcher_timeout * VISIBILITY_FACTOR,
+    )
+    .await?;
+    let queues = Queues::new(sqs, &delivery_url, &dlq_url);
+
+    let api_key = match &options.api_key {
+        Some(key) => key.clone(),
+        None => {
+            let key = shared::keys::generate();
+            println!("api key {key}");
+            key
+        }
+    };
+    store.put_api_key(&shared::keys::hash(&api_key)).await?;
+
+    let schedule_text = schedule
+        .delays()
+        .iter()
+        .map(|d| format!("{}ms", d.as_millis()))
+        .collect::<Vec<_>>()
+        .join(",");
+    let env: Vec<(String, String)> = [
+        ("AWS_ENDPOINT_URL", emulator_url.as_str()),
+        ("AWS_REGION", shared::aws::EMULATOR_REGION),
+        ("AWS_DEFAULT_REGION", shared::aws::EMULATOR_REGION),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        (config::TABLE, TABLE),
+        (config::DELIVERY_QUEUE_URL, delivery_url.as_str()),
+        (config::DLQ_URL, dlq_url.as_str()),
+        (config::RETRY_SCHEDULE, schedule_text.as_str()),
+        (
+            config::ALLOW_PRIVATE_TARGETS,
+            if options.block_private_targets { "0" } else { "1" },
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+
+    let binaries = binary_dir()?;
+    let spec = |name: &'static str, timeout| -> Result<FunctionSpec, DevError> {
+        let binary = binaries.join(name);
+        if !binary.is_file() {
+            return Err(DevError::MissingBinary(binary));
+        }
+        Ok(FunctionSpec {
+            name,
+            binary,
+            env: env.clone(),
+            timeout,
+            instances: options.instances.max(1),
+        })
+    };
+    let specs = [
+        spec("ingest", HTTP_FUNCTION_TIMEOUT)?,
+        spec("api", HTTP_FUNCTION_TIMEOUT)?,
+        spec("dispatcher", dispatcher_timeout)?,
+    ];
+
+    let (stop, shutdown) = watch::channel(false);
+    let mut tasks = Vec::new();
+    let mut functions = Vec::new();
+    for spec in specs {
+        let name = spec.name;
+        let (function, instance_tasks, readiness) = runtime::start(spec, shutdown.clone()).await?;
+        tasks.extend(instance_tasks);
+        functions.push((name, function, readiness));
+    }
+    for (name, _, readiness) in &mut functions {
+        for ready in readiness.iter_mut() {
+            let started = tokio::time::timeout(READY_TIMEOUT, ready.wait_for(|up| *up)).await;
+            if !matches!(started, Ok(Ok(_))) {
+                let _ = stop.send(true);
+                return Err(DevError::NotReady(name));
+            }
+        }
+    }
+    let [ingest, api, dispatcher] = [0, 1, 2].map(|i| functions[i].1.clone());
+
+    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], options.port))).await?;
+    let address = listener.local_addr()?;
+    let app = gateway::router(gateway::Gateway { ingest, api })
+        .into_make_service_with_connect_info::<SocketAddr>();
+    let mut gateway_shutdown = shutdown.clone();
+    tasks.push(tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { runtime::stopped(&mut gateway_shutdown).await })
+            .await;
+    }));
+
+    let queue_arn = format!("arn:aws:sqs:{}:123456789012:{DELIVERY_QUEUE}", shared::aws::EMULATOR_REGION);
+    for _ in 0..options.instances.max(1) {
+        tasks.push(tokio::spawn(event_source::poll(
+            queues.clone(),
+            queue_arn.clone(),
+            dispatcher.clone(),
+            shutdown.clone(),
+        )));
+    }
+
+    println!("ready http://{address}");
+
+    wait_for_stop_signal().await?;
+    tracing::info!("stopping");
+    let _ = stop.send(true);
+    for task in tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    }
+    drop(emulator);
+    Ok(())
+}
+
+async fn wait_for_stop_signal() -> std::io::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    tokio::select! {
+        _ = interrupt.recv() => {}
+        _ = terminate.recv() => {}
+    }
+    Ok(())
+}
