@@ -42,7 +42,9 @@ pub async fn poll(queues: Queues, queue_arn: String, dispatcher: Function, mut s
                 }
             },
             Err(error) => {
-                tracing::warn!(%error, "dispatcher invocation failed; the batch returns to the queue when its visibility runs out");
+                if !*shutdown.borrow() {
+                    tracing::warn!(%error, "dispatcher invocation failed; the batch returns to the queue when its visibility runs out");
+                }
                 continue;
             }
         };

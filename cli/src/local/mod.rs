@@ -125,7 +125,7 @@ pub async fn run(options: DevOptions) -> Result<(), DevError> {
         .map(|d| format!("{}ms", d.as_millis()))
         .collect::<Vec<_>>()
         .join(",");
-    let env: Vec<(String, String)> = [
+    let mut env: Vec<(String, String)> = [
         ("AWS_ENDPOINT_URL", emulator_url.as_str()),
         ("AWS_REGION", shared::aws::EMULATOR_REGION),
         ("AWS_DEFAULT_REGION", shared::aws::EMULATOR_REGION),
@@ -143,6 +143,10 @@ pub async fn run(options: DevOptions) -> Result<(), DevError> {
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
+    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        // Colour codes would only garble a log file or a test's captured output.
+        env.push(("NO_COLOR".into(), "1".into()));
+    }
 
     let binaries = binary_dir()?;
     let spec = |name: &'static str, timeout| -> Result<FunctionSpec, DevError> {

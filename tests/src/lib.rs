@@ -1,0 +1,373 @@
+//! What the emulator-backed and end-to-end tests share: one emulator per test
+//! process, fresh resources per test, real HTTP receivers, `hookline dev` as a
+//! child process, and waiting with a deadline instead of sleeping.
+
+use std::future::Future;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use hookline_cli::emulator::Emulator;
+use shared::config::Config;
+use shared::queue::{self, Queues};
+use shared::store::Store;
+
+/// Polls `check` until it returns `Some`, or panics with `what` after `timeout`.
+pub async fn poll_until<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The URL of an emulator shared by this test process; started on first use.
+pub fn emulator_url() -> &'static str {
+    static URL: OnceLock<String> = OnceLock::new();
+    URL.get_or_init(|| {
+        let (sender, receiver) = std::sync::mpsc::channel();
+        // The emulator is tied to the thread that started it, so that thread lives
+        // as long as the process, waiting on the emulator.
+        std::thread::spawn(move || match Emulator::start() {
+            Ok(mut emulator) => {
+                sender.send(Ok(emulator.url().to_string())).expect("the test waits");
+                emulator.wait();
+            }
+            Err(error) => sender.send(Err(error.to_string())).expect("the test waits"),
+        });
+        receiver
+            .recv()
+            .expect("the emulator thread answers")
+            .unwrap_or_else(|error| panic!("{error}"))
+    })
+}
+
+/// A table and a pair of queues of their own on the shared emulator, for one test.
+pub struct TestEnv {
+    pub config: Config,
+    pub store: Store,
+    pub queues: Queues,
+    pub sqs: aws_sdk_sqs::Client,
+    pub dynamodb: aws_sdk_dynamodb::Client,
+}
+
+impl TestEnv {
+    /// Fresh resources; `schedule` is the retry schedule (`""` for none).
+    pub async fn new(schedule: &str) -> Self {
+        let sdk = shared::aws::for_emulator(emulator_url()).await;
+        let suffix = ulid::Ulid::new().to_string().to_lowercase();
+        let table = format!("hookline-{suffix}");
+        let sqs = aws_sdk_sqs::Client::new(&sdk);
+        let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+        let retry = shared::retry::RetrySchedule::parse(schedule).expect("a valid schedule");
+        let (delivery_url, dlq_url) = queue::create_queues(
+            &sqs,
+            &format!("delivery-{suffix}"),
+            &format!("dlq-{suffix}"),
+            retry.attempts(),
+            Duration::from_secs(30),
+        )
+        .await
+        .expect("queues are created");
+        let config = Config::from_lookup(|name| match name {
+            shared::config::TABLE => Some(table.clone()),
+            shared::config::DELIVERY_QUEUE_URL => Some(delivery_url.clone()),
+            shared::config::DLQ_URL => Some(dlq_url.clone()),
+            shared::config::RETRY_SCHEDULE => Some(schedule.to_string()),
+            shared::config::REQUEST_TIMEOUT_MS => Some("3000".into()),
+            shared::config::ALLOW_PRIVATE_TARGETS => Some("1".into()),
+            _ => None,
+        })
+        .expect("a valid configuration");
+        let (store, queues) = shared::aws::adapters(&sdk, &config);
+        store.create_table().await.expect("the table is created");
+        Self {
+            config,
+            store,
+            queues,
+            sqs,
+            dynamodb,
+        }
+    }
+
+    /// Stores a new platform key and returns it.
+    pub async fn api_key(&self) -> String {
+        let key = shared::keys::generate();
+        self.store
+            .put_api_key(&shared::keys::hash(&key))
+            .await
+            .expect("the key is stored");
+        key
+    }
+
+    /// How many items of each kind the table holds, by the prefix of their partition key.
+    pub async fn count_items(&self, pk_prefix: &str) -> usize {
+        let output = self
+            .dynamodb
+            .scan()
+            .table_name(&self.config.table)
+            .send()
+            .await
+            .expect("the table scans");
+        output
+            .items()
+            .iter()
+            .filter(|item| {
+                item.get("pk")
+                    .and_then(|v| v.as_s().ok())
+                    .is_some_and(|pk| pk.starts_with(pk_prefix))
+            })
+            .count()
+    }
+
+    /// Visible plus in-flight messages of a queue.
+    pub async fn queue_depth(&self, url: &str) -> usize {
+        queue_depth(&self.sqs, url).await
+    }
+}
+
+/// Visible plus in-flight messages of the queue at `url`.
+pub async fn queue_depth(sqs: &aws_sdk_sqs::Client, url: &str) -> usize {
+    use aws_sdk_sqs::types::QueueAttributeName as A;
+    let output = sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(A::ApproximateNumberOfMessages)
+        .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
+        .send()
+        .await
+        .expect("the queue answers");
+    let attributes = output.attributes().cloned().unwrap_or_default();
+    [A::ApproximateNumberOfMessages, A::ApproximateNumberOfMessagesNotVisible]
+        .iter()
+        .filter_map(|name| attributes.get(name)?.parse::<usize>().ok())
+        .sum()
+}
+
+/// One request a [`Receiver`] got.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub at: Instant,
+}
+
+impl Delivery {
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_else(|| panic!("the delivery has no {name} header"))
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).expect("the body is JSON")
+    }
+}
+
+#[derive(Clone, Default)]
+struct ReceiverState {
+    deliveries: Arc<Mutex<Vec<Delivery>>>,
+    statuses: Arc<Mutex<Vec<StatusCode>>>,
+}
+
+/// A real HTTP server on 127.0.0.1 that records what it is sent and answers with
+/// the statuses it was given, one per request, then 204.
+pub struct Receiver {
+    address: std::net::SocketAddr,
+    state: ReceiverState,
+}
+
+impl Receiver {
+    pub async fn start() -> Self {
+        Self::answering(&[]).await
+    }
+
+    /// Answers the first requests with `statuses`, in order, and later ones with 204.
+    pub async fn answering(statuses: &[u16]) -> Self {
+        let state = ReceiverState::default();
+        *state.statuses.lock().unwrap() = statuses
+            .iter()
+            .rev()
+            .map(|s| StatusCode::from_u16(*s).expect("a valid status"))
+            .collect();
+        let app = Router::new()
+            .fallback(record)
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a free port");
+        let address = listener.local_addr().expect("bound");
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self { address, state }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.address)
+    }
+
+    pub fn deliveries(&self) -> Vec<Delivery> {
+        self.state.deliveries.lock().unwrap().clone()
+    }
+
+    /// Waits until at least `count` requests arrived, and returns them all.
+    pub async fn wait_for(&self, count: usize, timeout: Duration) -> Vec<Delivery> {
+        poll_until(timeout, &format!("{count} deliveries"), || async {
+            let deliveries = self.deliveries();
+            (deliveries.len() >= count).then_some(deliveries)
+        })
+        .await
+    }
+}
+
+async fn record(
+    State(state): State<ReceiverState>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
+    state.deliveries.lock().unwrap().push(Delivery {
+        path: uri.path().to_string(),
+        headers,
+        body,
+        at: Instant::now(),
+    });
+    state.statuses.lock().unwrap().pop().unwrap_or(StatusCode::NO_CONTENT)
+}
+
+/// Where the workspace's debug binaries are.
+pub fn binary(name: &str) -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let path = target.join("debug").join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: run `cargo build --workspace --bins` first (`make test` does)",
+        path.display()
+    );
+    path
+}
+
+/// `hookline dev` as a child process, stopped with SIGINT when dropped.
+pub struct Dev {
+    child: Child,
+    pub url: String,
+    pub api_key: String,
+}
+
+impl Dev {
+    /// Starts `hookline dev --port 0` with a fresh key and `extra` arguments, and waits for `ready`.
+    pub fn start(extra: &[&str]) -> Self {
+        let api_key = shared::keys::generate();
+        let mut child = Command::new(binary("hookline"))
+            .args(["dev", "--port", "0", "--api-key", &api_key])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("hookline dev starts");
+        let stdout = child.stdout.take().expect("piped");
+        let mut lines = BufReader::new(stdout).lines();
+        let url = loop {
+            match lines.next() {
+                Some(Ok(line)) => {
+                    if let Some(url) = line.strip_prefix("ready ") {
+                        break url.trim().to_string();
+                    }
+                }
+                _ => {
+                    let status = child.wait();
+                    panic!("hookline dev stopped before it was ready: {status:?}");
+                }
+            }
+        };
+        // Keep draining stdout so the child never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Self { child, url, api_key }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.url)
+    }
+
+    /// Sends SIGINT, as Ctrl-C does, and waits for the exit (at most `timeout`).
+    pub fn interrupt(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGINT);
+        }
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// A request with the platform key.
+    pub fn request(&self, client: &reqwest::Client, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        client
+            .request(method, self.url(path))
+            .bearer_auth(&self.api_key)
+    }
+}
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() && self.interrupt(Duration::from_secs(10)).is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The pids whose parent is `pid`, read from /proc.
+pub fn children_of(pid: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|candidate| {
+            std::fs::read_to_string(format!("/proc/{candidate}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    // The parent pid is the second field after the parenthesised command name.
+                    let after_name = stat.rsplit_once(')')?.1;
+                    after_name.split_whitespace().nth(1)?.parse::<u32>().ok()
+                })
+                == Some(pid)
+        })
+        .collect()
+}
+
+/// Whether a process with `pid` still exists (and is not a zombie).
+pub fn is_running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| stat.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with('Z')))
+        .is_some_and(|zombie| !zombie)
+}
