@@ -42,7 +42,9 @@ pub fn find_moto_server() -> Result<PathBuf, EmulatorError> {
     }
     let starts = [
         std::env::current_dir().ok(),
-        std::env::current_exe().ok().and_then(|exe| exe.parent().map(Path::to_path_buf)),
+        std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.parent().map(Path::to_path_buf)),
     ];
     let in_venv = starts.iter().flatten().find_map(|start| {
         start
@@ -96,10 +98,12 @@ impl Emulator {
     pub fn start() -> Result<Self, EmulatorError> {
         let program = find_moto_server()?;
         let port = free_port()?;
-        let child = command(&program, port).spawn().map_err(|source| EmulatorError::Spawn {
-            program: program.display().to_string(),
-            source,
-        })?;
+        let child = command(&program, port)
+            .spawn()
+            .map_err(|source| EmulatorError::Spawn {
+                program: program.display().to_string(),
+                source,
+            })?;
         let emulator = Self {
             child,
             url: format!("http://127.0.0.1:{port}"),

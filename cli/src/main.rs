@@ -61,7 +61,9 @@ enum KeysCommand {
 #[tokio::main]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
@@ -83,7 +85,9 @@ async fn main() -> ExitCode {
         })
         .await
         .map_err(|e| e.to_string()),
-        Command::Keys { command: KeysCommand::Create } => create_key().await,
+        Command::Keys {
+            command: KeysCommand::Create,
+        } => create_key().await,
         Command::Verify { secret, headers } => {
             let mut body = Vec::new();
             match std::io::stdin().read_to_end(&mut body) {

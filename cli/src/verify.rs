@@ -15,7 +15,12 @@ pub enum VerifyCommandError {
 }
 
 /// Verifies `body` against `headers` (`name: value` lines) with `secret`, at `now` (unix seconds).
-pub fn verify(secret: &str, headers: &[String], body: &[u8], now: i64) -> Result<(), VerifyCommandError> {
+pub fn verify(
+    secret: &str,
+    headers: &[String],
+    body: &[u8],
+    now: i64,
+) -> Result<(), VerifyCommandError> {
     let secret = Secret::parse(secret)?;
     let mut id = None;
     let mut timestamp = None;

@@ -10,17 +10,50 @@ pub struct EventType {
 }
 
 pub const EVENT_TYPES: &[EventType] = &[
-    EventType { name: "dataset.created", description: "A dataset was created." },
-    EventType { name: "dataset.updated", description: "A dataset's settings or metadata changed." },
-    EventType { name: "dataset.deleted", description: "A dataset was deleted." },
-    EventType { name: "sample.created", description: "A sample was added to a dataset." },
-    EventType { name: "sample.updated", description: "A sample's data or metadata changed." },
-    EventType { name: "sample.deleted", description: "A sample was removed from a dataset." },
-    EventType { name: "label.updated", description: "A sample's labels were created or changed." },
-    EventType { name: "label.deleted", description: "A sample's labels were removed." },
-    EventType { name: "issue.created", description: "An issue was opened on a dataset." },
-    EventType { name: "issue.updated", description: "An issue was changed, commented on or closed." },
-    EventType { name: "release.created", description: "A release of a dataset was published." },
+    EventType {
+        name: "dataset.created",
+        description: "A dataset was created.",
+    },
+    EventType {
+        name: "dataset.updated",
+        description: "A dataset's settings or metadata changed.",
+    },
+    EventType {
+        name: "dataset.deleted",
+        description: "A dataset was deleted.",
+    },
+    EventType {
+        name: "sample.created",
+        description: "A sample was added to a dataset.",
+    },
+    EventType {
+        name: "sample.updated",
+        description: "A sample's data or metadata changed.",
+    },
+    EventType {
+        name: "sample.deleted",
+        description: "A sample was removed from a dataset.",
+    },
+    EventType {
+        name: "label.updated",
+        description: "A sample's labels were created or changed.",
+    },
+    EventType {
+        name: "label.deleted",
+        description: "A sample's labels were removed.",
+    },
+    EventType {
+        name: "issue.created",
+        description: "An issue was opened on a dataset.",
+    },
+    EventType {
+        name: "issue.updated",
+        description: "An issue was changed, commented on or closed.",
+    },
+    EventType {
+        name: "release.created",
+        description: "A release of a dataset was published.",
+    },
 ];
 
 pub fn is_known(name: &str) -> bool {
@@ -30,7 +63,9 @@ pub fn is_known(name: &str) -> bool {
 /// The sentence a delivery carries when the platform sent no `text`, e.g.
 /// `Sample rose.png created in dataset jane/flowers.`
 pub fn default_text(event_type: &str, dataset: &str, object: &Map<String, Value>) -> String {
-    let (resource, action) = event_type.split_once('.').unwrap_or((event_type, "changed"));
+    let (resource, action) = event_type
+        .split_once('.')
+        .unwrap_or((event_type, "changed"));
     let noun = capitalized(resource);
     if resource == "dataset" {
         return format!("{noun} {dataset} {action}.");

@@ -169,7 +169,10 @@ mod tests {
     #[test]
     fn each_required_variable_is_named_when_missing() {
         for missing in [TABLE, DELIVERY_QUEUE_URL, DLQ_URL] {
-            let pairs: Vec<_> = REQUIRED.into_iter().filter(|(k, _)| *k != missing).collect();
+            let pairs: Vec<_> = REQUIRED
+                .into_iter()
+                .filter(|(k, _)| *k != missing)
+                .collect();
             assert_eq!(config(&pairs).unwrap_err(), ConfigError::Missing(missing));
             let blank: Vec<_> = REQUIRED
                 .into_iter()

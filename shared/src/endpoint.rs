@@ -61,7 +61,9 @@ pub fn check_url(text: &str, allow_private_targets: bool) -> Result<Url, FieldEr
             }
         };
         if private {
-            return Err(refuse("must not point at a private, loopback or link-local address"));
+            return Err(refuse(
+                "must not point at a private, loopback or link-local address",
+            ));
         }
     }
     Ok(url)
@@ -98,7 +100,10 @@ fn check_datasets(value: &Value, account: &str) -> Result<Option<Vec<String>>, F
     }
     let datasets = string_list(value, "datasets")?;
     if datasets.len() > MAX_DATASETS {
-        return Err(FieldError::new("datasets", format!("at most {MAX_DATASETS} entries")));
+        return Err(FieldError::new(
+            "datasets",
+            format!("at most {MAX_DATASETS} entries"),
+        ));
     }
     for dataset in &datasets {
         match dataset.split_once('/') {
@@ -162,7 +167,12 @@ pub fn parse_new(
         None | Some(Value::Null) => Format::Standard,
         Some(Value::String(f)) => Format::parse(f)
             .ok_or_else(|| FieldError::new("format", "must be \"standard\" or \"slack\""))?,
-        Some(_) => return Err(FieldError::new("format", "must be \"standard\" or \"slack\"")),
+        Some(_) => {
+            return Err(FieldError::new(
+                "format",
+                "must be \"standard\" or \"slack\"",
+            ));
+        }
     };
     let disabled = match body.get("disabled") {
         None | Some(Value::Null) => false,
@@ -236,8 +246,16 @@ mod tests {
         assert_eq!(parsed.format, Format::Slack);
         assert_eq!(parsed.datasets, Some(vec!["jane/flowers".to_string()]));
         assert!(parsed.disabled);
-        let minimal = parse_new(json!({"url": "https://example.com"}).as_object().unwrap(), "jane", false).unwrap();
-        assert_eq!((minimal.version, minimal.format, minimal.datasets), (1, Format::Standard, None));
+        let minimal = parse_new(
+            json!({"url": "https://example.com"}).as_object().unwrap(),
+            "jane",
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            (minimal.version, minimal.format, minimal.datasets),
+            (1, Format::Standard, None)
+        );
     }
 
     #[test]
@@ -245,15 +263,33 @@ mod tests {
         let cases = [
             ("url", json!({})),
             ("url", json!({"url": 5})),
-            ("description", json!({"url": "https://e.com", "description": "d".repeat(1025)})),
+            (
+                "description",
+                json!({"url": "https://e.com", "description": "d".repeat(1025)}),
+            ),
             ("version", json!({"url": "https://e.com", "version": 0})),
             ("version", json!({"url": "https://e.com", "version": "2"})),
-            ("event_types", json!({"url": "https://e.com", "event_types": ["nope"]})),
-            ("event_types", json!({"url": "https://e.com", "event_types": "sample.created"})),
-            ("datasets", json!({"url": "https://e.com", "datasets": ["bob/flowers"]})),
+            (
+                "event_types",
+                json!({"url": "https://e.com", "event_types": ["nope"]}),
+            ),
+            (
+                "event_types",
+                json!({"url": "https://e.com", "event_types": "sample.created"}),
+            ),
+            (
+                "datasets",
+                json!({"url": "https://e.com", "datasets": ["bob/flowers"]}),
+            ),
             ("format", json!({"url": "https://e.com", "format": "xml"})),
-            ("disabled", json!({"url": "https://e.com", "disabled": "yes"})),
-            ("secret", json!({"url": "https://e.com", "secret": "whsec_x"})),
+            (
+                "disabled",
+                json!({"url": "https://e.com", "disabled": "yes"}),
+            ),
+            (
+                "secret",
+                json!({"url": "https://e.com", "secret": "whsec_x"}),
+            ),
         ];
         for (field, body) in cases {
             let error = parse_new(body.as_object().unwrap(), "jane", false).unwrap_err();

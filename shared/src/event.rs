@@ -2,12 +2,12 @@
 
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 use crate::catalog;
 use crate::ids::MessageId;
 use crate::model::Message;
 use crate::payload;
+use crate::timefmt;
 
 /// Longest owner or name part of a dataset, and of an account.
 pub const MAX_NAME_BYTES: usize = 100;
@@ -59,7 +59,10 @@ pub struct NewEvent {
 /// `.`, `_` and `-`, starting with a letter or digit, at most [`MAX_NAME_BYTES`].
 pub fn is_valid_name(text: &str) -> bool {
     text.len() <= MAX_NAME_BYTES
-        && text.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && text
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric())
         && text
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
@@ -134,8 +137,11 @@ pub fn parse(body: &Map<String, Value>, header_key: Option<&str>) -> Result<NewE
 
     let created_at = optional_string(body, "created_at", 64)?;
     if let Some(created_at) = &created_at {
-        OffsetDateTime::parse(created_at, &Rfc3339).map_err(|_| {
-            FieldError::new("created_at", "must be an RFC 3339 time, e.g. 2021-08-09T14:40:19Z")
+        timefmt::parse(created_at).ok_or_else(|| {
+            FieldError::new(
+                "created_at",
+                "must be an RFC 3339 time, e.g. 2021-08-09T14:40:19Z",
+            )
         })?;
     }
     let api_version = optional_string(body, "api_version", MAX_API_VERSION_BYTES)?;
@@ -169,12 +175,10 @@ pub fn parse(body: &Map<String, Value>, header_key: Option<&str>) -> Result<NewE
 impl NewEvent {
     /// The message this event becomes, with defaults filled in and its payload built once.
     pub fn into_message(self, default_api_version: &str, now: OffsetDateTime) -> Message {
-        let created_at = self
-            .created_at
-            .unwrap_or_else(|| now.format(&Rfc3339).expect("a current time formats as RFC 3339"));
-        let text = self
-            .text
-            .unwrap_or_else(|| catalog::default_text(&self.event_type, &self.dataset, &self.object));
+        let created_at = self.created_at.unwrap_or_else(|| timefmt::format(now));
+        let text = self.text.unwrap_or_else(|| {
+            catalog::default_text(&self.event_type, &self.dataset, &self.object)
+        });
         let api_version = self.api_version.as_deref().unwrap_or(default_api_version);
         let payload = payload::standard(&payload::Standard {
             event_type: &self.event_type,
@@ -217,10 +221,10 @@ mod tests {
         assert_eq!(event.idempotency_key, None);
         let now = OffsetDateTime::from_unix_timestamp(1_628_520_019).unwrap();
         let message = event.into_message("2021-08-01", now);
-        assert_eq!(message.created_at, "2021-08-09T14:40:19Z");
+        assert_eq!(message.created_at, "2021-08-09T14:40:19.000000Z");
         assert_eq!(
             message.payload,
-            r#"{"event_type":"sample.created","created_at":"2021-08-09T14:40:19Z","api_version":"2021-08-01","dataset":"jane/flowers","object":{"name":"rose.png"},"text":"Sample rose.png created in dataset jane/flowers."}"#
+            r#"{"event_type":"sample.created","created_at":"2021-08-09T14:40:19.000000Z","api_version":"2021-08-01","dataset":"jane/flowers","object":{"name":"rose.png"},"text":"Sample rose.png created in dataset jane/flowers."}"#
         );
     }
 
@@ -250,22 +254,70 @@ mod tests {
     #[test]
     fn refuses_each_bad_field_by_name() {
         let cases: &[(&str, Value)] = &[
-            ("event_type", json!({"dataset": "jane/flowers", "object": {}})),
-            ("event_type", json!({"event_type": 3, "dataset": "jane/flowers", "object": {}})),
-            ("event_type", json!({"event_type": "sample.exploded", "dataset": "jane/flowers", "object": {}})),
-            ("dataset", json!({"event_type": "sample.created", "object": {}})),
-            ("dataset", json!({"event_type": "sample.created", "dataset": "flowers", "object": {}})),
-            ("dataset", json!({"event_type": "sample.created", "dataset": "jane/", "object": {}})),
-            ("dataset", json!({"event_type": "sample.created", "dataset": "ja#ne/flowers", "object": {}})),
-            ("dataset", json!({"event_type": "sample.created", "dataset": ["jane/flowers"], "object": {}})),
-            ("object", json!({"event_type": "sample.created", "dataset": "jane/flowers"})),
-            ("object", json!({"event_type": "sample.created", "dataset": "jane/flowers", "object": "rose"})),
-            ("text", json!({"event_type": "sample.created", "dataset": "jane/flowers", "object": {}, "text": 1})),
-            ("created_at", json!({"event_type": "sample.created", "dataset": "jane/flowers", "object": {}, "created_at": "yesterday"})),
-            ("api_version", json!({"event_type": "sample.created", "dataset": "jane/flowers", "object": {}, "api_version": ""})),
-            ("id", json!({"event_type": "sample.created", "dataset": "jane/flowers", "object": {}, "id": 7})),
-            ("id", json!({"event_type": "sample.created", "dataset": "jane/flowers", "object": {}, "id": "k".repeat(257)})),
-            ("colour", json!({"event_type": "sample.created", "dataset": "jane/flowers", "object": {}, "colour": "red"})),
+            (
+                "event_type",
+                json!({"dataset": "jane/flowers", "object": {}}),
+            ),
+            (
+                "event_type",
+                json!({"event_type": 3, "dataset": "jane/flowers", "object": {}}),
+            ),
+            (
+                "event_type",
+                json!({"event_type": "sample.exploded", "dataset": "jane/flowers", "object": {}}),
+            ),
+            (
+                "dataset",
+                json!({"event_type": "sample.created", "object": {}}),
+            ),
+            (
+                "dataset",
+                json!({"event_type": "sample.created", "dataset": "flowers", "object": {}}),
+            ),
+            (
+                "dataset",
+                json!({"event_type": "sample.created", "dataset": "jane/", "object": {}}),
+            ),
+            (
+                "dataset",
+                json!({"event_type": "sample.created", "dataset": "ja#ne/flowers", "object": {}}),
+            ),
+            (
+                "dataset",
+                json!({"event_type": "sample.created", "dataset": ["jane/flowers"], "object": {}}),
+            ),
+            (
+                "object",
+                json!({"event_type": "sample.created", "dataset": "jane/flowers"}),
+            ),
+            (
+                "object",
+                json!({"event_type": "sample.created", "dataset": "jane/flowers", "object": "rose"}),
+            ),
+            (
+                "text",
+                json!({"event_type": "sample.created", "dataset": "jane/flowers", "object": {}, "text": 1}),
+            ),
+            (
+                "created_at",
+                json!({"event_type": "sample.created", "dataset": "jane/flowers", "object": {}, "created_at": "yesterday"}),
+            ),
+            (
+                "api_version",
+                json!({"event_type": "sample.created", "dataset": "jane/flowers", "object": {}, "api_version": ""}),
+            ),
+            (
+                "id",
+                json!({"event_type": "sample.created", "dataset": "jane/flowers", "object": {}, "id": 7}),
+            ),
+            (
+                "id",
+                json!({"event_type": "sample.created", "dataset": "jane/flowers", "object": {}, "id": "k".repeat(257)}),
+            ),
+            (
+                "colour",
+                json!({"event_type": "sample.created", "dataset": "jane/flowers", "object": {}, "colour": "red"}),
+            ),
         ];
         for (field, value) in cases {
             let error = parse(&body(value.clone()), None).unwrap_err();

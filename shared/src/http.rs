@@ -128,8 +128,14 @@ pub fn header_value<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
 }
 
 fn is_json_media_type(content_type: &str) -> bool {
-    let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
 /// The body as a JSON object, or the contract's error: 413 over the limit (before
@@ -149,14 +155,19 @@ pub fn json_object(req: &Request) -> Result<Map<String, Value>, ApiError> {
     match serde_json::from_slice::<Value>(bytes) {
         Ok(Value::Object(object)) => Ok(object),
         Ok(_) => Err(ApiError::invalid_json("the body must be a JSON object")),
-        Err(e) => Err(ApiError::invalid_json(format!("the body is not valid JSON: {e}"))),
+        Err(e) => Err(ApiError::invalid_json(format!(
+            "the body is not valid JSON: {e}"
+        ))),
     }
 }
 
 /// Checks `Authorization: Bearer <key>` against the stored key hashes.
 pub async fn authenticate(store: &Store, req: &Request) -> Result<(), ApiError> {
     let key = header_value(req, "authorization")
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .map(str::trim)
         .filter(|k| !k.is_empty())
         .ok_or_else(ApiError::unauthorized)?;
@@ -175,7 +186,9 @@ mod tests {
     use super::*;
 
     fn request(content_type: Option<&str>, body: &str) -> Request {
-        let mut builder = lambda_http::http::Request::builder().method("POST").uri("/v1/events");
+        let mut builder = lambda_http::http::Request::builder()
+            .method("POST")
+            .uri("/v1/events");
         if let Some(ct) = content_type {
             builder = builder.header("content-type", ct);
         }
@@ -184,7 +197,11 @@ mod tests {
 
     #[test]
     fn reads_json_objects_and_refuses_the_rest_with_the_contract_codes() {
-        let ok = json_object(&request(Some("application/json; charset=utf-8"), r#"{"a":1}"#)).unwrap();
+        let ok = json_object(&request(
+            Some("application/json; charset=utf-8"),
+            r#"{"a":1}"#,
+        ))
+        .unwrap();
         assert_eq!(ok["a"], 1);
         assert!(json_object(&request(None, "")).unwrap().is_empty());
         assert!(json_object(&request(Some("application/cloudevents+json"), "{}")).is_ok());

@@ -104,7 +104,15 @@ mod tests {
     #[test]
     fn parse_checks_prefix_and_characters() {
         assert!(MessageId::parse("msg_p5jXN8AQM9LWM0D4loKWxJek").is_some());
-        for bad in ["", "msg_", "ep_01H", "msg_a#b", "msg_a/b", "MSG_abc", &format!("msg_{}", "a".repeat(65))] {
+        for bad in [
+            "",
+            "msg_",
+            "ep_01H",
+            "msg_a#b",
+            "msg_a/b",
+            "MSG_abc",
+            &format!("msg_{}", "a".repeat(65)),
+        ] {
             assert!(MessageId::parse(bad).is_none(), "{bad}");
         }
         let id = EndpointId::new();

@@ -16,6 +16,7 @@ pub mod queue;
 pub mod retry;
 pub mod signing;
 pub mod store;
+pub mod timefmt;
 
 /// The `user-agent` of every delivery.
 pub const USER_AGENT: &str = concat!("hookline/", env!("CARGO_PKG_VERSION"));

@@ -47,9 +47,9 @@ pub struct Endpoint {
     pub datasets: Option<Vec<String>>,
     pub format: Format,
     pub disabled: bool,
-    #[serde(with = "time::serde::rfc3339")]
+    #[serde(with = "crate::timefmt")]
     pub created_at: OffsetDateTime,
-    #[serde(with = "time::serde::rfc3339")]
+    #[serde(with = "crate::timefmt")]
     pub updated_at: OffsetDateTime,
 }
 
@@ -123,7 +123,8 @@ pub const MAX_INLINE_PAYLOAD: usize = 192 * 1024;
 
 impl DeliveryJob {
     pub fn new(message: &Message, endpoint_id: EndpointId) -> Self {
-        let payload = (message.payload.len() <= MAX_INLINE_PAYLOAD).then(|| message.payload.clone());
+        let payload =
+            (message.payload.len() <= MAX_INLINE_PAYLOAD).then(|| message.payload.clone());
         Self {
             message_id: message.id.clone(),
             endpoint_id,
@@ -173,9 +174,9 @@ pub struct Attempt {
     pub response_body: String,
     pub error: Option<String>,
     pub duration_ms: u64,
-    #[serde(with = "time::serde::rfc3339")]
+    #[serde(with = "crate::timefmt")]
     pub timestamp: OffsetDateTime,
-    #[serde(with = "time::serde::rfc3339::option")]
+    #[serde(with = "crate::timefmt::option")]
     pub next_attempt_at: Option<OffsetDateTime>,
 }
 
@@ -243,7 +244,12 @@ mod tests {
             payload: "{}".into(),
             received_at: OffsetDateTime::now_utc(),
         };
-        assert_eq!(DeliveryJob::new(&message, EndpointId::new()).payload.as_deref(), Some("{}"));
+        assert_eq!(
+            DeliveryJob::new(&message, EndpointId::new())
+                .payload
+                .as_deref(),
+            Some("{}")
+        );
         message.payload = "x".repeat(MAX_INLINE_PAYLOAD + 1);
         assert_eq!(DeliveryJob::new(&message, EndpointId::new()).payload, None);
     }

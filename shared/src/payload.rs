@@ -29,8 +29,8 @@ pub fn for_format(format: Format, standard_payload: &str) -> Result<Vec<u8>, Pay
     match format {
         Format::Standard => Ok(standard_payload.as_bytes().to_vec()),
         Format::Slack => {
-            let parsed: Value = serde_json::from_str(standard_payload)
-                .map_err(|e| PayloadError(e.to_string()))?;
+            let parsed: Value =
+                serde_json::from_str(standard_payload).map_err(|e| PayloadError(e.to_string()))?;
             let text = parsed
                 .get("text")
                 .and_then(Value::as_str)
@@ -44,11 +44,15 @@ pub fn for_format(format: Format, standard_payload: &str) -> Result<Vec<u8>, Pay
 mod tests {
     use super::*;
 
-    const PAYLOAD: &str = r#"{"event_type":"sample.created","text":"Sample \"rose.png\" created."}"#;
+    const PAYLOAD: &str =
+        r#"{"event_type":"sample.created","text":"Sample \"rose.png\" created."}"#;
 
     #[test]
     fn standard_is_the_stored_payload_byte_for_byte() {
-        assert_eq!(for_format(Format::Standard, PAYLOAD).unwrap(), PAYLOAD.as_bytes());
+        assert_eq!(
+            for_format(Format::Standard, PAYLOAD).unwrap(),
+            PAYLOAD.as_bytes()
+        );
     }
 
     #[test]

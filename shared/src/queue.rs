@@ -59,7 +59,11 @@ pub struct Queues {
 }
 
 impl Queues {
-    pub fn new(client: Client, delivery_url: impl Into<String>, dlq_url: impl Into<String>) -> Self {
+    pub fn new(
+        client: Client,
+        delivery_url: impl Into<String>,
+        dlq_url: impl Into<String>,
+    ) -> Self {
         Self {
             client,
             delivery_url: delivery_url.into(),
@@ -109,7 +113,8 @@ impl Queues {
                     .map_err(aws_error("SendMessageBatch"))?;
                 let refused: Vec<String> = output.failed.iter().map(|f| f.id.clone()).collect();
                 if let Some(first) = output.failed.first() {
-                    last_reason = format!("{}: {}", first.code, first.message.as_deref().unwrap_or(""));
+                    last_reason =
+                        format!("{}: {}", first.code, first.message.as_deref().unwrap_or(""));
                 }
                 pending.retain(|(id, _)| refused.contains(id));
                 if pending.is_empty() {
@@ -127,7 +132,11 @@ impl Queues {
     }
 
     /// Hides a received delivery job for `delay` before SQS offers it again.
-    pub async fn delay_retry(&self, receipt_handle: &str, delay: Duration) -> Result<(), QueueError> {
+    pub async fn delay_retry(
+        &self,
+        receipt_handle: &str,
+        delay: Duration,
+    ) -> Result<(), QueueError> {
         self.client
             .change_message_visibility()
             .queue_url(&self.delivery_url)
@@ -140,7 +149,11 @@ impl Queues {
     }
 
     /// Receives up to `max` delivery jobs, waiting up to `wait` for the first.
-    pub async fn receive_delivery(&self, max: usize, wait: Duration) -> Result<Vec<Received>, QueueError> {
+    pub async fn receive_delivery(
+        &self,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<Received>, QueueError> {
         let output = self
             .client
             .receive_message()
@@ -207,7 +220,10 @@ impl Queues {
             .map_err(aws_error("GetQueueAttributes"))?;
         Ok(output
             .attributes
-            .and_then(|a| a.get(&QueueAttributeName::ApproximateNumberOfMessages).cloned())
+            .and_then(|a| {
+                a.get(&QueueAttributeName::ApproximateNumberOfMessages)
+                    .cloned()
+            })
             .and_then(|v| v.parse().ok())
             .unwrap_or(0))
     }

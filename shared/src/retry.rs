@@ -104,7 +104,10 @@ mod tests {
         let schedule = RetrySchedule::default();
         assert_eq!(schedule.attempts(), 8);
         let total: Duration = schedule.delays().iter().sum();
-        assert_eq!(total, Duration::from_secs(5 + 5 * 60 + 30 * 60 + (2 + 5 + 10 + 10) * 3600));
+        assert_eq!(
+            total,
+            Duration::from_secs(5 + 5 * 60 + 30 * 60 + (2 + 5 + 10 + 10) * 3600)
+        );
     }
 
     #[test]
@@ -115,7 +118,10 @@ mod tests {
         assert_eq!(schedule.delay_after(2), Some(Duration::from_secs(120)));
         assert_eq!(schedule.delay_after(3), Some(Duration::from_secs(3 * 3600)));
         assert_eq!(schedule.delay_after(4), None);
-        assert_eq!(RetrySchedule::parse("250ms").unwrap().delays(), [Duration::from_millis(250)]);
+        assert_eq!(
+            RetrySchedule::parse("250ms").unwrap().delays(),
+            [Duration::from_millis(250)]
+        );
         assert_eq!(RetrySchedule::parse("").unwrap().attempts(), 1);
     }
 

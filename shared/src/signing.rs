@@ -147,7 +147,11 @@ pub fn verify(
             // verify_slice compares in constant time.
             mac.verify_slice(&candidate).is_ok()
         });
-    if matches { Ok(()) } else { Err(VerifyError::NoMatch) }
+    if matches {
+        Ok(())
+    } else {
+        Err(VerifyError::NoMatch)
+    }
 }
 
 #[cfg(test)]
@@ -171,7 +175,10 @@ mod tests {
     fn verifies_the_published_test_vector_within_tolerance() {
         let secret = Secret::parse(SECRET).unwrap();
         let ts = TIMESTAMP.to_string();
-        assert_eq!(verify(&secret, MSG_ID, &ts, SIGNATURE, BODY, TIMESTAMP + 299), Ok(()));
+        assert_eq!(
+            verify(&secret, MSG_ID, &ts, SIGNATURE, BODY, TIMESTAMP + 299),
+            Ok(())
+        );
         assert_eq!(
             verify(&secret, MSG_ID, &ts, SIGNATURE, BODY, TIMESTAMP + 301),
             Err(VerifyError::StaleTimestamp)
@@ -194,7 +201,10 @@ mod tests {
         assert_eq!(header.split(' ').count(), 2);
         let ts = TIMESTAMP.to_string();
         for secret in [&new, &old] {
-            assert_eq!(verify(secret, MSG_ID, &ts, &header, BODY, TIMESTAMP), Ok(()));
+            assert_eq!(
+                verify(secret, MSG_ID, &ts, &header, BODY, TIMESTAMP),
+                Ok(())
+            );
         }
         let stranger = Secret::generate();
         assert_eq!(
@@ -214,7 +224,10 @@ mod tests {
 
     #[test]
     fn malformed_secrets_are_refused() {
-        assert_eq!(Secret::parse("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"), Err(SecretError::MissingPrefix));
+        assert_eq!(
+            Secret::parse("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+            Err(SecretError::MissingPrefix)
+        );
         assert_eq!(Secret::parse("whsec_!!!"), Err(SecretError::NotBase64));
         assert_eq!(Secret::parse("whsec_AAAA"), Err(SecretError::BadLength(3)));
     }
@@ -229,7 +242,9 @@ mod tests {
         headers.insert("webhook-timestamp", now.to_string().parse().unwrap());
         headers.insert(
             "webhook-signature",
-            signature_header([&secret], MSG_ID, now, body).parse().unwrap(),
+            signature_header([&secret], MSG_ID, now, body)
+                .parse()
+                .unwrap(),
         );
         let reference = standardwebhooks::Webhook::new(secret.expose()).unwrap();
         reference.verify(body, &headers).unwrap();

@@ -11,11 +11,11 @@ use aws_sdk_dynamodb::types::{
     KeyType, Projection, ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
 };
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 use crate::ids::{AttemptId, EndpointId, MessageId};
 use crate::model::{Attempt, AttemptStatus, Endpoint, EndpointSecrets, Format, Message};
 use crate::signing::Secret;
+use crate::timefmt;
 
 /// Names the table's definition must use; `infra/template.yaml` is tested against them.
 pub mod schema {
@@ -83,7 +83,7 @@ fn n(value: impl ToString) -> AttributeValue {
 }
 
 fn time_text(time: OffsetDateTime) -> String {
-    time.format(&Rfc3339).expect("times format as RFC 3339")
+    timefmt::format(time)
 }
 
 fn list(values: &[String]) -> AttributeValue {
@@ -159,8 +159,8 @@ impl Reader<'_> {
     }
 
     fn time(&self, name: &str) -> Result<OffsetDateTime, StoreError> {
-        OffsetDateTime::parse(&self.string(name)?, &Rfc3339)
-            .map_err(|_| StoreError::Corrupt(format!("`{name}` is not an RFC 3339 time")))
+        timefmt::parse(&self.string(name)?)
+            .ok_or_else(|| StoreError::Corrupt(format!("`{name}` is not an RFC 3339 time")))
     }
 
     fn optional_time(&self, name: &str) -> Result<Option<OffsetDateTime>, StoreError> {
@@ -305,10 +305,18 @@ impl Store {
 
     /// [`Store::create_table`], unless a table of that name is already there.
     pub async fn create_table_if_missing(&self) -> Result<(), StoreError> {
-        let described = self.client.describe_table().table_name(&self.table).send().await;
+        let described = self
+            .client
+            .describe_table()
+            .table_name(&self.table)
+            .send()
+            .await;
         match described {
             Ok(_) => Ok(()),
-            Err(e) if e.as_service_error().is_some_and(|e| e.is_resource_not_found_exception()) => {
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_resource_not_found_exception()) =>
+            {
                 self.create_table().await
             }
             Err(e) => Err(aws_error("DescribeTable")(e)),
@@ -372,7 +380,10 @@ impl Store {
         }
         if let Some((previous, expires_at)) = &secrets.previous {
             item.insert("previous_secret".into(), s(previous.expose()));
-            item.insert("previous_secret_expires_at".into(), s(time_text(*expires_at)));
+            item.insert(
+                "previous_secret_expires_at".into(),
+                s(time_text(*expires_at)),
+            );
         }
         self.client
             .put_item()
@@ -439,7 +450,10 @@ impl Store {
         })
     }
 
-    fn endpoint_query(&self, account: &str) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
+    fn endpoint_query(
+        &self,
+        account: &str,
+    ) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
         self.client
             .query()
             .table_name(&self.table)

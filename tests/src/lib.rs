@@ -29,7 +29,10 @@ where
         if let Some(value) = check().await {
             return value;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -43,7 +46,9 @@ pub fn emulator_url() -> &'static str {
         // as long as the process, waiting on the emulator.
         std::thread::spawn(move || match Emulator::start() {
             Ok(mut emulator) => {
-                sender.send(Ok(emulator.url().to_string())).expect("the test waits");
+                sender
+                    .send(Ok(emulator.url().to_string()))
+                    .expect("the test waits");
                 emulator.wait();
             }
             Err(error) => sender.send(Err(error.to_string())).expect("the test waits"),
@@ -151,10 +156,13 @@ pub async fn queue_depth(sqs: &aws_sdk_sqs::Client, url: &str) -> usize {
         .await
         .expect("the queue answers");
     let attributes = output.attributes().cloned().unwrap_or_default();
-    [A::ApproximateNumberOfMessages, A::ApproximateNumberOfMessagesNotVisible]
-        .iter()
-        .filter_map(|name| attributes.get(name)?.parse::<usize>().ok())
-        .sum()
+    [
+        A::ApproximateNumberOfMessages,
+        A::ApproximateNumberOfMessagesNotVisible,
+    ]
+    .iter()
+    .filter_map(|name| attributes.get(name)?.parse::<usize>().ok())
+    .sum()
 }
 
 /// One request a [`Receiver`] got.
@@ -205,9 +213,7 @@ impl Receiver {
             .rev()
             .map(|s| StatusCode::from_u16(*s).expect("a valid status"))
             .collect();
-        let app = Router::new()
-            .fallback(record)
-            .with_state(state.clone());
+        let app = Router::new().fallback(record).with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("a free port");
@@ -246,7 +252,12 @@ async fn record(
         body,
         at: Instant::now(),
     });
-    state.statuses.lock().unwrap().pop().unwrap_or(StatusCode::NO_CONTENT)
+    state
+        .statuses
+        .lock()
+        .unwrap()
+        .pop()
+        .unwrap_or(StatusCode::NO_CONTENT)
 }
 
 /// Where the workspace's debug binaries are.
@@ -299,7 +310,11 @@ impl Dev {
         };
         // Keep draining stdout so the child never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        Self { child, url, api_key }
+        Self {
+            child,
+            url,
+            api_key,
+        }
     }
 
     pub fn pid(&self) -> u32 {
@@ -327,7 +342,12 @@ impl Dev {
     }
 
     /// A request with the platform key.
-    pub fn request(&self, client: &reqwest::Client, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+    pub fn request(
+        &self,
+        client: &reqwest::Client,
+        method: reqwest::Method,
+        path: &str,
+    ) -> reqwest::RequestBuilder {
         client
             .request(method, self.url(path))
             .bearer_auth(&self.api_key)
@@ -336,7 +356,9 @@ impl Dev {
 
 impl Drop for Dev {
     fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() && self.interrupt(Duration::from_secs(10)).is_none() {
+        if self.child.try_wait().ok().flatten().is_none()
+            && self.interrupt(Duration::from_secs(10)).is_none()
+        {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
@@ -368,6 +390,9 @@ pub fn children_of(pid: u32) -> Vec<u32> {
 pub fn is_running(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
-        .and_then(|stat| stat.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with('Z')))
+        .and_then(|stat| {
+            stat.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
         .is_some_and(|zombie| !zombie)
 }

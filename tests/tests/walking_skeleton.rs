@@ -12,7 +12,11 @@ const DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
 
 async fn create_endpoint(dev: &Dev, client: &reqwest::Client, account: &str, body: Value) -> Value {
     let response = dev
-        .request(client, Method::POST, &format!("/v1/accounts/{account}/endpoints"))
+        .request(
+            client,
+            Method::POST,
+            &format!("/v1/accounts/{account}/endpoints"),
+        )
         .json(&body)
         .send()
         .await
@@ -28,11 +32,18 @@ async fn an_event_reaches_the_subscribed_endpoint_signed_as_the_contract_says() 
     let dev = Dev::start(&[]);
     let client = reqwest::Client::new();
 
-    let endpoint = create_endpoint(&dev, &client, "jane", json!({"url": receiver.url("/hook")})).await;
+    let endpoint =
+        create_endpoint(&dev, &client, "jane", json!({"url": receiver.url("/hook")})).await;
     let secret = endpoint["secret"].as_str().unwrap().to_string();
     assert!(secret.starts_with("whsec_"));
     assert!(endpoint["id"].as_str().unwrap().starts_with("ep_"));
-    create_endpoint(&dev, &client, "bob", json!({"url": other_account.url("/hook")})).await;
+    create_endpoint(
+        &dev,
+        &client,
+        "bob",
+        json!({"url": other_account.url("/hook")}),
+    )
+    .await;
 
     let before = time::OffsetDateTime::now_utc().unix_timestamp();
     let response = dev
@@ -56,18 +67,37 @@ async fn an_event_reaches_the_subscribed_endpoint_signed_as_the_contract_says() 
     let timestamp: i64 = delivery.header("webhook-timestamp").parse().unwrap();
     assert!(timestamp >= before && timestamp <= before + 60);
     let signature = delivery.header("webhook-signature");
-    assert!(signature.starts_with("v1,") && !signature.contains(' '), "{signature}");
+    assert!(
+        signature.starts_with("v1,") && !signature.contains(' '),
+        "{signature}"
+    );
 
     // The exact body: CONTRACT's keys in CONTRACT's order, text generated.
     let body = delivery.json();
-    let keys: Vec<&str> = body.as_object().unwrap().keys().map(String::as_str).collect();
-    assert_eq!(keys, ["event_type", "created_at", "api_version", "dataset", "object", "text"]);
+    let keys: Vec<&str> = body
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "event_type",
+            "created_at",
+            "api_version",
+            "dataset",
+            "object",
+            "text"
+        ]
+    );
     let created_at = body["created_at"].as_str().unwrap();
     let expected = format!(
         r#"{{"event_type":"sample.created","created_at":"{created_at}","api_version":"2021-08-01","dataset":"jane/flowers","object":{{"name":"rose.png"}},"text":"Sample rose.png created in dataset jane/flowers."}}"#
     );
     assert_eq!(std::str::from_utf8(&delivery.body).unwrap(), expected);
-    time::OffsetDateTime::parse(created_at, &time::format_description::well_known::Rfc3339).unwrap();
+    time::OffsetDateTime::parse(created_at, &time::format_description::well_known::Rfc3339)
+        .unwrap();
 
     // Verified by the Standard Webhooks reference library, and by ours.
     standardwebhooks::Webhook::new(&secret)
@@ -105,7 +135,11 @@ async fn the_endpoint_reads_back_without_its_secret() {
     let id = created["id"].as_str().unwrap();
 
     let fetched: Value = dev
-        .request(&client, Method::GET, &format!("/v1/accounts/jane/endpoints/{id}"))
+        .request(
+            &client,
+            Method::GET,
+            &format!("/v1/accounts/jane/endpoints/{id}"),
+        )
         .send()
         .await
         .unwrap()
@@ -128,7 +162,11 @@ async fn the_endpoint_reads_back_without_its_secret() {
     assert_eq!(listed["next_cursor"], Value::Null);
 
     let elsewhere = dev
-        .request(&client, Method::GET, &format!("/v1/accounts/bob/endpoints/{id}"))
+        .request(
+            &client,
+            Method::GET,
+            &format!("/v1/accounts/bob/endpoints/{id}"),
+        )
         .send()
         .await
         .unwrap();
@@ -144,7 +182,12 @@ async fn refused_requests_store_and_enqueue_nothing() {
     create_endpoint(&dev, &client, "jane", json!({"url": receiver.url("/hook")})).await;
     let event = json!({"event_type": "sample.created", "dataset": "jane/flowers", "object": {"name": "rose.png"}});
 
-    let no_key = client.post(dev.url("/v1/events")).json(&event).send().await.unwrap();
+    let no_key = client
+        .post(dev.url("/v1/events"))
+        .json(&event)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(no_key.status(), StatusCode::UNAUTHORIZED);
     let wrong_key = client
         .post(dev.url("/v1/events"))
@@ -177,7 +220,13 @@ async fn refused_requests_store_and_enqueue_nothing() {
     assert_eq!(missing.status(), StatusCode::BAD_REQUEST);
     let body: Value = missing.json().await.unwrap();
     assert_eq!(body["error"]["code"], "validation_error");
-    assert!(body["error"]["message"].as_str().unwrap().contains("dataset"), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("dataset"),
+        "{body}"
+    );
 
     // Nothing was stored and nothing was enqueued.
     let sdk = shared::aws::for_emulator(emulator.url()).await;
@@ -190,7 +239,12 @@ async fn refused_requests_store_and_enqueue_nothing() {
         .count();
     assert_eq!(messages, 0);
     let sqs = aws_sdk_sqs::Client::new(&sdk);
-    let queue = sqs.get_queue_url().queue_name("hookline-delivery").send().await.unwrap();
+    let queue = sqs
+        .get_queue_url()
+        .queue_name("hookline-delivery")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(queue_depth(&sqs, queue.queue_url().unwrap()).await, 0);
     assert!(receiver.deliveries().is_empty());
 
@@ -214,7 +268,9 @@ async fn interrupting_dev_stops_every_process_it_started() {
         (children.len() >= 7).then_some(children)
     })
     .await;
-    let status = dev.interrupt(Duration::from_secs(15)).expect("dev exits after SIGINT");
+    let status = dev
+        .interrupt(Duration::from_secs(15))
+        .expect("dev exits after SIGINT");
     assert!(status.success(), "{status:?}");
     poll_until(Duration::from_secs(5), "every child to exit", || async {
         children.iter().all(|pid| !is_running(*pid)).then_some(())

@@ -17,7 +17,12 @@ pub const BATCH_SIZE: usize = 10;
 const RECEIVE_WAIT: Duration = Duration::from_secs(2);
 
 /// Polls until `shutdown` turns true.
-pub async fn poll(queues: Queues, queue_arn: String, dispatcher: Function, mut shutdown: watch::Receiver<bool>) {
+pub async fn poll(
+    queues: Queues,
+    queue_arn: String,
+    dispatcher: Function,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         let received = tokio::select! {
             received = queues.receive_delivery(BATCH_SIZE, RECEIVE_WAIT) => received,
@@ -37,7 +42,9 @@ pub async fn poll(queues: Queues, queue_arn: String, dispatcher: Function, mut s
             Ok(answer) => match failed_ids(&answer) {
                 Some(failed) => failed,
                 None => {
-                    tracing::error!("the dispatcher's answer is not a batch response; the batch will be retried");
+                    tracing::error!(
+                        "the dispatcher's answer is not a batch response; the batch will be retried"
+                    );
                     continue;
                 }
             },
@@ -68,7 +75,11 @@ fn failed_ids(answer: &Value) -> Option<HashSet<String>> {
     };
     failures
         .iter()
-        .map(|f| f.get("itemIdentifier").and_then(Value::as_str).map(str::to_string))
+        .map(|f| {
+            f.get("itemIdentifier")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
         .collect()
 }
 
@@ -99,8 +110,12 @@ mod tests {
 
     #[test]
     fn reads_batch_item_failures() {
-        let answer = json!({"batchItemFailures": [{"itemIdentifier": "a"}, {"itemIdentifier": "b"}]});
-        assert_eq!(failed_ids(&answer).unwrap(), HashSet::from(["a".to_string(), "b".to_string()]));
+        let answer =
+            json!({"batchItemFailures": [{"itemIdentifier": "a"}, {"itemIdentifier": "b"}]});
+        assert_eq!(
+            failed_ids(&answer).unwrap(),
+            HashSet::from(["a".to_string(), "b".to_string()])
+        );
         assert!(failed_ids(&json!({})).unwrap().is_empty());
         assert!(failed_ids(&json!({"batchItemFailures": [{}]})).is_none());
         assert!(failed_ids(&json!({"batchItemFailures": "all"})).is_none());

@@ -50,7 +50,10 @@ async fn forward(
     let event = http_api_event(&parts, &body, peer);
     match function.invoke(event).await {
         Ok(answer) => response_from(&answer).unwrap_or_else(|| {
-            tracing::error!(function = function.name(), "the function's answer is not an HTTP API response");
+            tracing::error!(
+                function = function.name(),
+                "the function's answer is not an HTTP API response"
+            );
             gateway_error(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
         }),
         Err(InvokeError::Timeout(_)) => {
@@ -150,7 +153,8 @@ fn http_api_event(parts: &axum::http::request::Parts, body: &[u8], peer: SocketA
 
 /// The HTTP response a function's payload format 2.0 answer describes.
 fn response_from(answer: &Value) -> Option<Response> {
-    let status = StatusCode::from_u16(u16::try_from(answer.get("statusCode")?.as_u64()?).ok()?).ok()?;
+    let status =
+        StatusCode::from_u16(u16::try_from(answer.get("statusCode")?.as_u64()?).ok()?).ok()?;
     let body = match answer.get("body").and_then(Value::as_str) {
         None => Vec::new(),
         Some(text) if answer.get("isBase64Encoded").and_then(Value::as_bool) == Some(true) => {
@@ -162,7 +166,11 @@ fn response_from(answer: &Value) -> Option<Response> {
     *response.status_mut() = status;
     let headers = response.headers_mut();
     let empty = Map::new();
-    for (name, value) in answer.get("headers").and_then(Value::as_object).unwrap_or(&empty) {
+    for (name, value) in answer
+        .get("headers")
+        .and_then(Value::as_object)
+        .unwrap_or(&empty)
+    {
         if let (Ok(name), Some(Ok(value))) = (
             HeaderName::from_bytes(name.as_bytes()),
             value.as_str().map(HeaderValue::from_str),
@@ -170,16 +178,32 @@ fn response_from(answer: &Value) -> Option<Response> {
             headers.insert(name, value);
         }
     }
-    for (name, values) in answer.get("multiValueHeaders").and_then(Value::as_object).unwrap_or(&empty) {
-        let Ok(name) = HeaderName::from_bytes(name.as_bytes()) else { continue };
+    for (name, values) in answer
+        .get("multiValueHeaders")
+        .and_then(Value::as_object)
+        .unwrap_or(&empty)
+    {
+        let Ok(name) = HeaderName::from_bytes(name.as_bytes()) else {
+            continue;
+        };
         headers.remove(&name);
-        for value in values.as_array().into_iter().flatten().filter_map(Value::as_str) {
+        for value in values
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+        {
             if let Ok(value) = HeaderValue::from_str(value) {
                 headers.append(name.clone(), value);
             }
         }
     }
-    for cookie in answer.get("cookies").and_then(Value::as_array).into_iter().flatten() {
+    for cookie in answer
+        .get("cookies")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         if let Some(Ok(value)) = cookie.as_str().map(HeaderValue::from_str) {
             headers.append("set-cookie", value);
         }

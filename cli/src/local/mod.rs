@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use shared::config::{self, Config, ConfigError};
-use shared::queue::{self, Queues, QueueError};
+use shared::queue::{self, QueueError, Queues};
 use shared::retry::RetrySchedule;
 use shared::store::{Store, StoreError};
 use tokio::sync::watch;
@@ -137,7 +137,11 @@ pub async fn run(options: DevOptions) -> Result<(), DevError> {
         (config::RETRY_SCHEDULE, schedule_text.as_str()),
         (
             config::ALLOW_PRIVATE_TARGETS,
-            if options.block_private_targets { "0" } else { "1" },
+            if options.block_private_targets {
+                "0"
+            } else {
+                "1"
+            },
         ),
     ]
     .into_iter()
@@ -188,7 +192,8 @@ pub async fn run(options: DevOptions) -> Result<(), DevError> {
     }
     let [ingest, api, dispatcher] = [0, 1, 2].map(|i| functions[i].1.clone());
 
-    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], options.port))).await?;
+    let listener =
+        tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], options.port))).await?;
     let address = listener.local_addr()?;
     let app = gateway::router(gateway::Gateway { ingest, api })
         .into_make_service_with_connect_info::<SocketAddr>();
@@ -199,7 +204,10 @@ pub async fn run(options: DevOptions) -> Result<(), DevError> {
             .await;
     }));
 
-    let queue_arn = format!("arn:aws:sqs:{}:123456789012:{DELIVERY_QUEUE}", shared::aws::EMULATOR_REGION);
+    let queue_arn = format!(
+        "arn:aws:sqs:{}:123456789012:{DELIVERY_QUEUE}",
+        shared::aws::EMULATOR_REGION
+    );
     for _ in 0..options.instances.max(1) {
         tasks.push(tokio::spawn(event_source::poll(
             queues.clone(),

@@ -103,7 +103,11 @@ impl Instance {
     }
 
     fn finish(&self, request_id: &str, result: Result<Value, InvokeError>) -> bool {
-        let reply = self.in_flight.lock().expect("not poisoned").remove(request_id);
+        let reply = self
+            .in_flight
+            .lock()
+            .expect("not poisoned")
+            .remove(request_id);
         match reply {
             Some(reply) => {
                 let _ = reply.send(result);
@@ -143,7 +147,10 @@ async fn next_invocation(State(instance): State<Instance>) -> Response {
     let mut headers = HeaderMap::new();
     let header = |text: &str| HeaderValue::from_str(text).expect("ASCII header value");
     headers.insert("lambda-runtime-aws-request-id", header(&request_id));
-    headers.insert("lambda-runtime-deadline-ms", header(&deadline_ms.to_string()));
+    headers.insert(
+        "lambda-runtime-deadline-ms",
+        header(&deadline_ms.to_string()),
+    );
     headers.insert(
         "lambda-runtime-invoked-function-arn",
         header(&format!(
@@ -192,7 +199,10 @@ async fn init_error(State(instance): State<Instance>, body: Bytes) -> StatusCode
 
 fn runtime_api(instance: Instance) -> Router {
     Router::new()
-        .route(&format!("{API_PREFIX}/invocation/next"), get(next_invocation))
+        .route(
+            &format!("{API_PREFIX}/invocation/next"),
+            get(next_invocation),
+        )
         .route(
             &format!("{API_PREFIX}/invocation/{{id}}/response"),
             post(invocation_response),
@@ -210,7 +220,11 @@ fn runtime_api(instance: Instance) -> Router {
 pub async fn start(
     spec: FunctionSpec,
     shutdown: watch::Receiver<bool>,
-) -> std::io::Result<(Function, Vec<tokio::task::JoinHandle<()>>, Vec<watch::Receiver<bool>>)> {
+) -> std::io::Result<(
+    Function,
+    Vec<tokio::task::JoinHandle<()>>,
+    Vec<watch::Receiver<bool>>,
+)> {
     let (sender, receiver) = mpsc::channel(64);
     let queue = Arc::new(Mutex::new(receiver));
     let mut tasks = Vec::new();
@@ -275,7 +289,10 @@ async fn supervise(
             .env("AWS_LAMBDA_FUNCTION_NAME", spec.name)
             .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
             .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
-            .env("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/{}", spec.name))
+            .env(
+                "AWS_LAMBDA_LOG_GROUP_NAME",
+                format!("/aws/lambda/{}", spec.name),
+            )
             .env("AWS_LAMBDA_LOG_STREAM_NAME", "local")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -27,7 +27,9 @@ pub struct Deps {
 }
 
 pub async fn handle(deps: &Deps, req: Request) -> Response<Body> {
-    route(deps, &req).await.unwrap_or_else(ApiError::into_response)
+    route(deps, &req)
+        .await
+        .unwrap_or_else(ApiError::into_response)
 }
 
 async fn route(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiError> {
@@ -81,7 +83,11 @@ struct Created<'a> {
     secret: &'a str,
 }
 
-async fn create_endpoint(deps: &Deps, account: &str, req: &Request) -> Result<Response<Body>, ApiError> {
+async fn create_endpoint(
+    deps: &Deps,
+    account: &str,
+    req: &Request,
+) -> Result<Response<Body>, ApiError> {
     let body = json_object(req)?;
     let EndpointIn {
         url,
@@ -133,7 +139,11 @@ async fn get_endpoint(deps: &Deps, account: &str, id: &str) -> Result<Response<B
     Ok(json(StatusCode::OK, &endpoint))
 }
 
-async fn list_endpoints(deps: &Deps, account: &str, req: &Request) -> Result<Response<Body>, ApiError> {
+async fn list_endpoints(
+    deps: &Deps,
+    account: &str,
+    req: &Request,
+) -> Result<Response<Body>, ApiError> {
     let query = req.query_string_parameters();
     let limit = match query.first("limit") {
         None => DEFAULT_PAGE,
@@ -141,7 +151,9 @@ async fn list_endpoints(deps: &Deps, account: &str, req: &Request) -> Result<Res
             .parse::<usize>()
             .ok()
             .filter(|n| (1..=MAX_PAGE).contains(n))
-            .ok_or_else(|| ApiError::validation(format!("limit: must be an integer from 1 to {MAX_PAGE}")))?,
+            .ok_or_else(|| {
+                ApiError::validation(format!("limit: must be an integer from 1 to {MAX_PAGE}"))
+            })?,
     };
     let cursor = match query.first("cursor") {
         None => None,

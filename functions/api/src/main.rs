@@ -7,7 +7,11 @@ async fn main() -> Result<(), Error> {
     let config = Config::from_env()?;
     let sdk = shared::aws::from_env().await;
     let (store, queues) = shared::aws::adapters(&sdk, &config);
-    let deps = &api::Deps { store, queues, config };
+    let deps = &api::Deps {
+        store,
+        queues,
+        config,
+    };
     lambda_http::run(service_fn(move |req| async move {
         Ok::<_, std::convert::Infallible>(api::handle(deps, req).await)
     }))

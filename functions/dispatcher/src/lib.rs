@@ -41,10 +41,11 @@ pub fn http_client(config: &Config) -> reqwest::Client {
 }
 
 pub async fn handle(deps: &Deps, event: SqsEvent) -> SqsBatchResponse {
-    let outcomes = join_all(event.records.iter().map(|record| async move {
-        (record.message_id.as_deref(), process(deps, record).await)
-    }))
-    .await;
+    let outcomes =
+        join_all(event.records.iter().map(|record| async move {
+            (record.message_id.as_deref(), process(deps, record).await)
+        }))
+        .await;
     let mut response = SqsBatchResponse::default();
     for (message_id, outcome) in outcomes {
         if let (Outcome::Retry, Some(id)) = (outcome, message_id) {
@@ -63,7 +64,11 @@ enum Outcome {
 }
 
 async fn process(deps: &Deps, record: &SqsMessage) -> Outcome {
-    let job = match record.body.as_deref().map(serde_json::from_str::<DeliveryJob>) {
+    let job = match record
+        .body
+        .as_deref()
+        .map(serde_json::from_str::<DeliveryJob>)
+    {
         Some(Ok(job)) => job,
         Some(Err(error)) => {
             // Reported failed, so after its receives it rests in the DLQ for a person to see.
@@ -132,10 +137,18 @@ async fn deliver(deps: &Deps, job: &DeliveryJob, attempt_number: u32) -> Option<
         error: Some(why.to_string()),
     };
 
-    let (endpoint, secrets) = match deps.store.get_endpoint(&job.account, &job.endpoint_id).await {
+    let (endpoint, secrets) = match deps
+        .store
+        .get_endpoint(&job.account, &job.endpoint_id)
+        .await
+    {
         Ok(Some(found)) => found,
         Ok(None) => {
-            save(deps, &record(AttemptStatus::Failed, dropped("endpoint deleted"), None)).await;
+            save(
+                deps,
+                &record(AttemptStatus::Failed, dropped("endpoint deleted"), None),
+            )
+            .await;
             return None;
         }
         Err(error) => {
@@ -144,7 +157,11 @@ async fn deliver(deps: &Deps, job: &DeliveryJob, attempt_number: u32) -> Option<
         }
     };
     if endpoint.disabled {
-        save(deps, &record(AttemptStatus::Failed, dropped("endpoint disabled"), None)).await;
+        save(
+            deps,
+            &record(AttemptStatus::Failed, dropped("endpoint disabled"), None),
+        )
+        .await;
         return None;
     }
     let payload = match &job.payload {
@@ -152,7 +169,15 @@ async fn deliver(deps: &Deps, job: &DeliveryJob, attempt_number: u32) -> Option<
         None => match deps.store.get_message(&job.account, &job.message_id).await {
             Ok(Some(message)) => message.payload,
             Ok(None) => {
-                save(deps, &record(AttemptStatus::Failed, dropped("message expired or deleted"), None)).await;
+                save(
+                    deps,
+                    &record(
+                        AttemptStatus::Failed,
+                        dropped("message expired or deleted"),
+                        None,
+                    ),
+                )
+                .await;
                 return None;
             }
             Err(error) => {
@@ -164,7 +189,11 @@ async fn deliver(deps: &Deps, job: &DeliveryJob, attempt_number: u32) -> Option<
     let body = match payload::for_format(endpoint.format, &payload) {
         Ok(body) => body,
         Err(error) => {
-            save(deps, &record(AttemptStatus::Failed, dropped(&error.to_string()), None)).await;
+            save(
+                deps,
+                &record(AttemptStatus::Failed, dropped(&error.to_string()), None),
+            )
+            .await;
             return None;
         }
     };
@@ -181,7 +210,11 @@ async fn deliver(deps: &Deps, job: &DeliveryJob, attempt_number: u32) -> Option<
         message_id = %job.message_id, endpoint_id = %job.endpoint_id, attempt = attempt_number,
         status = ?exchange.status, error = ?exchange.error, "delivery failed"
     );
-    save(deps, &record(AttemptStatus::Failed, exchange, failed.next_delay)).await;
+    save(
+        deps,
+        &record(AttemptStatus::Failed, exchange, failed.next_delay),
+    )
+    .await;
     Some(failed)
 }
 
@@ -211,7 +244,12 @@ async fn post(
     body: Vec<u8>,
 ) -> Exchange {
     let timestamp = now.unix_timestamp();
-    let signature = signature_header(secrets.signing(now), job.message_id.as_str(), timestamp, &body);
+    let signature = signature_header(
+        secrets.signing(now),
+        job.message_id.as_str(),
+        timestamp,
+        &body,
+    );
     let sent = deps
         .http
         .post(&endpoint.url)

@@ -6,11 +6,11 @@ use lambda_http::{Body, Request, Response};
 use serde_json::json;
 use shared::catalog::EVENT_TYPES;
 use shared::config::Config;
+use shared::event;
 use shared::http::{ApiError, authenticate, header_value, json, json_object};
 use shared::model::DeliveryJob;
 use shared::queue::Queues;
 use shared::store::{Inserted, Store};
-use shared::event;
 use time::OffsetDateTime;
 
 /// What the handler needs, built once per instance.
@@ -21,7 +21,9 @@ pub struct Deps {
 }
 
 pub async fn handle(deps: &Deps, req: Request) -> Response<Body> {
-    route(deps, &req).await.unwrap_or_else(ApiError::into_response)
+    route(deps, &req)
+        .await
+        .unwrap_or_else(ApiError::into_response)
 }
 
 async fn route(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiError> {
@@ -79,7 +81,10 @@ async fn accept_event(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiE
             .into_iter()
             .map(|endpoint| DeliveryJob::new(&message, endpoint.id))
             .collect();
-        deps.queues.send_jobs(&jobs).await.map_err(|e| e.to_string())?;
+        deps.queues
+            .send_jobs(&jobs)
+            .await
+            .map_err(|e| e.to_string())?;
         Ok::<usize, String>(jobs.len())
     };
     match fan_out.await {

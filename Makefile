@@ -1,0 +1,46 @@
+# hookline's two entry points: `make demo` runs it end to end on this machine,
+# `make test` runs every test. Both install what is missing first.
+
+VENV := .venv
+# Pinned: the emulator and the reference verifiers the tests and demo rely on.
+MOTO_VERSION := 5.2.1
+STANDARDWEBHOOKS_VERSION := 1.1.0
+SVIX_VERSION := 2.9.1
+
+# moto_server from the venv is found by `hookline dev` and the tests.
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: setup build test demo lint fmt clean
+
+setup: $(VENV)/.ready
+
+$(VENV)/.ready:
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check \
+		'moto[server]==$(MOTO_VERSION)' \
+		standardwebhooks==$(STANDARDWEBHOOKS_VERSION) \
+		svix==$(SVIX_VERSION)
+	touch $@
+
+build:
+	cargo build --workspace --bins
+
+# End-to-end tests run the debug binaries, so they are built first.
+test: setup build lint-infra
+	cargo test --workspace
+
+demo: setup build
+	$(VENV)/bin/python scripts/demo.py
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	cargo fmt --all
+
+clean:
+	cargo clean
+	rm -rf $(VENV) .demo
+
+include infra/infra.mk

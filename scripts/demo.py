@@ -1,0 +1,131 @@
+"""hookline end to end on this machine: `hookline dev`, a receiver, three events.
+
+Starts the local runtime, creates an endpoint for account `jane` that points at
+a small receiver, posts seed events, and prints each delivery once its signature
+is verified by the Standard Webhooks and Svix libraries. Run through `make demo`.
+"""
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from standardwebhooks.webhooks import Webhook as StandardWebhook
+from svix.webhooks import Webhook as SvixWebhook
+
+ROOT = Path(__file__).resolve().parent.parent
+HOOKLINE = ROOT / "target" / "debug" / "hookline"
+LOG = ROOT / ".demo" / "dev.log"
+TIMEOUT_S = 60
+
+SEED_EVENTS = [
+    {"event_type": "sample.created", "dataset": "jane/flowers", "object": {"name": "rose.png"}},
+    {"event_type": "label.updated", "dataset": "jane/flowers", "object": {"name": "rose.png", "labels": ["rose"]}},
+    {"event_type": "release.created", "dataset": "jane/flowers", "object": {"name": "v1.0"},
+     "text": "Release v1.0 of jane/flowers is out."},
+]
+
+deliveries = []
+received = threading.Condition()
+secret = None
+
+
+class Receiver(BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("content-length", 0)))
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        checks = {}
+        for name, library in (("standardwebhooks", StandardWebhook), ("svix", SvixWebhook)):
+            try:
+                library(secret).verify(body, headers)
+                checks[name] = True
+            except Exception as error:  # noqa: BLE001 - any refusal is reported
+                checks[name] = f"refused: {error}"
+        self.send_response(204)
+        self.end_headers()
+        with received:
+            deliveries.append((headers, body, checks))
+            received.notify_all()
+
+    def log_message(self, *args):
+        pass
+
+
+def call(base, key, method, path, body=None):
+    request = urllib.request.Request(
+        base + path,
+        method=method,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"authorization": f"Bearer {key}", "content-type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return response.status, json.loads(response.read() or b"null")
+
+
+def main():
+    global secret
+    if not HOOKLINE.exists():
+        sys.exit(f"{HOOKLINE} is missing: run `make demo`, which builds it first")
+    receiver = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    receiver_url = f"http://127.0.0.1:{receiver.server_address[1]}/webhooks"
+
+    LOG.parent.mkdir(exist_ok=True)
+    key = "hlk_demo_" + secrets.token_urlsafe(24)
+    started = time.monotonic()
+    with open(LOG, "w") as log:
+        dev = subprocess.Popen(
+            [str(HOOKLINE), "dev", "--port", "0", "--api-key", key],
+            stdout=subprocess.PIPE, stderr=log, text=True, cwd=ROOT,
+        )
+    try:
+        base = None
+        for line in dev.stdout:
+            if line.startswith("ready "):
+                base = line.split()[1]
+                break
+        if base is None:
+            sys.exit(f"hookline dev stopped before it was ready; see {LOG}")
+        print(f"hookline dev ready at {base} in {time.monotonic() - started:.1f}s (log: {LOG.relative_to(ROOT)})")
+
+        status, endpoint = call(base, key, "POST", "/v1/accounts/jane/endpoints",
+                                {"url": receiver_url, "description": "demo receiver"})
+        secret = endpoint["secret"]
+        print(f"endpoint {endpoint['id']} -> {receiver_url} ({status})")
+
+        for event in SEED_EVENTS:
+            status, accepted = call(base, key, "POST", "/v1/events", event)
+            print(f"posted {event['event_type']:<16} -> {accepted['id']} ({status}, {accepted['endpoints']} endpoint)")
+
+        deadline = time.monotonic() + TIMEOUT_S
+        with received:
+            while len(deliveries) < len(SEED_EVENTS) and time.monotonic() < deadline:
+                received.wait(timeout=0.5)
+        verified = 0
+        for headers, body, checks in deliveries:
+            payload = json.loads(body)
+            ok = all(result is True for result in checks.values())
+            verified += ok
+            mark = "verified" if ok else f"NOT verified {checks}"
+            print(f"\ndelivered {headers['webhook-id']} {payload['event_type']}: signature {mark} "
+                  f"(standardwebhooks, svix)\n  webhook-signature: {headers['webhook-signature']}\n  {body.decode()}")
+        print(f"\n{verified} of {len(SEED_EVENTS)} events delivered and verified")
+        return 0 if verified == len(SEED_EVENTS) else 1
+    finally:
+        dev.send_signal(signal.SIGINT)
+        try:
+            dev.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            dev.kill()
+        receiver.shutdown()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
