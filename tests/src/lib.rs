@@ -187,10 +187,12 @@ impl Delivery {
     }
 }
 
-#[derive(Clone, Default)]
+#[derive(Clone)]
 struct ReceiverState {
     deliveries: Arc<Mutex<Vec<Delivery>>>,
     statuses: Arc<Mutex<Vec<StatusCode>>>,
+    /// While false, requests are recorded but not answered.
+    open: tokio::sync::watch::Sender<bool>,
 }
 
 /// A real HTTP server on 127.0.0.1 that records what it is sent and answers with
@@ -207,7 +209,25 @@ impl Receiver {
 
     /// Answers the first requests with `statuses`, in order, and later ones with 204.
     pub async fn answering(statuses: &[u16]) -> Self {
-        let state = ReceiverState::default();
+        Self::serve(statuses, true).await
+    }
+
+    /// Records requests but answers none until [`Receiver::open`]: a receiver that hangs.
+    pub async fn closed() -> Self {
+        Self::serve(&[], false).await
+    }
+
+    /// Lets a [`Receiver::closed`] receiver answer what it holds and what comes.
+    pub fn open(&self) {
+        self.state.open.send_replace(true);
+    }
+
+    async fn serve(statuses: &[u16], open: bool) -> Self {
+        let state = ReceiverState {
+            deliveries: Arc::default(),
+            statuses: Arc::default(),
+            open: tokio::sync::watch::Sender::new(open),
+        };
         *state.statuses.lock().unwrap() = statuses
             .iter()
             .rev()
@@ -252,6 +272,8 @@ async fn record(
         body,
         at: Instant::now(),
     });
+    let mut open = state.open.subscribe();
+    let _ = open.wait_for(|open| *open).await;
     state
         .statuses
         .lock()

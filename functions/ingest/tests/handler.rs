@@ -1,0 +1,277 @@
+//! The ingest handler in-process, against the emulator's real DynamoDB and SQS.
+
+use hookline_tests::TestEnv;
+use ingest::{Deps, handle};
+use lambda_http::http::{Method, StatusCode};
+use lambda_http::{Body, Request};
+use serde_json::{Value, json};
+use shared::ids::EndpointId;
+use shared::model::{Endpoint, EndpointSecrets, Format};
+use shared::signing::Secret;
+
+fn request(method: Method, path: &str, key: Option<&str>, body: &str) -> Request {
+    let mut builder = lambda_http::http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("content-type", "application/json");
+    if let Some(key) = key {
+        builder = builder.header("authorization", format!("Bearer {key}"));
+    }
+    builder.body(Body::Text(body.to_string())).unwrap()
+}
+
+async fn call(deps: &Deps, req: Request) -> (StatusCode, Value) {
+    let response = handle(deps, req).await;
+    let status = response.status();
+    let body = match response.body() {
+        Body::Empty => Value::Null,
+        body => serde_json::from_slice(body.as_ref()).unwrap(),
+    };
+    (status, body)
+}
+
+async fn setup() -> (TestEnv, Deps, String) {
+    let env = TestEnv::new("1s").await;
+    let key = env.api_key().await;
+    let deps = Deps {
+        store: env.store.clone(),
+        queues: env.queues.clone(),
+        config: env.config.clone(),
+    };
+    (env, deps, key)
+}
+
+async fn add_endpoint(
+    env: &TestEnv,
+    account: &str,
+    edit: impl FnOnce(&mut Endpoint),
+) -> EndpointId {
+    let now = time::OffsetDateTime::now_utc();
+    let mut endpoint = Endpoint {
+        id: EndpointId::new(),
+        account: account.into(),
+        url: "https://example.com/hook".into(),
+        description: String::new(),
+        version: 1,
+        event_types: vec![],
+        datasets: None,
+        format: Format::Standard,
+        disabled: false,
+        created_at: now,
+        updated_at: now,
+    };
+    edit(&mut endpoint);
+    env.store
+        .create_endpoint(&endpoint, &EndpointSecrets::new(Secret::generate()))
+        .await
+        .unwrap();
+    endpoint.id
+}
+
+const EVENT: &str =
+    r#"{"event_type":"sample.created","dataset":"jane/flowers","object":{"name":"rose.png"}}"#;
+
+#[tokio::test]
+async fn fans_out_to_the_subscribed_endpoints_only() {
+    let (env, deps, key) = setup().await;
+    add_endpoint(&env, "jane", |_| {}).await;
+    add_endpoint(&env, "jane", |e| {
+        e.event_types = vec!["sample.created".into()]
+    })
+    .await;
+    add_endpoint(&env, "jane", |e| {
+        e.event_types = vec!["sample.deleted".into()]
+    })
+    .await;
+    add_endpoint(&env, "jane", |e| {
+        e.datasets = Some(vec!["jane/trees".into()])
+    })
+    .await;
+    add_endpoint(&env, "jane", |e| e.disabled = true).await;
+    add_endpoint(&env, "bob", |_| {}).await;
+
+    let (status, body) = call(
+        &deps,
+        request(Method::POST, "/v1/events", Some(&key), EVENT),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body["endpoints"], 2);
+    assert_eq!(env.queue_depth(env.queues.delivery_url()).await, 2);
+    assert_eq!(env.count_items("MSG#").await, 1);
+}
+
+#[tokio::test]
+async fn fans_out_past_one_send_batch() {
+    let (env, deps, key) = setup().await;
+    for _ in 0..23 {
+        add_endpoint(&env, "jane", |_| {}).await;
+    }
+    let (status, body) = call(
+        &deps,
+        request(Method::POST, "/v1/events", Some(&key), EVENT),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body["endpoints"], 23);
+    assert_eq!(env.queue_depth(env.queues.delivery_url()).await, 23);
+}
+
+#[tokio::test]
+async fn the_same_idempotency_key_fans_out_once_even_when_requests_race() {
+    let (env, deps, key) = setup().await;
+    add_endpoint(&env, "jane", |_| {}).await;
+    let with_id =
+        r#"{"event_type":"sample.created","dataset":"jane/flowers","object":{},"id":"evt_123"}"#;
+
+    let answers = futures::future::join_all((0..8).map(|_| {
+        call(
+            &deps,
+            request(Method::POST, "/v1/events", Some(&key), with_id),
+        )
+    }))
+    .await;
+    let ids: std::collections::HashSet<&str> = answers
+        .iter()
+        .map(|(_, body)| body["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids.len(),
+        1,
+        "every answer names the same message: {answers:?}"
+    );
+    let firsts = answers
+        .iter()
+        .filter(|(_, body)| body.get("duplicate").is_none())
+        .count();
+    assert_eq!(firsts, 1, "{answers:?}");
+    assert!(
+        answers
+            .iter()
+            .all(|(status, _)| *status == StatusCode::ACCEPTED)
+    );
+    assert_eq!(env.queue_depth(env.queues.delivery_url()).await, 1);
+
+    // The header works as the key too, and keys are per account.
+    let mut by_header = request(Method::POST, "/v1/events", Some(&key), EVENT);
+    by_header
+        .headers_mut()
+        .insert("idempotency-key", "evt_123".parse().unwrap());
+    let (_, body) = call(&deps, by_header).await;
+    assert_eq!(body["duplicate"], true);
+    let other_account =
+        r#"{"event_type":"sample.created","dataset":"bob/flowers","object":{},"id":"evt_123"}"#;
+    let (_, body) = call(
+        &deps,
+        request(Method::POST, "/v1/events", Some(&key), other_account),
+    )
+    .await;
+    assert_eq!(body.get("duplicate"), None);
+}
+
+#[tokio::test]
+async fn refused_requests_answer_the_contract_error_and_store_nothing() {
+    let (env, deps, key) = setup().await;
+    add_endpoint(&env, "jane", |_| {}).await;
+    let huge = format!(
+        r#"{{"event_type":"sample.created","dataset":"jane/flowers","object":{{"blob":"{}"}}}}"#,
+        "x".repeat(300 * 1024)
+    );
+    let mut plain_text = request(Method::POST, "/v1/events", Some(&key), EVENT);
+    plain_text
+        .headers_mut()
+        .insert("content-type", "text/plain".parse().unwrap());
+    let cases = [
+        (
+            request(Method::POST, "/v1/events", None, EVENT),
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+        ),
+        (
+            request(Method::POST, "/v1/events", Some("hlk_wrong"), EVENT),
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+        ),
+        (
+            request(Method::POST, "/v1/events", Some(&key), "{"),
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+        ),
+        (
+            request(Method::POST, "/v1/events", Some(&key), "[]"),
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+        ),
+        (
+            request(
+                Method::POST,
+                "/v1/events",
+                Some(&key),
+                r#"{"event_type":"sample.created"}"#,
+            ),
+            StatusCode::BAD_REQUEST,
+            "validation_error",
+        ),
+        (
+            request(Method::POST, "/v1/events", Some(&key), &huge),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+        ),
+        (
+            plain_text,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        ),
+        (
+            request(Method::GET, "/v1/events", Some(&key), ""),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+        ),
+        (
+            request(Method::POST, "/v1/nothing", Some(&key), EVENT),
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+    ];
+    for (req, status, code) in cases {
+        let path = req.uri().path().to_string();
+        let (got, body) = call(&deps, req).await;
+        assert_eq!(
+            (got, body["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{path}: {body}"
+        );
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty())
+        );
+    }
+    assert_eq!(env.count_items("MSG#").await, 0);
+    assert_eq!(env.count_items("IDEM#").await, 0);
+    assert_eq!(env.queue_depth(env.queues.delivery_url()).await, 0);
+}
+
+#[tokio::test]
+async fn health_and_the_event_type_catalog() {
+    let (_env, deps, key) = setup().await;
+    let (status, body) = call(&deps, request(Method::GET, "/health", None, "")).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"status": "ok"})));
+    let (status, body) = call(
+        &deps,
+        request(Method::GET, "/v1/event-types", Some(&key), ""),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let names: Vec<&str> = body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), 11);
+    assert!(names.contains(&"issue.updated"));
+    assert!(body["data"][0]["description"].is_string());
+    let (status, _) = call(&deps, request(Method::GET, "/v1/event-types", None, "")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
