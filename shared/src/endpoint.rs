@@ -1,17 +1,22 @@
 //! The rules an endpoint's settings must keep, for creation and for changes.
 
 use serde_json::{Map, Value};
+use time::OffsetDateTime;
 use url::{Host, Url};
 
 use crate::catalog;
 use crate::event::{FieldError, is_valid_name};
-use crate::model::Format;
+use crate::ids::EndpointId;
+use crate::model::{Endpoint, EndpointSecrets, Format};
 use crate::net;
+use crate::signing::Secret;
 
 pub const MAX_URL_BYTES: usize = 2048;
 pub const MAX_DESCRIPTION_BYTES: usize = 1024;
-/// Enough for every event type; more datasets than this is a mistake.
+/// More datasets than this on one endpoint is a mistake.
 pub const MAX_DATASETS: usize = 100;
+/// How long a rotated-out secret keeps signing beside the new one.
+pub const PREVIOUS_SECRET_LIFETIME: time::Duration = time::Duration::hours(24);
 
 const FIELDS: &[&str] = &[
     "url",
@@ -82,7 +87,53 @@ fn string_list(value: &Value, field: &str) -> Result<Vec<String>, FieldError> {
         .collect()
 }
 
-fn check_event_types(value: &Value) -> Result<Vec<String>, FieldError> {
+fn refuse_unknown_fields(body: &Map<String, Value>) -> Result<(), FieldError> {
+    match body.keys().find(|k| !FIELDS.contains(&k.as_str())) {
+        Some(unknown) => Err(FieldError::new(
+            unknown.as_str(),
+            format!("unknown field; expected one of {}", FIELDS.join(", ")),
+        )),
+        None => Ok(()),
+    }
+}
+
+// Each field's rule. `null` stands for the field's default, so a PATCH can clear it.
+
+fn url_field(value: &Value, allow_private_targets: bool) -> Result<String, FieldError> {
+    match value {
+        Value::Null => Err(FieldError::new("url", "is required")),
+        Value::String(url) => Ok(check_url(url, allow_private_targets)?.to_string()),
+        _ => Err(FieldError::new("url", "must be a string")),
+    }
+}
+
+fn description_field(value: &Value) -> Result<String, FieldError> {
+    match value {
+        Value::Null => Ok(String::new()),
+        Value::String(d) if d.len() <= MAX_DESCRIPTION_BYTES => Ok(d.clone()),
+        Value::String(_) => Err(FieldError::new(
+            "description",
+            format!("must be at most {MAX_DESCRIPTION_BYTES} bytes"),
+        )),
+        _ => Err(FieldError::new("description", "must be a string")),
+    }
+}
+
+fn version_field(value: &Value) -> Result<u32, FieldError> {
+    if value.is_null() {
+        return Ok(1);
+    }
+    value
+        .as_u64()
+        .filter(|v| *v >= 1)
+        .and_then(|v| u32::try_from(v).ok())
+        .ok_or_else(|| FieldError::new("version", "must be an integer of at least 1"))
+}
+
+fn event_types_field(value: &Value) -> Result<Vec<String>, FieldError> {
+    if value.is_null() {
+        return Ok(Vec::new());
+    }
     let mut types = string_list(value, "event_types")?;
     if let Some(unknown) = types.iter().find(|t| !catalog::is_known(t)) {
         return Err(FieldError::new(
@@ -90,20 +141,18 @@ fn check_event_types(value: &Value) -> Result<Vec<String>, FieldError> {
             format!("`{unknown}` is not a known event type (see GET /v1/event-types)"),
         ));
     }
+    types.sort();
     types.dedup();
     Ok(types)
 }
 
-fn check_datasets(value: &Value, account: &str) -> Result<Option<Vec<String>>, FieldError> {
+fn datasets_field(value: &Value, account: &str) -> Result<Option<Vec<String>>, FieldError> {
     if value.is_null() {
         return Ok(None);
     }
-    let datasets = string_list(value, "datasets")?;
+    let mut datasets = string_list(value, "datasets")?;
     if datasets.len() > MAX_DATASETS {
-        return Err(FieldError::new(
-            "datasets",
-            format!("at most {MAX_DATASETS} entries"),
-        ));
+        return Err(FieldError::new("datasets", format!("at most {MAX_DATASETS} entries")));
     }
     for dataset in &datasets {
         match dataset.split_once('/') {
@@ -116,7 +165,26 @@ fn check_datasets(value: &Value, account: &str) -> Result<Option<Vec<String>>, F
             }
         }
     }
+    datasets.sort();
+    datasets.dedup();
     Ok(Some(datasets))
+}
+
+fn format_field(value: &Value) -> Result<Format, FieldError> {
+    match value {
+        Value::Null => Ok(Format::Standard),
+        Value::String(f) => Format::parse(f)
+            .ok_or_else(|| FieldError::new("format", "must be \"standard\" or \"slack\"")),
+        _ => Err(FieldError::new("format", "must be \"standard\" or \"slack\"")),
+    }
+}
+
+fn disabled_field(value: &Value) -> Result<bool, FieldError> {
+    match value {
+        Value::Null => Ok(false),
+        Value::Bool(b) => Ok(*b),
+        _ => Err(FieldError::new("disabled", "must be true or false")),
+    }
 }
 
 /// Checks the body of `POST …/endpoints` for `account`.
@@ -125,69 +193,110 @@ pub fn parse_new(
     account: &str,
     allow_private_targets: bool,
 ) -> Result<EndpointIn, FieldError> {
-    if let Some(unknown) = body.keys().find(|k| !FIELDS.contains(&k.as_str())) {
-        return Err(FieldError::new(
-            unknown.as_str(),
-            format!("unknown field; expected one of {}", FIELDS.join(", ")),
-        ));
-    }
-    let url = match body.get("url") {
-        None | Some(Value::Null) => return Err(FieldError::new("url", "is required")),
-        Some(Value::String(url)) => check_url(url, allow_private_targets)?.to_string(),
-        Some(_) => return Err(FieldError::new("url", "must be a string")),
-    };
-    let description = match body.get("description") {
-        None | Some(Value::Null) => String::new(),
-        Some(Value::String(d)) if d.len() <= MAX_DESCRIPTION_BYTES => d.clone(),
-        Some(Value::String(_)) => {
-            return Err(FieldError::new(
-                "description",
-                format!("must be at most {MAX_DESCRIPTION_BYTES} bytes"),
-            ));
-        }
-        Some(_) => return Err(FieldError::new("description", "must be a string")),
-    };
-    let version = match body.get("version") {
-        None | Some(Value::Null) => 1,
-        Some(v) => v
-            .as_u64()
-            .filter(|v| *v >= 1)
-            .and_then(|v| u32::try_from(v).ok())
-            .ok_or_else(|| FieldError::new("version", "must be an integer of at least 1"))?,
-    };
-    let event_types = match body.get("event_types") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(v) => check_event_types(v)?,
-    };
-    let datasets = match body.get("datasets") {
-        None => None,
-        Some(v) => check_datasets(v, account)?,
-    };
-    let format = match body.get("format") {
-        None | Some(Value::Null) => Format::Standard,
-        Some(Value::String(f)) => Format::parse(f)
-            .ok_or_else(|| FieldError::new("format", "must be \"standard\" or \"slack\""))?,
-        Some(_) => {
-            return Err(FieldError::new(
-                "format",
-                "must be \"standard\" or \"slack\"",
-            ));
-        }
-    };
-    let disabled = match body.get("disabled") {
-        None | Some(Value::Null) => false,
-        Some(Value::Bool(b)) => *b,
-        Some(_) => return Err(FieldError::new("disabled", "must be true or false")),
-    };
+    refuse_unknown_fields(body)?;
+    let field = |name: &str| body.get(name).unwrap_or(&Value::Null);
     Ok(EndpointIn {
-        url,
-        description,
-        version,
-        event_types,
-        datasets,
-        format,
-        disabled,
+        url: url_field(field("url"), allow_private_targets)?,
+        description: description_field(field("description"))?,
+        version: version_field(field("version"))?,
+        event_types: event_types_field(field("event_types"))?,
+        datasets: datasets_field(field("datasets"), account)?,
+        format: format_field(field("format"))?,
+        disabled: disabled_field(field("disabled"))?,
     })
+}
+
+/// The changes of a `PATCH …/endpoints/{id}`: `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EndpointPatch {
+    pub url: Option<String>,
+    pub description: Option<String>,
+    pub version: Option<u32>,
+    pub event_types: Option<Vec<String>>,
+    /// `Some(None)`: back to every dataset of the account.
+    pub datasets: Option<Option<Vec<String>>>,
+    pub format: Option<Format>,
+    pub disabled: Option<bool>,
+}
+
+/// Checks the body of `PATCH …/endpoints/{id}`: any subset of the creation fields,
+/// where `null` sets an optional field back to its default.
+pub fn parse_patch(
+    body: &Map<String, Value>,
+    account: &str,
+    allow_private_targets: bool,
+) -> Result<EndpointPatch, FieldError> {
+    refuse_unknown_fields(body)?;
+    let get = |name: &str| body.get(name);
+    Ok(EndpointPatch {
+        url: get("url").map(|v| url_field(v, allow_private_targets)).transpose()?,
+        description: get("description").map(description_field).transpose()?,
+        version: get("version").map(version_field).transpose()?,
+        event_types: get("event_types").map(event_types_field).transpose()?,
+        datasets: get("datasets").map(|v| datasets_field(v, account)).transpose()?,
+        format: get("format").map(format_field).transpose()?,
+        disabled: get("disabled").map(disabled_field).transpose()?,
+    })
+}
+
+impl EndpointPatch {
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// The endpoint with these changes made.
+    pub fn apply(&self, endpoint: &Endpoint, now: OffsetDateTime) -> Endpoint {
+        let mut changed = endpoint.clone();
+        if let Some(url) = &self.url {
+            changed.url = url.clone();
+        }
+        if let Some(description) = &self.description {
+            changed.description = description.clone();
+        }
+        if let Some(version) = self.version {
+            changed.version = version;
+        }
+        if let Some(event_types) = &self.event_types {
+            changed.event_types = event_types.clone();
+        }
+        if let Some(datasets) = &self.datasets {
+            changed.datasets = datasets.clone();
+        }
+        if let Some(format) = self.format {
+            changed.format = format;
+        }
+        if let Some(disabled) = self.disabled {
+            changed.disabled = disabled;
+        }
+        changed.updated_at = now;
+        changed
+    }
+}
+
+/// A new endpoint of `account` with a fresh id and secret: what the API and the CLI create.
+pub fn new_endpoint(account: &str, input: EndpointIn, now: OffsetDateTime) -> (Endpoint, EndpointSecrets) {
+    let endpoint = Endpoint {
+        id: EndpointId::new(),
+        account: account.to_string(),
+        url: input.url,
+        description: input.description,
+        version: input.version,
+        event_types: input.event_types,
+        datasets: input.datasets,
+        format: input.format,
+        disabled: input.disabled,
+        created_at: now,
+        updated_at: now,
+    };
+    (endpoint, EndpointSecrets::new(Secret::generate()))
+}
+
+/// A rotation: `new` signs from now on, the current secret beside it until `now + PREVIOUS_SECRET_LIFETIME`.
+pub fn rotated(secrets: &EndpointSecrets, new: Secret, now: OffsetDateTime) -> EndpointSecrets {
+    EndpointSecrets {
+        current: new,
+        previous: Some((secrets.current.clone(), now + PREVIOUS_SECRET_LIFETIME)),
+    }
 }
 
 #[cfg(test)]
@@ -295,5 +404,50 @@ mod tests {
             let error = parse_new(body.as_object().unwrap(), "jane", false).unwrap_err();
             assert_eq!(error.field, field, "{body}");
         }
+    }
+
+    #[test]
+    fn a_patch_changes_only_what_it_names_and_null_restores_defaults() {
+        let input = parse_new(
+            json!({"url": "https://e.com", "description": "ops", "event_types": ["sample.created"],
+                   "datasets": ["jane/flowers"], "format": "slack", "version": 3})
+            .as_object()
+            .unwrap(),
+            "jane",
+            false,
+        )
+        .unwrap();
+        let created = time::macros::datetime!(2026-01-01 0:00 UTC);
+        let (endpoint, _) = new_endpoint("jane", input, created);
+        let patch = parse_patch(
+            json!({"description": null, "datasets": null, "disabled": true}).as_object().unwrap(),
+            "jane",
+            false,
+        )
+        .unwrap();
+        let later = created + time::Duration::minutes(1);
+        let patched = patch.apply(&endpoint, later);
+        assert_eq!(patched.description, "");
+        assert_eq!(patched.datasets, None);
+        assert!(patched.disabled);
+        assert_eq!(patched.event_types, ["sample.created"]);
+        assert_eq!((patched.format, patched.version), (Format::Slack, 3));
+        assert_eq!((patched.created_at, patched.updated_at), (created, later));
+        assert!(parse_patch(&Map::new(), "jane", false).unwrap().is_empty());
+        for body in [json!({"url": null}), json!({"version": 0}), json!({"id": "ep_1"}), json!({"url": "https://10.0.0.1/"})] {
+            assert!(parse_patch(body.as_object().unwrap(), "jane", false).is_err(), "{body}");
+        }
+    }
+
+    #[test]
+    fn rotation_keeps_the_old_secret_for_a_day() {
+        let now = time::OffsetDateTime::now_utc();
+        let first = EndpointSecrets::new(Secret::generate());
+        let next = Secret::generate();
+        let rotated = rotated(&first, next.clone(), now);
+        assert_eq!(rotated.current, next);
+        assert_eq!(rotated.previous, Some((first.current.clone(), now + PREVIOUS_SECRET_LIFETIME)));
+        assert_eq!(rotated.signing(now).len(), 2);
+        assert_eq!(rotated.signing(now + time::Duration::hours(25)), vec![&next]);
     }
 }

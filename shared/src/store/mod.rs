@@ -418,6 +418,104 @@ impl Store {
             .transpose()
     }
 
+    /// Writes `endpoint`'s settings (not its secrets) if it still exists and was last
+    /// changed at `expected_updated_at`; `false` when either is no longer so.
+    pub async fn update_endpoint(
+        &self,
+        endpoint: &Endpoint,
+        expected_updated_at: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let mut set = "SET #url = :url, description = :description, version = :version, \
+                       event_types = :event_types, #format = :format, disabled = :disabled, \
+                       updated_at = :updated_at"
+            .to_string();
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(endpoint_key(&endpoint.account, &endpoint.id)))
+            .condition_expression("attribute_exists(#pk) AND updated_at = :expected")
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_names("#url", "url")
+            .expression_attribute_names("#format", "format")
+            .expression_attribute_values(":url", s(endpoint.url.as_str()))
+            .expression_attribute_values(":description", s(endpoint.description.as_str()))
+            .expression_attribute_values(":version", n(endpoint.version))
+            .expression_attribute_values(":event_types", list(&endpoint.event_types))
+            .expression_attribute_values(":format", s(endpoint.format.as_str()))
+            .expression_attribute_values(":disabled", AttributeValue::Bool(endpoint.disabled))
+            .expression_attribute_values(":updated_at", s(time_text(endpoint.updated_at)))
+            .expression_attribute_values(":expected", s(time_text(expected_updated_at)));
+        match &endpoint.datasets {
+            Some(datasets) => {
+                set.push_str(", datasets = :datasets");
+                request = request.expression_attribute_values(":datasets", list(datasets));
+            }
+            None => set.push_str(" REMOVE datasets"),
+        }
+        match request.update_expression(set).send().await {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failure(&e) => Ok(false),
+            Err(e) => Err(aws_error("UpdateItem")(e)),
+        }
+    }
+
+    /// Stores rotated secrets if the endpoint still signs with `expected_current`;
+    /// `false` when it is gone or was rotated meanwhile.
+    pub async fn rotate_secret(
+        &self,
+        endpoint: &Endpoint,
+        secrets: &EndpointSecrets,
+        expected_current: &Secret,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let (previous, expires_at) = secrets
+            .previous
+            .as_ref()
+            .ok_or_else(|| StoreError::Corrupt("a rotation without a previous secret".into()))?;
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(endpoint_key(&endpoint.account, &endpoint.id)))
+            .update_expression(
+                "SET secret = :secret, previous_secret = :previous, \
+                 previous_secret_expires_at = :expires_at, updated_at = :now",
+            )
+            .condition_expression("attribute_exists(#pk) AND secret = :expected")
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_values(":secret", s(secrets.current.expose()))
+            .expression_attribute_values(":previous", s(previous.expose()))
+            .expression_attribute_values(":expires_at", s(time_text(*expires_at)))
+            .expression_attribute_values(":now", s(time_text(now)))
+            .expression_attribute_values(":expected", s(expected_current.expose()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failure(&e) => Ok(false),
+            Err(e) => Err(aws_error("UpdateItem")(e)),
+        }
+    }
+
+    /// Deletes an endpoint of `account`; `false` when there was none.
+    pub async fn delete_endpoint(&self, account: &str, id: &EndpointId) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(endpoint_key(account, id)))
+            .condition_expression("attribute_exists(#pk)")
+            .expression_attribute_names("#pk", PK)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failure(&e) => Ok(false),
+            Err(e) => Err(aws_error("DeleteItem")(e)),
+        }
+    }
+
     /// A page of an account's endpoints, oldest first. `cursor` is the last id of the page before.
     pub async fn list_endpoints(
         &self,
@@ -677,6 +775,59 @@ impl Store {
             .await
             .map_err(aws_error("PutItem"))?;
         Ok(())
+    }
+
+    /// A page of an endpoint's attempts, newest first, optionally of one status only.
+    /// `before` is the last attempt id of the page before.
+    pub async fn endpoint_attempts(
+        &self,
+        account: &str,
+        endpoint: &EndpointId,
+        status: Option<AttemptStatus>,
+        limit: usize,
+        before: Option<&AttemptId>,
+    ) -> Result<Page<Attempt>, StoreError> {
+        let by_endpoint = endpoint_attempts_pk(account, endpoint);
+        let (index, partition) = match status {
+            None => (schema::INDEXES[0], by_endpoint),
+            Some(status) => (schema::INDEXES[1], format!("{by_endpoint}#{}", status.as_str())),
+        };
+        let (name, hash, range) = index;
+        let mut condition = "#h = :h".to_string();
+        let mut request = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(name)
+            .expression_attribute_names("#h", hash)
+            .expression_attribute_values(":h", s(partition))
+            .scan_index_forward(false)
+            // One more than asked tells whether another page follows.
+            .limit(i32::try_from(limit + 1).unwrap_or(i32::MAX));
+        if let Some(before) = before {
+            condition.push_str(" AND #r < :before");
+            request = request
+                .expression_attribute_names("#r", range)
+                .expression_attribute_values(":before", s(before.as_str()));
+        }
+        let output = request
+            .key_condition_expression(condition)
+            .send()
+            .await
+            .map_err(aws_error("Query"))?;
+        let mut items = output
+            .items
+            .unwrap_or_default()
+            .iter()
+            .map(attempt_from_item)
+            .collect::<Result<Vec<_>, _>>()?;
+        let next_cursor = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(|a| a.id.to_string())
+        } else {
+            None
+        };
+        Ok(Page { items, next_cursor })
     }
 
     /// Every attempt of a message of `account`, oldest first.
