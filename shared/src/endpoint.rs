@@ -152,7 +152,10 @@ fn datasets_field(value: &Value, account: &str) -> Result<Option<Vec<String>>, F
     }
     let mut datasets = string_list(value, "datasets")?;
     if datasets.len() > MAX_DATASETS {
-        return Err(FieldError::new("datasets", format!("at most {MAX_DATASETS} entries")));
+        return Err(FieldError::new(
+            "datasets",
+            format!("at most {MAX_DATASETS} entries"),
+        ));
     }
     for dataset in &datasets {
         match dataset.split_once('/') {
@@ -175,7 +178,10 @@ fn format_field(value: &Value) -> Result<Format, FieldError> {
         Value::Null => Ok(Format::Standard),
         Value::String(f) => Format::parse(f)
             .ok_or_else(|| FieldError::new("format", "must be \"standard\" or \"slack\"")),
-        _ => Err(FieldError::new("format", "must be \"standard\" or \"slack\"")),
+        _ => Err(FieldError::new(
+            "format",
+            "must be \"standard\" or \"slack\"",
+        )),
     }
 }
 
@@ -229,11 +235,15 @@ pub fn parse_patch(
     refuse_unknown_fields(body)?;
     let get = |name: &str| body.get(name);
     Ok(EndpointPatch {
-        url: get("url").map(|v| url_field(v, allow_private_targets)).transpose()?,
+        url: get("url")
+            .map(|v| url_field(v, allow_private_targets))
+            .transpose()?,
         description: get("description").map(description_field).transpose()?,
         version: get("version").map(version_field).transpose()?,
         event_types: get("event_types").map(event_types_field).transpose()?,
-        datasets: get("datasets").map(|v| datasets_field(v, account)).transpose()?,
+        datasets: get("datasets")
+            .map(|v| datasets_field(v, account))
+            .transpose()?,
         format: get("format").map(format_field).transpose()?,
         disabled: get("disabled").map(disabled_field).transpose()?,
     })
@@ -274,7 +284,11 @@ impl EndpointPatch {
 }
 
 /// A new endpoint of `account` with a fresh id and secret: what the API and the CLI create.
-pub fn new_endpoint(account: &str, input: EndpointIn, now: OffsetDateTime) -> (Endpoint, EndpointSecrets) {
+pub fn new_endpoint(
+    account: &str,
+    input: EndpointIn,
+    now: OffsetDateTime,
+) -> (Endpoint, EndpointSecrets) {
     let endpoint = Endpoint {
         id: EndpointId::new(),
         account: account.to_string(),
@@ -420,7 +434,9 @@ mod tests {
         let created = time::macros::datetime!(2026-01-01 0:00 UTC);
         let (endpoint, _) = new_endpoint("jane", input, created);
         let patch = parse_patch(
-            json!({"description": null, "datasets": null, "disabled": true}).as_object().unwrap(),
+            json!({"description": null, "datasets": null, "disabled": true})
+                .as_object()
+                .unwrap(),
             "jane",
             false,
         )
@@ -434,8 +450,16 @@ mod tests {
         assert_eq!((patched.format, patched.version), (Format::Slack, 3));
         assert_eq!((patched.created_at, patched.updated_at), (created, later));
         assert!(parse_patch(&Map::new(), "jane", false).unwrap().is_empty());
-        for body in [json!({"url": null}), json!({"version": 0}), json!({"id": "ep_1"}), json!({"url": "https://10.0.0.1/"})] {
-            assert!(parse_patch(body.as_object().unwrap(), "jane", false).is_err(), "{body}");
+        for body in [
+            json!({"url": null}),
+            json!({"version": 0}),
+            json!({"id": "ep_1"}),
+            json!({"url": "https://10.0.0.1/"}),
+        ] {
+            assert!(
+                parse_patch(body.as_object().unwrap(), "jane", false).is_err(),
+                "{body}"
+            );
         }
     }
 
@@ -446,8 +470,14 @@ mod tests {
         let next = Secret::generate();
         let rotated = rotated(&first, next.clone(), now);
         assert_eq!(rotated.current, next);
-        assert_eq!(rotated.previous, Some((first.current.clone(), now + PREVIOUS_SECRET_LIFETIME)));
+        assert_eq!(
+            rotated.previous,
+            Some((first.current.clone(), now + PREVIOUS_SECRET_LIFETIME))
+        );
         assert_eq!(rotated.signing(now).len(), 2);
-        assert_eq!(rotated.signing(now + time::Duration::hours(25)), vec![&next]);
+        assert_eq!(
+            rotated.signing(now + time::Duration::hours(25)),
+            vec![&next]
+        );
     }
 }

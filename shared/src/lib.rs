@@ -13,6 +13,7 @@ pub mod model;
 pub mod net;
 pub mod payload;
 pub mod queue;
+pub mod redrive;
 pub mod retry;
 pub mod signing;
 pub mod store;

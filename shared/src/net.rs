@@ -1,7 +1,7 @@
 //! Which addresses a delivery may reach. Endpoint URLs are checked when they are
 //! saved, and the dispatcher checks again the addresses it is about to connect to.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 /// Whether `ip` is an ordinary public unicast address: not loopback, private,
 /// link-local (cloud metadata included), CGNAT, multicast, unique-local,
@@ -46,6 +46,46 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
         || segments[0] == 0x2001 && segments[1] == 0x0db8) // documentation
 }
 
+/// Why a host's addresses may not be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AddressError {
+    #[error("blocked address {0}: not a public address")]
+    Blocked(IpAddr),
+    #[error("DNS failure: {0}")]
+    Dns(String),
+}
+
+/// Checks every address of an answer: one that is not public refuses the whole
+/// answer, since a connection may be tried to any of them.
+pub fn check_answer(addresses: &[IpAddr], allow_private_targets: bool) -> Result<(), AddressError> {
+    if allow_private_targets {
+        return Ok(());
+    }
+    match addresses.iter().find(|ip| !is_public(**ip)) {
+        Some(refused) => Err(AddressError::Blocked(*refused)),
+        None => Ok(()),
+    }
+}
+
+/// Resolves `host` with the system resolver and checks the answer; the addresses
+/// returned are the only ones a caller may connect to.
+pub async fn resolve_checked(
+    host: &str,
+    port: u16,
+    allow_private_targets: bool,
+) -> Result<Vec<SocketAddr>, AddressError> {
+    let answer: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|e| AddressError::Dns(format!("{host}: {e}")))?
+        .collect();
+    if answer.is_empty() {
+        return Err(AddressError::Dns(format!("{host}: no addresses")));
+    }
+    let ips: Vec<IpAddr> = answer.iter().map(SocketAddr::ip).collect();
+    check_answer(&ips, allow_private_targets)?;
+    Ok(answer)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,6 +128,32 @@ mod tests {
                 "{text} should be refused"
             );
         }
+    }
+
+    #[test]
+    fn one_private_address_refuses_the_whole_answer() {
+        let public: IpAddr = "8.8.8.8".parse().unwrap();
+        let loopback: IpAddr = "127.0.0.1".parse().unwrap();
+        assert_eq!(check_answer(&[public], false), Ok(()));
+        assert_eq!(
+            check_answer(&[public, loopback], false),
+            Err(AddressError::Blocked(loopback))
+        );
+        assert_eq!(check_answer(&[public, loopback], true), Ok(()));
+    }
+
+    #[tokio::test]
+    async fn resolving_checks_what_the_name_resolves_to() {
+        assert!(matches!(
+            resolve_checked("localhost", 80, false).await,
+            Err(AddressError::Blocked(_))
+        ));
+        let allowed = resolve_checked("localhost", 80, true).await.unwrap();
+        assert!(
+            allowed
+                .iter()
+                .all(|a| a.ip().is_loopback() && a.port() == 80)
+        );
     }
 
     #[test]

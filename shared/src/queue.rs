@@ -6,8 +6,8 @@ use std::time::Duration;
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::error::DisplayErrorContext;
 use aws_sdk_sqs::types::{
-    DeleteMessageBatchRequestEntry, MessageSystemAttributeName, QueueAttributeName,
-    SendMessageBatchRequestEntry,
+    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
+    MessageSystemAttributeName, QueueAttributeName, SendMessageBatchRequestEntry,
 };
 
 use crate::model::DeliveryJob;
@@ -82,14 +82,20 @@ impl Queues {
     /// Enqueues one job per entry with SendMessageBatch, ten at a time, sending
     /// again only the entries SQS refused.
     pub async fn send_jobs(&self, jobs: &[DeliveryJob]) -> Result<(), QueueError> {
-        for chunk in jobs.chunks(MAX_BATCH) {
-            let mut pending: Vec<(String, String)> = chunk
+        let bodies: Vec<String> = jobs
+            .iter()
+            .map(|job| serde_json::to_string(job).expect("jobs serialise"))
+            .collect();
+        self.send_bodies(&bodies).await
+    }
+
+    /// Enqueues message bodies as they are, so a job moved back from the DLQ is the same job.
+    pub async fn send_bodies(&self, bodies: &[String]) -> Result<(), QueueError> {
+        for chunk in bodies.chunks(MAX_BATCH) {
+            let mut pending: Vec<(String, &String)> = chunk
                 .iter()
                 .enumerate()
-                .map(|(index, job)| {
-                    let body = serde_json::to_string(job).expect("jobs serialise");
-                    (index.to_string(), body)
-                })
+                .map(|(index, body)| (index.to_string(), body))
                 .collect();
             let mut last_reason = String::new();
             for _ in 0..SEND_RETRIES {
@@ -98,7 +104,7 @@ impl Queues {
                     .map(|(id, body)| {
                         SendMessageBatchRequestEntry::builder()
                             .id(id)
-                            .message_body(body)
+                            .message_body(*body)
                             .build()
                             .expect("id and body are set")
                     })
@@ -131,7 +137,8 @@ impl Queues {
         Ok(())
     }
 
-    /// Hides a received delivery job for `delay` before SQS offers it again.
+    /// Hides a received delivery job for `delay` before SQS offers it again: whole
+    /// seconds, rounded up so a retry never comes sooner, and at most SQS's 12 hours.
     pub async fn delay_retry(
         &self,
         receipt_handle: &str,
@@ -141,7 +148,7 @@ impl Queues {
             .change_message_visibility()
             .queue_url(&self.delivery_url)
             .receipt_handle(receipt_handle)
-            .visibility_timeout(i32::try_from(delay.as_secs()).unwrap_or(i32::MAX))
+            .visibility_timeout(visibility_seconds(delay))
             .send()
             .await
             .map_err(aws_error("ChangeMessageVisibility"))?;
@@ -154,12 +161,34 @@ impl Queues {
         max: usize,
         wait: Duration,
     ) -> Result<Vec<Received>, QueueError> {
+        self.receive(&self.delivery_url, max, wait, None).await
+    }
+
+    /// Receives up to `max` jobs from the DLQ, hiding them for `visibility`.
+    pub async fn receive_dead(
+        &self,
+        max: usize,
+        wait: Duration,
+        visibility: Duration,
+    ) -> Result<Vec<Received>, QueueError> {
+        self.receive(&self.dlq_url, max, wait, Some(visibility))
+            .await
+    }
+
+    async fn receive(
+        &self,
+        url: &str,
+        max: usize,
+        wait: Duration,
+        visibility: Option<Duration>,
+    ) -> Result<Vec<Received>, QueueError> {
         let output = self
             .client
             .receive_message()
-            .queue_url(&self.delivery_url)
+            .queue_url(url)
             .max_number_of_messages(i32::try_from(max.min(MAX_BATCH)).unwrap_or(10))
             .wait_time_seconds(i32::try_from(wait.as_secs()).unwrap_or(20))
+            .set_visibility_timeout(visibility.map(visibility_seconds))
             .message_system_attribute_names(MessageSystemAttributeName::All)
             .send()
             .await
@@ -185,6 +214,15 @@ impl Queues {
 
     /// Deletes handled delivery jobs, ten at a time.
     pub async fn delete_delivered(&self, receipt_handles: &[String]) -> Result<(), QueueError> {
+        self.delete(&self.delivery_url, receipt_handles).await
+    }
+
+    /// Deletes jobs received from the DLQ, ten at a time.
+    pub async fn delete_dead(&self, receipt_handles: &[String]) -> Result<(), QueueError> {
+        self.delete(&self.dlq_url, receipt_handles).await
+    }
+
+    async fn delete(&self, url: &str, receipt_handles: &[String]) -> Result<(), QueueError> {
         for chunk in receipt_handles.chunks(MAX_BATCH) {
             let entries = chunk
                 .iter()
@@ -199,11 +237,37 @@ impl Queues {
                 .collect();
             self.client
                 .delete_message_batch()
-                .queue_url(&self.delivery_url)
+                .queue_url(url)
                 .set_entries(Some(entries))
                 .send()
                 .await
                 .map_err(aws_error("DeleteMessageBatch"))?;
+        }
+        Ok(())
+    }
+
+    /// Makes jobs received from the DLQ visible there again at once.
+    pub async fn release_dead(&self, receipt_handles: &[String]) -> Result<(), QueueError> {
+        for chunk in receipt_handles.chunks(MAX_BATCH) {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(index, handle)| {
+                    ChangeMessageVisibilityBatchRequestEntry::builder()
+                        .id(index.to_string())
+                        .receipt_handle(handle)
+                        .visibility_timeout(0)
+                        .build()
+                        .expect("id and handle are set")
+                })
+                .collect();
+            self.client
+                .change_message_visibility_batch()
+                .queue_url(&self.dlq_url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(aws_error("ChangeMessageVisibilityBatch"))?;
         }
         Ok(())
     }
@@ -227,6 +291,12 @@ impl Queues {
             .and_then(|v| v.parse().ok())
             .unwrap_or(0))
     }
+}
+
+/// A delay as SQS's whole-second visibility timeout: rounded up, at most 12 hours.
+pub fn visibility_seconds(delay: Duration) -> i32 {
+    let seconds = delay.as_secs() + u64::from(delay.subsec_nanos() > 0);
+    i32::try_from(seconds.min(crate::retry::MAX_STEP.as_secs())).unwrap_or(i32::MAX)
 }
 
 /// Creates the DLQ and the delivery queue that redrives into it after
@@ -278,4 +348,18 @@ pub async fn create_queues(
         .queue_url
         .unwrap_or_default();
     Ok((delivery_url, dlq_url))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn visibility_rounds_up_and_stops_at_twelve_hours() {
+        assert_eq!(visibility_seconds(Duration::ZERO), 0);
+        assert_eq!(visibility_seconds(Duration::from_millis(800)), 1);
+        assert_eq!(visibility_seconds(Duration::from_millis(5000)), 5);
+        assert_eq!(visibility_seconds(Duration::from_millis(5001)), 6);
+        assert_eq!(visibility_seconds(Duration::from_secs(13 * 3600)), 43_200);
+    }
 }

@@ -95,6 +95,74 @@ pub fn jittered_random(delay: Duration) -> Duration {
     jittered(delay, rand::rng().random::<f64>())
 }
 
+/// Why an attempt failed, as far as the next delay cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// No answer within the request timeout.
+    Timeout,
+    /// 429 Too Many Requests.
+    TooManyRequests,
+    /// 503 Service Unavailable.
+    Unavailable,
+    /// Any other status or error.
+    Other,
+}
+
+impl FailureKind {
+    pub fn of_status(status: u16) -> Self {
+        match status {
+            429 => Self::TooManyRequests,
+            503 => Self::Unavailable,
+            _ => Self::Other,
+        }
+    }
+}
+
+/// The delay before the attempt after failed attempt number `attempt`, or `None`
+/// when it was the last. `unit` in `[0, 1)` picks the jitter.
+///
+/// A receiver that timed out or said 429 is overloaded, so its jitter only ever
+/// lengthens the step; a `Retry-After` on 429 or 503 stretches it further. No
+/// step passes [`MAX_STEP`], the longest SQS can hide a message.
+pub fn next_delay(
+    schedule: &RetrySchedule,
+    attempt: u32,
+    kind: FailureKind,
+    retry_after: Option<Duration>,
+    unit: f64,
+) -> Option<Duration> {
+    let step = schedule.delay_after(attempt)?;
+    let mut delay = jittered(step, unit);
+    if matches!(kind, FailureKind::Timeout | FailureKind::TooManyRequests) {
+        delay = delay.max(step);
+    }
+    if matches!(
+        kind,
+        FailureKind::TooManyRequests | FailureKind::Unavailable
+    ) && let Some(asked) = retry_after
+    {
+        delay = delay.max(asked);
+    }
+    Some(delay.min(MAX_STEP))
+}
+
+/// Reads a `Retry-After` value at `now` (unix seconds): delay-seconds, or an HTTP date.
+/// A date in the past means "now"; anything unreadable is ignored.
+pub fn parse_retry_after(value: &str, now: i64) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let format = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    let at = time::PrimitiveDateTime::parse(value, format)
+        .ok()?
+        .assume_utc()
+        .unix_timestamp();
+    Some(Duration::from_secs(u64::try_from(at - now).unwrap_or(0)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,6 +206,85 @@ mod tests {
             assert_eq!(RetrySchedule::parse(text), Err(error), "{text}");
         }
         assert!(RetrySchedule::parse("12h").is_ok());
+    }
+
+    #[test]
+    fn next_delay_follows_the_schedule_with_jitter() {
+        let schedule = RetrySchedule::parse("10s,1m").unwrap();
+        let secs = Duration::from_secs;
+        assert_eq!(
+            next_delay(&schedule, 1, FailureKind::Other, None, 0.0),
+            Some(secs(8))
+        );
+        assert_eq!(
+            next_delay(&schedule, 2, FailureKind::Other, None, 0.5),
+            Some(secs(60))
+        );
+        // After the last attempt there is no next one, whatever the receiver asks.
+        assert_eq!(
+            next_delay(
+                &schedule,
+                3,
+                FailureKind::TooManyRequests,
+                Some(secs(5)),
+                0.5
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn timeouts_and_429s_never_retry_sooner_than_the_schedule() {
+        let schedule = RetrySchedule::parse("10s").unwrap();
+        let secs = Duration::from_secs;
+        for kind in [FailureKind::Timeout, FailureKind::TooManyRequests] {
+            assert_eq!(next_delay(&schedule, 1, kind, None, 0.0), Some(secs(10)));
+            assert_eq!(next_delay(&schedule, 1, kind, None, 0.75), Some(secs(11)));
+        }
+    }
+
+    #[test]
+    fn retry_after_stretches_429_and_503_only() {
+        let schedule = RetrySchedule::parse("10s").unwrap();
+        let secs = Duration::from_secs;
+        let stretched = |kind, asked| next_delay(&schedule, 1, kind, Some(asked), 0.5);
+        assert_eq!(
+            stretched(FailureKind::TooManyRequests, secs(90)),
+            Some(secs(90))
+        );
+        assert_eq!(
+            stretched(FailureKind::Unavailable, secs(90)),
+            Some(secs(90))
+        );
+        // It stretches, never shortens.
+        assert_eq!(stretched(FailureKind::Unavailable, secs(1)), Some(secs(10)));
+        assert_eq!(stretched(FailureKind::Other, secs(90)), Some(secs(10)));
+        assert_eq!(stretched(FailureKind::Timeout, secs(90)), Some(secs(10)));
+        // Never past what SQS allows.
+        assert_eq!(
+            stretched(FailureKind::TooManyRequests, secs(48 * 3600)),
+            Some(MAX_STEP)
+        );
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_http_dates() {
+        let now = 784_111_777; // Sun, 06 Nov 1994 08:49:37 GMT
+        assert_eq!(
+            parse_retry_after("120", now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:51:37 GMT", now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        for unreadable in ["soon", "-5", "1.5", ""] {
+            assert_eq!(parse_retry_after(unreadable, now), None, "{unreadable}");
+        }
     }
 
     #[test]

@@ -1,19 +1,16 @@
-//! The management API under `/v1/accounts/{account}`: endpoints and their secrets.
+//! The management API: endpoints, their secrets and attempts, and messages under
+//! `/v1/accounts/{account}`, and the operators' DLQ routes under `/v1/dlq`.
 
-use lambda_http::http::{Method, StatusCode};
+mod endpoints;
+mod messages;
+
+use lambda_http::http::Method;
 use lambda_http::{Body, Request, RequestExt, Response};
-use serde::Serialize;
-use serde_json::json;
 use shared::config::Config;
-use shared::endpoint::{self, EndpointIn};
 use shared::event::is_valid_name;
-use shared::http::{ApiError, authenticate, json, json_object};
-use shared::ids::EndpointId;
-use shared::model::{Endpoint, EndpointSecrets};
+use shared::http::{ApiError, authenticate};
 use shared::queue::Queues;
-use shared::signing::Secret;
-use shared::store::Store;
-use time::OffsetDateTime;
+use shared::store::{Store, StoreError};
 
 /// Page sizes for listings: CONTRACT's bounds.
 pub const DEFAULT_PAGE: usize = 50;
@@ -32,143 +29,141 @@ pub async fn handle(deps: &Deps, req: Request) -> Response<Body> {
         .unwrap_or_else(ApiError::into_response)
 }
 
+/// The routes, each with the path's parameters; the account is checked by [`Route::parse`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route<'a> {
+    Endpoints(&'a str),
+    Endpoint(&'a str, &'a str),
+    Secret(&'a str, &'a str),
+    RotateSecret(&'a str, &'a str),
+    Attempts(&'a str, &'a str),
+    Message(&'a str, &'a str),
+}
+
+impl<'a> Route<'a> {
+    fn parse(path: &'a str) -> Result<Self, ApiError> {
+        let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        let route = match segments.as_slice() {
+            ["v1", "accounts", account, rest @ ..] => {
+                if !is_valid_name(account) {
+                    return Err(ApiError::not_found(format!("no account {account}")));
+                }
+                match rest {
+                    ["endpoints"] => Route::Endpoints(account),
+                    ["endpoints", id] => Route::Endpoint(account, id),
+                    ["endpoints", id, "secret"] => Route::Secret(account, id),
+                    ["endpoints", id, "secret", "rotate"] => Route::RotateSecret(account, id),
+                    ["endpoints", id, "attempts"] => Route::Attempts(account, id),
+                    ["messages", id] => Route::Message(account, id),
+                    _ => return Err(ApiError::not_found(format!("no route {path}"))),
+                }
+            }
+            _ => return Err(ApiError::not_found(format!("no route {path}"))),
+        };
+        Ok(route)
+    }
+
+    /// The methods the route takes, as an `Allow` header says them.
+    fn allowed(self) -> &'static str {
+        match self {
+            Route::Endpoints(_) => "GET, POST",
+            Route::Endpoint(..) => "GET, PATCH, DELETE",
+            Route::Secret(..) | Route::Attempts(..) | Route::Message(..) => "GET",
+            Route::RotateSecret(..) => "POST",
+        }
+    }
+}
+
 async fn route(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiError> {
     let path = req.uri().path().to_string();
-    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    let method = req.method();
-    match segments.as_slice() {
-        ["v1", "accounts", account, "endpoints"] => {
-            if !matches!(*method, Method::GET | Method::POST) {
-                return Err(ApiError::method_not_allowed("GET, POST"));
-            }
-            authenticate(&deps.store, req).await?;
-            let account = account_name(account)?;
-            if method == Method::POST {
-                create_endpoint(deps, account, req).await
-            } else {
-                list_endpoints(deps, account, req).await
-            }
+    let route = Route::parse(&path)?;
+    let method = req.method().clone();
+    if !route.allowed().split(", ").any(|m| m == method.as_str()) {
+        return Err(ApiError::method_not_allowed(route.allowed()));
+    }
+    authenticate(&deps.store, req).await?;
+    match (route, method) {
+        (Route::Endpoints(account), Method::POST) => endpoints::create(deps, account, req).await,
+        (Route::Endpoints(account), _) => endpoints::list(deps, account, req).await,
+        (Route::Endpoint(account, id), Method::GET) => endpoints::get(deps, account, id).await,
+        (Route::Endpoint(account, id), Method::PATCH) => {
+            endpoints::patch(deps, account, id, req).await
         }
-        ["v1", "accounts", account, "endpoints", id] => {
-            if method != Method::GET {
-                return Err(ApiError::method_not_allowed("GET"));
-            }
-            authenticate(&deps.store, req).await?;
-            get_endpoint(deps, account_name(account)?, id).await
-        }
-        _ => Err(ApiError::not_found(format!("no route {path}"))),
+        (Route::Endpoint(account, id), _) => endpoints::delete(deps, account, id).await,
+        (Route::Secret(account, id), _) => endpoints::secret(deps, account, id).await,
+        (Route::RotateSecret(account, id), _) => endpoints::rotate_secret(deps, account, id).await,
+        (Route::Attempts(account, id), _) => endpoints::attempts(deps, account, id, req).await,
+        (Route::Message(account, id), _) => messages::get(deps, account, id).await,
     }
 }
 
-fn account_name(segment: &str) -> Result<&str, ApiError> {
-    if is_valid_name(segment) {
-        Ok(segment)
-    } else {
-        Err(ApiError::not_found(format!("no account {segment}")))
-    }
-}
-
-fn internal(context: &'static str) -> impl FnOnce(shared::store::StoreError) -> ApiError {
+/// Logs a store failure and answers 500; the caller learns nothing of the inside.
+fn internal(context: &'static str) -> impl FnOnce(StoreError) -> ApiError {
     move |error| {
         tracing::error!(%error, "{context}");
         ApiError::internal()
     }
 }
 
-/// An endpoint as creation returns it: the only reply besides `GET …/secret` with the secret.
-#[derive(Serialize)]
-struct Created<'a> {
-    #[serde(flatten)]
-    endpoint: &'a Endpoint,
-    secret: &'a str,
-}
-
-async fn create_endpoint(
-    deps: &Deps,
-    account: &str,
-    req: &Request,
-) -> Result<Response<Body>, ApiError> {
-    let body = json_object(req)?;
-    let EndpointIn {
-        url,
-        description,
-        version,
-        event_types,
-        datasets,
-        format,
-        disabled,
-    } = endpoint::parse_new(&body, account, deps.config.allow_private_targets)?;
-    let now = OffsetDateTime::now_utc();
-    let endpoint = Endpoint {
-        id: EndpointId::new(),
-        account: account.to_string(),
-        url,
-        description,
-        version,
-        event_types,
-        datasets,
-        format,
-        disabled,
-        created_at: now,
-        updated_at: now,
-    };
-    let secrets = EndpointSecrets::new(Secret::generate());
-    deps.store
-        .create_endpoint(&endpoint, &secrets)
-        .await
-        .map_err(internal("could not store an endpoint"))?;
-    tracing::info!(endpoint_id = %endpoint.id, account, "endpoint created");
-    Ok(json(
-        StatusCode::CREATED,
-        &Created {
-            endpoint: &endpoint,
-            secret: secrets.current.expose(),
-        },
-    ))
-}
-
-async fn get_endpoint(deps: &Deps, account: &str, id: &str) -> Result<Response<Body>, ApiError> {
-    let not_found = || ApiError::not_found(format!("no endpoint {id}"));
-    let id = EndpointId::parse(id).ok_or_else(not_found)?;
-    let (endpoint, _) = deps
-        .store
-        .get_endpoint(account, &id)
-        .await
-        .map_err(internal("could not read an endpoint"))?
-        .ok_or_else(not_found)?;
-    Ok(json(StatusCode::OK, &endpoint))
-}
-
-async fn list_endpoints(
-    deps: &Deps,
-    account: &str,
-    req: &Request,
-) -> Result<Response<Body>, ApiError> {
-    let query = req.query_string_parameters();
-    let limit = match query.first("limit") {
-        None => DEFAULT_PAGE,
+/// `limit` from the query string: [`DEFAULT_PAGE`] when absent, 1 to [`MAX_PAGE`].
+fn page_limit(req: &Request) -> Result<usize, ApiError> {
+    match req
+        .query_string_parameters_ref()
+        .and_then(|q| q.first("limit"))
+    {
+        None => Ok(DEFAULT_PAGE),
         Some(text) => text
             .parse::<usize>()
             .ok()
             .filter(|n| (1..=MAX_PAGE).contains(n))
             .ok_or_else(|| {
                 ApiError::validation(format!("limit: must be an integer from 1 to {MAX_PAGE}"))
-            })?,
-    };
-    let cursor = match query.first("cursor") {
-        None => None,
-        Some(text) => Some(
-            EndpointId::parse(text)
-                .ok_or_else(|| ApiError::validation("cursor: not a cursor from a previous page"))?,
-        ),
-    };
-    let page = deps
-        .store
-        .list_endpoints(account, limit, cursor.as_ref())
-        .await
-        .map_err(internal("could not list endpoints"))?;
-    Ok(json(
-        StatusCode::OK,
-        &json!({"data": page.items, "next_cursor": page.next_cursor}),
-    ))
+            }),
+    }
+}
+
+/// `cursor` from the query string, parsed as the id type the listing pages by.
+fn page_cursor<T>(req: &Request, parse: fn(&str) -> Option<T>) -> Result<Option<T>, ApiError> {
+    match req
+        .query_string_parameters_ref()
+        .and_then(|q| q.first("cursor"))
+    {
+        None => Ok(None),
+        Some(text) => parse(text)
+            .map(Some)
+            .ok_or_else(|| ApiError::validation("cursor: not a cursor from a previous page")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_and_their_methods() {
+        assert_eq!(
+            Route::parse("/v1/accounts/jane/endpoints").unwrap(),
+            Route::Endpoints("jane")
+        );
+        assert_eq!(
+            Route::parse("/v1/accounts/jane/endpoints/ep_1/secret/rotate").unwrap(),
+            Route::RotateSecret("jane", "ep_1")
+        );
+        assert_eq!(
+            Route::parse("/v1/accounts/jane/messages/msg_1")
+                .unwrap()
+                .allowed(),
+            "GET"
+        );
+        for path in [
+            "/",
+            "/v1",
+            "/v1/accounts",
+            "/v1/accounts/jane",
+            "/v1/accounts/jane/endpoints/ep_1/nope",
+            "/v1/accounts/ja%23ne/endpoints",
+        ] {
+            assert_eq!(Route::parse(path).unwrap_err().code, "not_found", "{path}");
+        }
+    }
 }

@@ -17,6 +17,8 @@ use crate::model::{Attempt, AttemptStatus, Endpoint, EndpointSecrets, Format, Me
 use crate::signing::Secret;
 use crate::timefmt;
 
+mod delivery;
+
 /// Names the table's definition must use; `infra/template.yaml` is tested against them.
 pub mod schema {
     pub const PARTITION_KEY: &str = "pk";
@@ -499,7 +501,11 @@ impl Store {
     }
 
     /// Deletes an endpoint of `account`; `false` when there was none.
-    pub async fn delete_endpoint(&self, account: &str, id: &EndpointId) -> Result<bool, StoreError> {
+    pub async fn delete_endpoint(
+        &self,
+        account: &str,
+        id: &EndpointId,
+    ) -> Result<bool, StoreError> {
         let result = self
             .client
             .delete_item()
@@ -790,7 +796,10 @@ impl Store {
         let by_endpoint = endpoint_attempts_pk(account, endpoint);
         let (index, partition) = match status {
             None => (schema::INDEXES[0], by_endpoint),
-            Some(status) => (schema::INDEXES[1], format!("{by_endpoint}#{}", status.as_str())),
+            Some(status) => (
+                schema::INDEXES[1],
+                format!("{by_endpoint}#{}", status.as_str()),
+            ),
         };
         let (name, hash, range) = index;
         let mut condition = "#h = :h".to_string();

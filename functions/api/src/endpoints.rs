@@ -1,0 +1,193 @@
+//! `/v1/accounts/{account}/endpoints…`: endpoints, their secrets and their attempts.
+
+use lambda_http::http::StatusCode;
+use lambda_http::{Body, Request, RequestExt, Response};
+use serde::Serialize;
+use serde_json::json;
+use shared::endpoint;
+use shared::http::{ApiError, json, json_object, no_content};
+use shared::ids::{AttemptId, EndpointId};
+use shared::model::{AttemptStatus, Endpoint, EndpointSecrets};
+use shared::signing::Secret;
+use time::OffsetDateTime;
+
+use crate::{Deps, internal, page_cursor, page_limit};
+
+/// How often a PATCH or rotation re-reads an endpoint that changed under it.
+const WRITE_ATTEMPTS: usize = 3;
+
+/// An endpoint as creation returns it: with its secret, which only creation, `GET …/secret`
+/// and rotation ever show.
+#[derive(Serialize)]
+struct WithSecret<'a> {
+    #[serde(flatten)]
+    endpoint: &'a Endpoint,
+    secret: &'a str,
+}
+
+fn not_found(id: &str) -> ApiError {
+    ApiError::not_found(format!("no endpoint {id}"))
+}
+
+/// The endpoint `id` of `account`, or 404 when it is absent or another account's.
+async fn load(
+    deps: &Deps,
+    account: &str,
+    id: &str,
+) -> Result<(Endpoint, EndpointSecrets), ApiError> {
+    let endpoint_id = EndpointId::parse(id).ok_or_else(|| not_found(id))?;
+    deps.store
+        .get_endpoint(account, &endpoint_id)
+        .await
+        .map_err(internal("could not read an endpoint"))?
+        .ok_or_else(|| not_found(id))
+}
+
+pub async fn create(deps: &Deps, account: &str, req: &Request) -> Result<Response<Body>, ApiError> {
+    let body = json_object(req)?;
+    let input = endpoint::parse_new(&body, account, deps.config.allow_private_targets)?;
+    let (endpoint, secrets) = endpoint::new_endpoint(account, input, OffsetDateTime::now_utc());
+    deps.store
+        .create_endpoint(&endpoint, &secrets)
+        .await
+        .map_err(internal("could not store an endpoint"))?;
+    tracing::info!(endpoint_id = %endpoint.id, account, "endpoint created");
+    Ok(json(
+        StatusCode::CREATED,
+        &WithSecret {
+            endpoint: &endpoint,
+            secret: secrets.current.expose(),
+        },
+    ))
+}
+
+pub async fn list(deps: &Deps, account: &str, req: &Request) -> Result<Response<Body>, ApiError> {
+    let limit = page_limit(req)?;
+    let cursor = page_cursor(req, EndpointId::parse)?;
+    let page = deps
+        .store
+        .list_endpoints(account, limit, cursor.as_ref())
+        .await
+        .map_err(internal("could not list endpoints"))?;
+    Ok(json(
+        StatusCode::OK,
+        &json!({"data": page.items, "next_cursor": page.next_cursor}),
+    ))
+}
+
+pub async fn get(deps: &Deps, account: &str, id: &str) -> Result<Response<Body>, ApiError> {
+    let (endpoint, _) = load(deps, account, id).await?;
+    Ok(json(StatusCode::OK, &endpoint))
+}
+
+pub async fn patch(
+    deps: &Deps,
+    account: &str,
+    id: &str,
+    req: &Request,
+) -> Result<Response<Body>, ApiError> {
+    let body = json_object(req)?;
+    let changes = endpoint::parse_patch(&body, account, deps.config.allow_private_targets)?;
+    for _ in 0..WRITE_ATTEMPTS {
+        let (current, _) = load(deps, account, id).await?;
+        if changes.is_empty() {
+            return Ok(json(StatusCode::OK, &current));
+        }
+        // Never before the last change, so the optimistic check below stays meaningful.
+        let now =
+            OffsetDateTime::now_utc().max(current.updated_at + time::Duration::microseconds(1));
+        let changed = changes.apply(&current, now);
+        let written = deps
+            .store
+            .update_endpoint(&changed, current.updated_at)
+            .await
+            .map_err(internal("could not update an endpoint"))?;
+        if written {
+            tracing::info!(endpoint_id = %changed.id, account, "endpoint updated");
+            return Ok(json(StatusCode::OK, &changed));
+        }
+    }
+    tracing::error!(endpoint_id = id, "an endpoint kept changing during a PATCH");
+    Err(ApiError::internal())
+}
+
+pub async fn delete(deps: &Deps, account: &str, id: &str) -> Result<Response<Body>, ApiError> {
+    let endpoint_id = EndpointId::parse(id).ok_or_else(|| not_found(id))?;
+    let deleted = deps
+        .store
+        .delete_endpoint(account, &endpoint_id)
+        .await
+        .map_err(internal("could not delete an endpoint"))?;
+    if !deleted {
+        return Err(not_found(id));
+    }
+    tracing::info!(endpoint_id = id, account, "endpoint deleted");
+    Ok(no_content())
+}
+
+pub async fn secret(deps: &Deps, account: &str, id: &str) -> Result<Response<Body>, ApiError> {
+    let (_, secrets) = load(deps, account, id).await?;
+    Ok(json(
+        StatusCode::OK,
+        &json!({"secret": secrets.current.expose()}),
+    ))
+}
+
+pub async fn rotate_secret(
+    deps: &Deps,
+    account: &str,
+    id: &str,
+) -> Result<Response<Body>, ApiError> {
+    for _ in 0..WRITE_ATTEMPTS {
+        let (endpoint, secrets) = load(deps, account, id).await?;
+        let now = OffsetDateTime::now_utc();
+        let rotated = endpoint::rotated(&secrets, Secret::generate(), now);
+        let written = deps
+            .store
+            .rotate_secret(&endpoint, &rotated, &secrets.current, now)
+            .await
+            .map_err(internal("could not rotate a secret"))?;
+        if written {
+            tracing::info!(endpoint_id = id, account, "secret rotated");
+            return Ok(json(
+                StatusCode::OK,
+                &json!({"secret": rotated.current.expose()}),
+            ));
+        }
+    }
+    tracing::error!(
+        endpoint_id = id,
+        "an endpoint kept changing during a rotation"
+    );
+    Err(ApiError::internal())
+}
+
+pub async fn attempts(
+    deps: &Deps,
+    account: &str,
+    id: &str,
+    req: &Request,
+) -> Result<Response<Body>, ApiError> {
+    let (endpoint, _) = load(deps, account, id).await?;
+    let status =
+        match req
+            .query_string_parameters_ref()
+            .and_then(|q| q.first("status"))
+        {
+            None => None,
+            Some(text) => Some(AttemptStatus::parse(text).ok_or_else(|| {
+                ApiError::validation("status: must be \"succeeded\" or \"failed\"")
+            })?),
+        };
+    let limit = page_limit(req)?;
+    let cursor = page_cursor(req, AttemptId::parse)?;
+    let page = deps
+        .store
+        .endpoint_attempts(account, &endpoint.id, status, limit, cursor.as_ref())
+        .await
+        .map_err(internal("could not list attempts"))?;
+    Ok(json(
+        StatusCode::OK,
+        &json!({"data": page.items, "next_cursor": page.next_cursor}),
+    ))
+}

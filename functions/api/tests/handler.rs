@@ -1,0 +1,592 @@
+//! The management API in-process, against the emulator's DynamoDB and SQS: every
+//! route, every error row, tenant isolation, pagination.
+
+use api::{Deps, handle};
+use hookline_tests::TestEnv;
+use lambda_http::http::{Method, StatusCode};
+use lambda_http::{Body, Request, RequestExt};
+use serde_json::{Value, json};
+use shared::ids::{AttemptId, EndpointId, MessageId};
+use shared::model::{Attempt, AttemptStatus};
+
+struct Api {
+    env: TestEnv,
+    deps: Deps,
+    key: String,
+}
+
+impl Api {
+    async fn new() -> Self {
+        let env = TestEnv::new("1s").await;
+        let key = env.api_key().await;
+        // As deployed: private and loopback endpoint addresses are refused.
+        let mut config = env.config.clone();
+        config.allow_private_targets = false;
+        let deps = Deps {
+            store: env.store.clone(),
+            queues: env.queues.clone(),
+            config,
+        };
+        Self { env, deps, key }
+    }
+
+    fn request(&self, method: Method, path_and_query: &str, body: Option<Value>) -> Request {
+        let (path, query) = path_and_query
+            .split_once('?')
+            .unwrap_or((path_and_query, ""));
+        let mut builder = lambda_http::http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("authorization", format!("Bearer {}", self.key));
+        if body.is_some() {
+            builder = builder.header("content-type", "application/json");
+        }
+        let body = body.map_or(Body::Empty, |b| Body::Text(b.to_string()));
+        let request = builder.body(body).unwrap();
+        let params: std::collections::HashMap<String, Vec<String>> = url_pairs(query);
+        request.with_query_string_parameters(params)
+    }
+
+    async fn send(&self, request: Request) -> (StatusCode, Value) {
+        let response = handle(&self.deps, request).await;
+        let status = response.status();
+        let body = match response.body() {
+            Body::Empty => Value::Null,
+            body => serde_json::from_slice(body.as_ref()).unwrap(),
+        };
+        (status, body)
+    }
+
+    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        self.send(self.request(method, path, body)).await
+    }
+
+    async fn create(&self, account: &str, body: Value) -> Value {
+        let (status, created) = self
+            .call(
+                Method::POST,
+                &format!("/v1/accounts/{account}/endpoints"),
+                Some(body),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{created}");
+        created
+    }
+}
+
+fn url_pairs(query: &str) -> std::collections::HashMap<String, Vec<String>> {
+    let mut params = std::collections::HashMap::<String, Vec<String>>::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        params.entry(k.to_string()).or_default().push(v.to_string());
+    }
+    params
+}
+
+fn code(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or("")
+}
+
+#[tokio::test]
+async fn endpoint_lifecycle_create_get_patch_rotate_delete() {
+    let api = Api::new().await;
+    let created = api
+        .create("jane", json!({"url": "https://example.com/hook", "description": "ops", "event_types": ["sample.created"]}))
+        .await;
+    let id = created["id"].as_str().unwrap().to_string();
+    let path = format!("/v1/accounts/jane/endpoints/{id}");
+    let first_secret = created["secret"].as_str().unwrap().to_string();
+    for key in [
+        "id",
+        "url",
+        "description",
+        "version",
+        "event_types",
+        "datasets",
+        "format",
+        "disabled",
+        "created_at",
+        "updated_at",
+    ] {
+        assert!(created.get(key).is_some(), "{key} missing from {created}");
+    }
+    assert_eq!(
+        (created["version"].clone(), created["format"].clone()),
+        (json!(1), json!("standard"))
+    );
+
+    let (status, fetched) = api.call(Method::GET, &path, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(fetched.get("secret").is_none());
+
+    let (status, patched) = api
+        .call(
+            Method::PATCH,
+            &path,
+            Some(json!({"description": null, "datasets": ["jane/flowers"], "format": "slack"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{patched}");
+    assert_eq!(patched["description"], "");
+    assert_eq!(patched["datasets"], json!(["jane/flowers"]));
+    assert_eq!(patched["format"], "slack");
+    assert_eq!(patched["event_types"], json!(["sample.created"]));
+    assert_eq!(patched["created_at"], created["created_at"]);
+    assert_ne!(patched["updated_at"], created["updated_at"]);
+    assert!(patched.get("secret").is_none());
+    let (_, refetched) = api.call(Method::GET, &path, None).await;
+    assert_eq!(refetched, patched);
+    let (_, cleared) = api
+        .call(Method::PATCH, &path, Some(json!({"datasets": null})))
+        .await;
+    assert_eq!(cleared["datasets"], Value::Null);
+
+    let (status, secret) = api.call(Method::GET, &format!("{path}/secret"), None).await;
+    assert_eq!(
+        (status, secret["secret"].as_str()),
+        (StatusCode::OK, Some(first_secret.as_str()))
+    );
+    let (status, rotated) = api
+        .call(Method::POST, &format!("{path}/secret/rotate"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let second_secret = rotated["secret"].as_str().unwrap();
+    assert!(second_secret.starts_with("whsec_") && second_secret != first_secret);
+    let (_, secret) = api.call(Method::GET, &format!("{path}/secret"), None).await;
+    assert_eq!(secret["secret"], second_secret);
+    let endpoint_id = EndpointId::parse(&id).unwrap();
+    let (_, secrets) = api
+        .env
+        .store
+        .get_endpoint("jane", &endpoint_id)
+        .await
+        .unwrap()
+        .unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    let signing: Vec<&str> = secrets.signing(now).iter().map(|s| s.expose()).collect();
+    assert_eq!(signing, [second_secret, first_secret.as_str()]);
+
+    let (status, body) = api.call(Method::DELETE, &path, None).await;
+    assert_eq!((status, body), (StatusCode::NO_CONTENT, Value::Null));
+    let (status, body) = api.call(Method::GET, &path, None).await;
+    assert_eq!((status, code(&body)), (StatusCode::NOT_FOUND, "not_found"));
+    let (status, _) = api.call(Method::DELETE, &path, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn listing_walks_every_endpoint_once_in_creation_order() {
+    let api = Api::new().await;
+    let mut ids = Vec::new();
+    for n in 0..7 {
+        let created = api
+            .create("jane", json!({"url": format!("https://example.com/{n}")}))
+            .await;
+        ids.push(created["id"].as_str().unwrap().to_string());
+    }
+    api.create("bob", json!({"url": "https://example.com/bob"}))
+        .await;
+
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/v1/accounts/jane/endpoints?limit=3&cursor={c}"),
+            None => "/v1/accounts/jane/endpoints?limit=3".to_string(),
+        };
+        let (status, page) = api.call(Method::GET, &path, None).await;
+        assert_eq!(status, StatusCode::OK);
+        let data = page["data"].as_array().unwrap();
+        assert!(data.len() <= 3 && !data.is_empty());
+        assert!(data.iter().all(|e| e.get("secret").is_none()));
+        seen.extend(data.iter().map(|e| e["id"].as_str().unwrap().to_string()));
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ids);
+
+    for bad in ["limit=0", "limit=251", "limit=ten", "cursor=nonsense"] {
+        let (status, body) = api
+            .call(
+                Method::GET,
+                &format!("/v1/accounts/jane/endpoints?{bad}"),
+                None,
+            )
+            .await;
+        assert_eq!(
+            (status, code(&body)),
+            (StatusCode::BAD_REQUEST, "validation_error"),
+            "{bad}"
+        );
+    }
+    let (_, all) = api
+        .call(Method::GET, "/v1/accounts/jane/endpoints?limit=250", None)
+        .await;
+    assert_eq!(all["data"].as_array().unwrap().len(), 7);
+    assert_eq!(all["next_cursor"], Value::Null);
+}
+
+async fn record_attempt(
+    api: &Api,
+    endpoint: &EndpointId,
+    message: &MessageId,
+    status: AttemptStatus,
+) -> AttemptId {
+    let attempt = Attempt {
+        id: AttemptId::new(),
+        message_id: message.clone(),
+        endpoint_id: endpoint.clone(),
+        account: "jane".into(),
+        event_type: "sample.created".into(),
+        attempt: 1,
+        status,
+        response_status: Some(if status == AttemptStatus::Succeeded {
+            200
+        } else {
+            500
+        }),
+        response_body: "ok".into(),
+        error: None,
+        duration_ms: 12,
+        timestamp: time::OffsetDateTime::now_utc(),
+        next_attempt_at: None,
+    };
+    api.env.store.put_attempt(&attempt).await.unwrap();
+    attempt.id
+}
+
+#[tokio::test]
+async fn attempts_newest_first_filtered_and_paged_and_the_message_view() {
+    let api = Api::new().await;
+    let created = api
+        .create("jane", json!({"url": "https://example.com/hook"}))
+        .await;
+    let endpoint = EndpointId::parse(created["id"].as_str().unwrap()).unwrap();
+    let message = shared::event::parse(
+        json!({"event_type": "sample.created", "dataset": "jane/flowers", "object": {"name": "rose.png"}})
+            .as_object()
+            .unwrap(),
+        None,
+    )
+    .unwrap()
+    .into_message("2021-08-01", time::OffsetDateTime::now_utc());
+    api.env.store.insert_message(&message, None).await.unwrap();
+    let statuses = [
+        AttemptStatus::Failed,
+        AttemptStatus::Failed,
+        AttemptStatus::Succeeded,
+        AttemptStatus::Failed,
+    ];
+    let mut ids = Vec::new();
+    for status in statuses {
+        ids.push(record_attempt(&api, &endpoint, &message.id, status).await);
+    }
+    let attempts_path = format!("/v1/accounts/jane/endpoints/{endpoint}/attempts");
+
+    let (status, page) = api.call(Method::GET, &attempts_path, None).await;
+    assert_eq!(status, StatusCode::OK);
+    let listed: Vec<&str> = page["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["id"].as_str().unwrap())
+        .collect();
+    let newest_first: Vec<&str> = ids.iter().rev().map(AttemptId::as_str).collect();
+    assert_eq!(listed, newest_first);
+    let first = &page["data"][0];
+    for key in [
+        "id",
+        "message_id",
+        "endpoint_id",
+        "event_type",
+        "attempt",
+        "status",
+        "response_status",
+        "response_body",
+        "error",
+        "duration_ms",
+        "timestamp",
+        "next_attempt_at",
+    ] {
+        assert!(first.get(key).is_some(), "{key} missing from {first}");
+    }
+
+    let (_, failed) = api
+        .call(
+            Method::GET,
+            &format!("{attempts_path}?status=failed&limit=2"),
+            None,
+        )
+        .await;
+    let failed_ids: Vec<&str> = failed["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(failed_ids, [ids[3].as_str(), ids[1].as_str()]);
+    let cursor = failed["next_cursor"].as_str().unwrap();
+    let (_, rest) = api
+        .call(
+            Method::GET,
+            &format!("{attempts_path}?status=failed&limit=2&cursor={cursor}"),
+            None,
+        )
+        .await;
+    assert_eq!(rest["data"].as_array().unwrap().len(), 1);
+    assert_eq!(rest["data"][0]["id"], ids[0].as_str());
+    assert_eq!(rest["next_cursor"], Value::Null);
+    let (_, succeeded) = api
+        .call(
+            Method::GET,
+            &format!("{attempts_path}?status=succeeded"),
+            None,
+        )
+        .await;
+    assert_eq!(succeeded["data"].as_array().unwrap().len(), 1);
+    let (status, body) = api
+        .call(Method::GET, &format!("{attempts_path}?status=maybe"), None)
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::BAD_REQUEST, "validation_error")
+    );
+
+    let (status, view) = api
+        .call(
+            Method::GET,
+            &format!("/v1/accounts/jane/messages/{}", message.id),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(view["id"], message.id.as_str());
+    assert_eq!(view["event_type"], "sample.created");
+    assert_eq!(view["dataset"], "jane/flowers");
+    assert_eq!(view["payload"]["object"], json!({"name": "rose.png"}));
+    assert_eq!(view["attempts"].as_array().unwrap().len(), 4);
+
+    // Another account sees none of it.
+    let (status, _) = api
+        .call(
+            Method::GET,
+            &format!("/v1/accounts/bob/messages/{}", message.id),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = api
+        .call(
+            Method::GET,
+            &format!("/v1/accounts/bob/endpoints/{endpoint}/attempts"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn another_accounts_endpoint_is_not_found_on_every_route() {
+    let api = Api::new().await;
+    let created = api
+        .create("jane", json!({"url": "https://example.com/hook"}))
+        .await;
+    let id = created["id"].as_str().unwrap();
+    let routes = [
+        (
+            Method::GET,
+            format!("/v1/accounts/bob/endpoints/{id}"),
+            None,
+        ),
+        (
+            Method::PATCH,
+            format!("/v1/accounts/bob/endpoints/{id}"),
+            Some(json!({"disabled": true})),
+        ),
+        (
+            Method::DELETE,
+            format!("/v1/accounts/bob/endpoints/{id}"),
+            None,
+        ),
+        (
+            Method::GET,
+            format!("/v1/accounts/bob/endpoints/{id}/secret"),
+            None,
+        ),
+        (
+            Method::POST,
+            format!("/v1/accounts/bob/endpoints/{id}/secret/rotate"),
+            None,
+        ),
+        (
+            Method::GET,
+            format!("/v1/accounts/bob/endpoints/{id}/attempts"),
+            None,
+        ),
+    ];
+    for (method, path, body) in routes {
+        let (status, answer) = api.call(method.clone(), &path, body).await;
+        assert_eq!(
+            (status, code(&answer)),
+            (StatusCode::NOT_FOUND, "not_found"),
+            "{method} {path}"
+        );
+        assert!(!answer.to_string().contains("whsec_"));
+    }
+    // Untouched for its owner.
+    let (_, fetched) = api
+        .call(
+            Method::GET,
+            &format!("/v1/accounts/jane/endpoints/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(fetched["disabled"], false);
+    let (_, secret) = api
+        .call(
+            Method::GET,
+            &format!("/v1/accounts/jane/endpoints/{id}/secret"),
+            None,
+        )
+        .await;
+    assert_eq!(secret["secret"], created["secret"]);
+}
+
+#[tokio::test]
+async fn every_error_row_and_nothing_stored_for_a_refused_request() {
+    let api = Api::new().await;
+    let endpoints = "/v1/accounts/jane/endpoints";
+    let mut no_key = api.request(Method::GET, endpoints, None);
+    no_key.headers_mut().remove("authorization");
+    let mut wrong_key = api.request(Method::GET, endpoints, None);
+    wrong_key
+        .headers_mut()
+        .insert("authorization", "Bearer hlk_wrong".parse().unwrap());
+    let mut text = api.request(Method::POST, endpoints, None);
+    text.headers_mut()
+        .insert("content-type", "text/plain".parse().unwrap());
+    *text.body_mut() = Body::Text("url=https://example.com".into());
+    let mut malformed = api.request(Method::POST, endpoints, Some(json!({})));
+    *malformed.body_mut() = Body::Text("{\"url\":".into());
+    let mut huge = api.request(Method::POST, endpoints, Some(json!({})));
+    *huge.body_mut() = Body::Text(format!(
+        "{{\"description\":\"{}\"}}",
+        "x".repeat(300 * 1024)
+    ));
+
+    let cases: Vec<(Request, StatusCode, &str)> = vec![
+        (no_key, StatusCode::UNAUTHORIZED, "unauthorized"),
+        (wrong_key, StatusCode::UNAUTHORIZED, "unauthorized"),
+        (malformed, StatusCode::BAD_REQUEST, "invalid_json"),
+        (
+            api.request(
+                Method::POST,
+                endpoints,
+                Some(json!(["https://example.com"])),
+            ),
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+        ),
+        (
+            api.request(
+                Method::POST,
+                endpoints,
+                Some(json!({"url": "https://127.0.0.1/"})),
+            ),
+            StatusCode::BAD_REQUEST,
+            "validation_error",
+        ),
+        (
+            api.request(
+                Method::POST,
+                endpoints,
+                Some(json!({"url": "https://2130706433/"})),
+            ),
+            StatusCode::BAD_REQUEST,
+            "validation_error",
+        ),
+        (
+            api.request(
+                Method::POST,
+                endpoints,
+                Some(json!({"url": "https://[::ffff:127.0.0.1]/"})),
+            ),
+            StatusCode::BAD_REQUEST,
+            "validation_error",
+        ),
+        (
+            api.request(
+                Method::POST,
+                endpoints,
+                Some(json!({"url": "https://example.com", "event_types": ["nope"]})),
+            ),
+            StatusCode::BAD_REQUEST,
+            "validation_error",
+        ),
+        (
+            api.request(
+                Method::POST,
+                endpoints,
+                Some(json!({"url": "https://example.com", "colour": "red"})),
+            ),
+            StatusCode::BAD_REQUEST,
+            "validation_error",
+        ),
+        (huge, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+        (
+            text,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        ),
+        (
+            api.request(Method::PUT, endpoints, None),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+        ),
+        (
+            api.request(
+                Method::POST,
+                "/v1/accounts/jane/endpoints/ep_1/secret",
+                None,
+            ),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+        ),
+        (
+            api.request(Method::GET, "/v1/accounts/jane/widgets", None),
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            api.request(Method::GET, "/v1/accounts/jane/endpoints/ep_01NOPE", None),
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            api.request(Method::GET, "/v1/accounts/jane/endpoints/not-an-id", None),
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            api.request(Method::GET, "/v1/accounts/jane/messages/msg_01NOPE", None),
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+    ];
+    for (request, status, expected) in cases {
+        let what = format!("{} {}", request.method(), request.uri());
+        let (got, body) = api.send(request).await;
+        assert_eq!((got, code(&body)), (status, expected), "{what}: {body}");
+        assert!(!body["error"]["message"].as_str().unwrap_or("").is_empty());
+    }
+    assert_eq!(
+        api.env.count_items("ACCT#").await,
+        0,
+        "no endpoint was stored"
+    );
+
+    let response = handle(&api.deps, api.request(Method::PUT, endpoints, None)).await;
+    assert_eq!(response.headers()["allow"], "GET, POST");
+}
