@@ -2,5 +2,6 @@
 
 pub mod emulator;
 pub mod local;
+pub mod manage;
 pub mod process;
 pub mod verify;

@@ -3,6 +3,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use hookline_cli::local::{self, DevOptions};
+use hookline_cli::manage::{self, EndpointsCommand, KeysCommand};
 use tracing_subscriber::EnvFilter;
 
 /// hookline: webhook delivery on AWS Lambda, SQS and DynamoDB.
@@ -41,6 +42,11 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Endpoints of an account.
+    Endpoints {
+        #[command(subcommand)]
+        command: EndpointsCommand,
+    },
     /// Check a delivery's signature: exit 0 when it is valid. The body is read from stdin.
     Verify {
         /// The endpoint's secret, whsec_…
@@ -50,12 +56,6 @@ enum Command {
         #[arg(long = "header", required = true)]
         headers: Vec<String>,
     },
-}
-
-#[derive(Subcommand)]
-enum KeysCommand {
-    /// Make a platform key, store its SHA-256 in HOOKLINE_TABLE and print the key once.
-    Create,
 }
 
 #[tokio::main]
@@ -85,9 +85,8 @@ async fn main() -> ExitCode {
         })
         .await
         .map_err(|e| e.to_string()),
-        Command::Keys {
-            command: KeysCommand::Create,
-        } => create_key().await,
+        Command::Keys { command } => manage::keys(command).await,
+        Command::Endpoints { command } => manage::endpoints(command).await,
         Command::Verify { secret, headers } => {
             let mut body = Vec::new();
             match std::io::stdin().read_to_end(&mut body) {
@@ -108,22 +107,4 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-async fn create_key() -> Result<(), String> {
-    let table = std::env::var(shared::config::TABLE)
-        .map_err(|_| format!("{} is required but not set", shared::config::TABLE))?;
-    let sdk = shared::aws::from_env().await;
-    let store = shared::store::Store::new(
-        aws_sdk_dynamodb::Client::new(&sdk),
-        table,
-        std::time::Duration::ZERO,
-    );
-    let key = shared::keys::generate();
-    store
-        .put_api_key(&shared::keys::hash(&key))
-        .await
-        .map_err(|e| e.to_string())?;
-    println!("{key}");
-    Ok(())
 }

@@ -1,0 +1,151 @@
+//! `hookline keys …` and `hookline endpoints …`: the API's operations on the
+//! configured table (an AWS account, or the emulator through `AWS_ENDPOINT_URL`).
+
+use clap::Subcommand;
+use serde_json::{Map, Value, json};
+use shared::config::{self, Config, ConfigError};
+use shared::endpoint;
+use shared::ids::EndpointId;
+use shared::store::Store;
+use time::OffsetDateTime;
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Make a platform key, store its SHA-256 in HOOKLINE_TABLE and print the key once.
+    Create,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EndpointsCommand {
+    /// Print an account's endpoints as JSON lines, oldest first (no secrets).
+    List {
+        #[arg(long)]
+        account: String,
+    },
+    /// Create an endpoint and print it as JSON, with its secret.
+    Create {
+        #[arg(long)]
+        account: String,
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        description: Option<String>,
+        /// An event type to subscribe to; repeat for more. None: every type.
+        #[arg(long = "event-type")]
+        event_types: Vec<String>,
+        /// A dataset (`owner/name`) to subscribe to; repeat for more. None: every dataset.
+        #[arg(long = "dataset")]
+        datasets: Vec<String>,
+        /// `standard` or `slack`.
+        #[arg(long)]
+        format: Option<String>,
+    },
+    /// Delete an endpoint.
+    Delete {
+        #[arg(long)]
+        account: String,
+        id: String,
+    },
+}
+
+/// The table named by `HOOKLINE_TABLE`; the queues are not needed here.
+async fn store_from_env() -> Result<(Store, Config), String> {
+    let config = Config::from_lookup(|name| match name {
+        config::DELIVERY_QUEUE_URL | config::DLQ_URL => {
+            Some(std::env::var(name).unwrap_or_else(|_| "unused".into()))
+        }
+        other => std::env::var(other).ok(),
+    })
+    .map_err(|e: ConfigError| e.to_string())?;
+    let sdk = shared::aws::from_env().await;
+    let store = Store::new(
+        aws_sdk_dynamodb::Client::new(&sdk),
+        config.table.clone(),
+        config.retention(),
+    );
+    Ok((store, config))
+}
+
+pub async fn keys(command: KeysCommand) -> Result<(), String> {
+    let KeysCommand::Create = command;
+    let (store, _) = store_from_env().await?;
+    let key = shared::keys::generate();
+    store
+        .put_api_key(&shared::keys::hash(&key))
+        .await
+        .map_err(|e| e.to_string())?;
+    println!("{key}");
+    Ok(())
+}
+
+pub async fn endpoints(command: EndpointsCommand) -> Result<(), String> {
+    let (store, config) = store_from_env().await?;
+    match command {
+        EndpointsCommand::List { account } => {
+            let mut cursor = None;
+            loop {
+                let page = store
+                    .list_endpoints(&account, 250, cursor.as_ref())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                for endpoint in &page.items {
+                    println!("{}", serde_json::to_string(endpoint).expect("serialises"));
+                }
+                match page.next_cursor.as_deref().and_then(EndpointId::parse) {
+                    Some(next) => cursor = Some(next),
+                    None => return Ok(()),
+                }
+            }
+        }
+        EndpointsCommand::Create {
+            account,
+            url,
+            description,
+            event_types,
+            datasets,
+            format,
+        } => {
+            // The API's body, so the API's rules apply word for word.
+            let mut body = Map::new();
+            body.insert("url".into(), json!(url));
+            if let Some(description) = description {
+                body.insert("description".into(), json!(description));
+            }
+            if !event_types.is_empty() {
+                body.insert("event_types".into(), json!(event_types));
+            }
+            if !datasets.is_empty() {
+                body.insert("datasets".into(), json!(datasets));
+            }
+            if let Some(format) = format {
+                body.insert("format".into(), json!(format));
+            }
+            let input = endpoint::parse_new(&body, &account, config.allow_private_targets)
+                .map_err(|e| e.to_string())?;
+            let (endpoint, secrets) =
+                endpoint::new_endpoint(&account, input, OffsetDateTime::now_utc());
+            store
+                .create_endpoint(&endpoint, &secrets)
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut printed = serde_json::to_value(&endpoint).expect("serialises");
+            printed["secret"] = Value::String(secrets.current.expose().to_string());
+            println!("{printed}");
+            Ok(())
+        }
+        EndpointsCommand::Delete { account, id } => {
+            let missing = || format!("no endpoint {id} in account {account}");
+            let endpoint_id = EndpointId::parse(&id).ok_or_else(missing)?;
+            if store
+                .delete_endpoint(&account, &endpoint_id)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                println!("deleted {id}");
+                Ok(())
+            } else {
+                Err(missing())
+            }
+        }
+    }
+}

@@ -1,0 +1,281 @@
+//! The HTTP surface through `hookline dev`'s gateway, and the command line against
+//! the same table: what a platform and an operator see.
+
+use std::process::Command;
+
+use hookline_cli::emulator::Emulator;
+use hookline_tests::{Dev, binary};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+async fn call(
+    dev: &Dev,
+    client: &reqwest::Client,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut request = dev.request(client, method, path);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    let body = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap()
+    };
+    (status, body)
+}
+
+#[tokio::test]
+async fn every_route_answers_through_the_gateway() {
+    let dev = Dev::start(&["--block-private-targets"]);
+    let client = reqwest::Client::new();
+    let (status, created) = call(
+        &dev,
+        &client,
+        Method::POST,
+        "/v1/accounts/jane/endpoints",
+        Some(json!({"url": "https://example.com/hook"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let id = created["id"].as_str().unwrap();
+    let endpoint = format!("/v1/accounts/jane/endpoints/{id}");
+    let (status, accepted) = call(
+        &dev,
+        &client,
+        Method::POST,
+        "/v1/events",
+        Some(json!({"event_type": "dataset.created", "dataset": "jane/flowers", "object": {}})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let message = format!(
+        "/v1/accounts/jane/messages/{}",
+        accepted["id"].as_str().unwrap()
+    );
+
+    let expectations = [
+        (Method::GET, "/health".to_string(), None, StatusCode::OK),
+        (
+            Method::GET,
+            "/v1/event-types".to_string(),
+            None,
+            StatusCode::OK,
+        ),
+        (
+            Method::GET,
+            "/v1/accounts/jane/endpoints?limit=1".to_string(),
+            None,
+            StatusCode::OK,
+        ),
+        (Method::GET, endpoint.clone(), None, StatusCode::OK),
+        (
+            Method::PATCH,
+            endpoint.clone(),
+            Some(json!({"description": "ops"})),
+            StatusCode::OK,
+        ),
+        (
+            Method::GET,
+            format!("{endpoint}/secret"),
+            None,
+            StatusCode::OK,
+        ),
+        (
+            Method::POST,
+            format!("{endpoint}/secret/rotate"),
+            None,
+            StatusCode::OK,
+        ),
+        (
+            Method::GET,
+            format!("{endpoint}/attempts?status=failed"),
+            None,
+            StatusCode::OK,
+        ),
+        (Method::GET, message.clone(), None, StatusCode::OK),
+        (
+            Method::GET,
+            format!("/v1/accounts/bob/endpoints/{id}"),
+            None,
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            Method::GET,
+            "/v1/nowhere".to_string(),
+            None,
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            Method::DELETE,
+            "/v1/events".to_string(),
+            None,
+            StatusCode::METHOD_NOT_ALLOWED,
+        ),
+        (
+            Method::POST,
+            "/v1/accounts/jane/endpoints".to_string(),
+            Some(json!({"url": "https://2130706433/"})),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            Method::POST,
+            "/v1/accounts/jane/endpoints".to_string(),
+            Some(json!({"url": "https://[::ffff:127.0.0.1]/"})),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            Method::DELETE,
+            endpoint.clone(),
+            None,
+            StatusCode::NO_CONTENT,
+        ),
+        (Method::GET, endpoint.clone(), None, StatusCode::NOT_FOUND),
+    ];
+    for (method, path, body, expected) in expectations {
+        let (status, answer) = call(&dev, &client, method.clone(), &path, body).await;
+        assert_eq!(status, expected, "{method} {path}: {answer}");
+        if !status.is_success() {
+            assert!(
+                answer["error"]["code"].is_string(),
+                "{method} {path}: {answer}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_oversized_or_non_json_body_is_refused_at_the_edge() {
+    let dev = Dev::start(&[]);
+    let client = reqwest::Client::new();
+    let huge = format!(
+        r#"{{"event_type":"sample.created","dataset":"jane/flowers","object":{{"blob":"{}"}}}}"#,
+        "x".repeat(300 * 1024)
+    );
+    let response = dev
+        .request(&client, Method::POST, "/v1/events")
+        .header("content-type", "application/json")
+        .body(huge)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "payload_too_large");
+
+    let response = dev
+        .request(&client, Method::POST, "/v1/events")
+        .header("content-type", "text/csv")
+        .body("event_type,dataset\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+}
+
+fn hookline(emulator: &Emulator, args: &[&str]) -> (bool, String, String) {
+    let output = Command::new(binary("hookline"))
+        .args(args)
+        .env("AWS_ENDPOINT_URL", emulator.url())
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("HOOKLINE_TABLE", "hookline")
+        .output()
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8(output.stdout).unwrap(),
+        String::from_utf8(output.stderr).unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn the_command_line_manages_keys_and_endpoints_in_the_same_table() {
+    let emulator = Emulator::start().unwrap();
+    let dev = Dev::start(&["--emulator", emulator.url()]);
+    let client = reqwest::Client::new();
+
+    let (ok, key, _) = hookline(&emulator, &["keys", "create"]);
+    assert!(ok);
+    let key = key.trim();
+    assert!(key.starts_with("hlk_"));
+    let with_new_key = client
+        .get(dev.url("/v1/event-types"))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(with_new_key.status(), StatusCode::OK);
+
+    let (ok, created, _) = hookline(
+        &emulator,
+        &[
+            "endpoints",
+            "create",
+            "--account",
+            "jane",
+            "--url",
+            "https://example.com/cli",
+            "--event-type",
+            "sample.created",
+        ],
+    );
+    assert!(ok);
+    let created: Value = serde_json::from_str(&created).unwrap();
+    assert!(created["secret"].as_str().unwrap().starts_with("whsec_"));
+    let id = created["id"].as_str().unwrap();
+    let (status, fetched) = call(
+        &dev,
+        &client,
+        Method::GET,
+        &format!("/v1/accounts/jane/endpoints/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(fetched["event_types"], json!(["sample.created"]));
+
+    let (ok, listed, _) = hookline(&emulator, &["endpoints", "list", "--account", "jane"]);
+    assert!(ok);
+    let listed: Vec<Value> = listed
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["id"], id);
+    assert!(listed[0].get("secret").is_none());
+
+    let (ok, _, error) = hookline(
+        &emulator,
+        &[
+            "endpoints",
+            "create",
+            "--account",
+            "jane",
+            "--url",
+            "ftp://example.com",
+        ],
+    );
+    assert!(!ok);
+    assert!(error.contains("url"), "{error}");
+
+    let (ok, _, _) = hookline(&emulator, &["endpoints", "delete", "--account", "jane", id]);
+    assert!(ok);
+    let (status, _) = call(
+        &dev,
+        &client,
+        Method::GET,
+        &format!("/v1/accounts/jane/endpoints/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (ok, _, error) = hookline(&emulator, &["endpoints", "delete", "--account", "jane", id]);
+    assert!(!ok && error.contains("no endpoint"), "{error}");
+}
