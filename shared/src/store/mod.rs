@@ -455,11 +455,7 @@ impl Store {
             }
             None => set.push_str(" REMOVE datasets"),
         }
-        match request.update_expression(set).send().await {
-            Ok(_) => Ok(true),
-            Err(e) if is_condition_failure(&e) => Ok(false),
-            Err(e) => Err(aws_error("UpdateItem")(e)),
-        }
+        applied(request.update_expression(set).send().await, "UpdateItem")
     }
 
     /// Stores rotated secrets if the endpoint still signs with `expected_current`;
@@ -493,11 +489,7 @@ impl Store {
             .expression_attribute_values(":expected", s(expected_current.expose()))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) if is_condition_failure(&e) => Ok(false),
-            Err(e) => Err(aws_error("UpdateItem")(e)),
-        }
+        applied(result, "UpdateItem")
     }
 
     /// Deletes an endpoint of `account`; `false` when there was none.
@@ -515,11 +507,7 @@ impl Store {
             .expression_attribute_names("#pk", PK)
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) if is_condition_failure(&e) => Ok(false),
-            Err(e) => Err(aws_error("DeleteItem")(e)),
-        }
+        applied(result, "DeleteItem")
     }
 
     /// A page of an account's endpoints, oldest first. `cursor` is the last id of the page before.
@@ -870,6 +858,22 @@ impl Store {
 
 fn idempotency_pk(account: &str, key: &str) -> String {
     format!("IDEM#{account}#{key}")
+}
+
+/// A conditional write's outcome: `true` when written, `false` when its condition did not hold.
+fn applied<T, E, R>(
+    result: Result<T, aws_sdk_dynamodb::error::SdkError<E, R>>,
+    operation: &'static str,
+) -> Result<bool, StoreError>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    match result {
+        Ok(_) => Ok(true),
+        Err(e) if is_condition_failure(&e) => Ok(false),
+        Err(e) => Err(aws_error(operation)(e)),
+    }
 }
 
 fn is_condition_failure<E: ProvideErrorMetadata, R>(
