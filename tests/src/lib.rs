@@ -418,3 +418,160 @@ pub fn is_running(pid: u32) -> bool {
         })
         .is_some_and(|zombie| !zombie)
 }
+
+/// How a [`ScriptedReceiver`] answers one request.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    /// Bytes of body sent back.
+    pub body_bytes: usize,
+    /// How long the answer is held back.
+    pub after: Duration,
+}
+
+impl Reply {
+    pub fn status(status: u16) -> Self {
+        Self {
+            status,
+            headers: Vec::new(),
+            body_bytes: 0,
+            after: Duration::ZERO,
+        }
+    }
+
+    pub fn header(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.headers.push((name.to_string(), value.into()));
+        self
+    }
+
+    /// A body of `bytes` bytes of `x`.
+    pub fn body_of(mut self, bytes: usize) -> Self {
+        self.body_bytes = bytes;
+        self
+    }
+
+    /// Answers only after `delay`: a slow receiver.
+    pub fn after(mut self, delay: Duration) -> Self {
+        self.after = delay;
+        self
+    }
+}
+
+type Script = Arc<dyn Fn(usize, &HeaderMap) -> Reply + Send + Sync>;
+
+#[derive(Clone)]
+struct ScriptedState {
+    deliveries: Arc<Mutex<Vec<(Delivery, u16)>>>,
+    answered: Arc<std::sync::atomic::AtomicUsize>,
+    script: Script,
+}
+
+/// A real HTTP server on 127.0.0.1 whose answers a script picks, from the request's
+/// number (0-based, in arrival order) and headers: failing, slow, redirecting,
+/// rate-limiting or long-winded receivers.
+pub struct ScriptedReceiver {
+    address: std::net::SocketAddr,
+    state: ScriptedState,
+}
+
+impl ScriptedReceiver {
+    pub async fn start(
+        script: impl Fn(usize, &HeaderMap) -> Reply + Send + Sync + 'static,
+    ) -> Self {
+        let state = ScriptedState {
+            deliveries: Arc::default(),
+            answered: Arc::default(),
+            script: Arc::new(script),
+        };
+        let app = Router::new()
+            .fallback(scripted_reply)
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a free port");
+        let address = listener.local_addr().expect("bound");
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self { address, state }
+    }
+
+    /// Answers the first requests with `statuses`, in order, and later ones with 204.
+    pub async fn statuses(statuses: &[u16]) -> Self {
+        let statuses = statuses.to_vec();
+        Self::start(move |n, _| Reply::status(statuses.get(n).copied().unwrap_or(204))).await
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.address)
+    }
+
+    /// Every request so far with the status it was (or is being) answered with.
+    pub fn requests(&self) -> Vec<(Delivery, u16)> {
+        self.state.deliveries.lock().unwrap().clone()
+    }
+
+    pub fn deliveries(&self) -> Vec<Delivery> {
+        self.requests().into_iter().map(|(d, _)| d).collect()
+    }
+
+    /// The requests answered with a 2xx.
+    pub fn successes(&self) -> Vec<Delivery> {
+        self.requests()
+            .into_iter()
+            .filter(|(_, status)| (200..300).contains(status))
+            .map(|(d, _)| d)
+            .collect()
+    }
+
+    /// How many answers have been sent back completely.
+    pub fn answered(&self) -> usize {
+        self.state
+            .answered
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Waits until at least `count` requests arrived, and returns them all.
+    pub async fn wait_for(&self, count: usize, timeout: Duration) -> Vec<Delivery> {
+        poll_until(timeout, &format!("{count} requests"), || async {
+            let deliveries = self.deliveries();
+            (deliveries.len() >= count).then_some(deliveries)
+        })
+        .await
+    }
+}
+
+async fn scripted_reply(
+    State(state): State<ScriptedState>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> axum::response::Response {
+    let reply = {
+        let mut deliveries = state.deliveries.lock().unwrap();
+        let reply = (state.script)(deliveries.len(), &headers);
+        deliveries.push((
+            Delivery {
+                path: uri.path().to_string(),
+                headers,
+                body,
+                at: Instant::now(),
+            },
+            reply.status,
+        ));
+        reply
+    };
+    if !reply.after.is_zero() {
+        tokio::time::sleep(reply.after).await;
+    }
+    let mut response = axum::response::Response::builder().status(reply.status);
+    for (name, value) in &reply.headers {
+        response = response.header(name.as_str(), value.as_str());
+    }
+    let response = response
+        .body(axum::body::Body::from(vec![b'x'; reply.body_bytes]))
+        .expect("a valid reply");
+    state
+        .answered
+        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    response
+}

@@ -2,24 +2,31 @@
 //! batch's records delivered concurrently, every attempt recorded, failures handed
 //! back to SQS with a backoff through their visibility.
 
+pub mod cache;
+pub mod dns;
+mod send;
+
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::future::join_all;
+use rand::Rng;
 use shared::config::Config;
 use shared::ids::AttemptId;
-use shared::model::{Attempt, AttemptStatus, DeliveryJob, Endpoint, EndpointSecrets};
+use shared::model::{Attempt, AttemptStatus, DeliveryJob};
 use shared::queue::Queues;
-use shared::retry::jittered_random;
-use shared::signing::signature_header;
+use shared::retry::{FailureKind, next_delay};
 use shared::store::Store;
 use shared::{USER_AGENT, payload};
 use time::OffsetDateTime;
 
-/// How much of a response body an attempt keeps.
-pub const KEPT_RESPONSE_BYTES: usize = 4096;
-/// How much of a response body is read at all before the connection is dropped.
-pub const READ_RESPONSE_BYTES: usize = 64 * 1024;
+use cache::EndpointCache;
+use dns::CheckedResolver;
+pub use send::{Exchange, KEPT_RESPONSE_BYTES, READ_RESPONSE_BYTES};
+
+/// How long an idle keep-alive connection to an endpoint is kept for the next delivery.
+const IDLE_CONNECTION: Duration = Duration::from_secs(60);
 
 /// What the handler needs, built once per instance.
 pub struct Deps {
@@ -27,15 +34,44 @@ pub struct Deps {
     pub queues: Queues,
     pub config: Config,
     pub http: reqwest::Client,
+    pub endpoints: EndpointCache,
+}
+
+impl Deps {
+    pub fn new(store: Store, queues: Queues, config: Config) -> Self {
+        let http = http_client(&config);
+        Self::with_http(store, queues, config, http)
+    }
+
+    /// With a client of the caller's, e.g. one over a test's resolver.
+    pub fn with_http(store: Store, queues: Queues, config: Config, http: reqwest::Client) -> Self {
+        Self {
+            store,
+            queues,
+            config,
+            http,
+            endpoints: EndpointCache::new(cache::ENDPOINT_TTL),
+        }
+    }
 }
 
 /// The one HTTP client of an instance: keep-alive across invocations, no redirects
-/// (a 3xx is a failure), the attempt timeout over the whole exchange.
+/// (a 3xx is a failure), the attempt timeout over the whole exchange, and every
+/// name resolved through the SSRF check.
 pub fn http_client(config: &Config) -> reqwest::Client {
+    http_client_with(
+        config,
+        CheckedResolver::system(config.allow_private_targets),
+    )
+}
+
+pub fn http_client_with(config: &Config, resolver: CheckedResolver) -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(config.request_timeout)
+        .pool_idle_timeout(IDLE_CONNECTION)
         .user_agent(USER_AGENT)
+        .dns_resolver(Arc::new(resolver))
         .build()
         .expect("the TLS backend initialises")
 }
@@ -63,57 +99,80 @@ enum Outcome {
     Retry,
 }
 
-async fn process(deps: &Deps, record: &SqsMessage) -> Outcome {
-    let job = match record
-        .body
-        .as_deref()
-        .map(serde_json::from_str::<DeliveryJob>)
-    {
-        Some(Ok(job)) => job,
-        Some(Err(error)) => {
-            // Reported failed, so after its receives it rests in the DLQ for a person to see.
-            tracing::warn!(sqs_message_id = ?record.message_id, %error, "malformed delivery job");
-            return Outcome::Retry;
-        }
-        None => {
-            tracing::warn!(sqs_message_id = ?record.message_id, "delivery job without a body");
-            return Outcome::Retry;
-        }
-    };
-    let attempt_number = record
+/// The receive count of a record: the number of this attempt.
+fn attempt_number(record: &SqsMessage) -> u32 {
+    record
         .attributes
         .get("ApproximateReceiveCount")
         .and_then(|count| count.parse::<u32>().ok())
         .unwrap_or(1)
-        .max(1);
-    let result = deliver(deps, &job, attempt_number).await;
-    let Some(failure) = result else {
-        return Outcome::Done;
+        .max(1)
+}
+
+async fn process(deps: &Deps, record: &SqsMessage) -> Outcome {
+    let attempt = attempt_number(record);
+    let delay = match record
+        .body
+        .as_deref()
+        .map(serde_json::from_str::<DeliveryJob>)
+    {
+        Some(Ok(job)) => match deliver(deps, &job, attempt).await {
+            Verdict::Done => return Outcome::Done,
+            Verdict::Retry(delay) => delay,
+        },
+        Some(Err(error)) => {
+            // Retried on the schedule like any failure, so it ends in the DLQ for a person to see.
+            tracing::warn!(sqs_message_id = ?record.message_id, %error, "malformed delivery job");
+            retry_delay(deps, attempt, FailureKind::Other, None)
+        }
+        None => {
+            tracing::warn!(sqs_message_id = ?record.message_id, "delivery job without a body");
+            retry_delay(deps, attempt, FailureKind::Other, None)
+        }
     };
     if let Some(receipt) = record.receipt_handle.as_deref() {
         // After the last attempt, visibility 0 lets SQS move the job to the DLQ at once.
-        let delay = failure.next_delay.unwrap_or(Duration::ZERO);
-        if let Err(error) = deps.queues.delay_retry(receipt, delay).await {
-            tracing::warn!(%error, message_id = %job.message_id, "could not set the retry delay");
+        if let Err(error) = deps
+            .queues
+            .delay_retry(receipt, delay.unwrap_or(Duration::ZERO))
+            .await
+        {
+            tracing::warn!(%error, sqs_message_id = ?record.message_id, "could not set the retry delay");
         }
     }
     Outcome::Retry
 }
 
-/// A failed attempt and when the next one is due (`None` after the last).
-struct Failure {
-    next_delay: Option<Duration>,
+/// What became of one delivery.
+enum Verdict {
+    /// Delivered, or nothing is left to try.
+    Done,
+    /// Failed: retry after this delay, or `None` after the last attempt (to the DLQ).
+    Retry(Option<Duration>),
 }
 
-/// What came back from one POST.
-struct Exchange {
-    status: Option<u16>,
-    body: String,
-    error: Option<String>,
+fn retry_delay(
+    deps: &Deps,
+    attempt: u32,
+    kind: FailureKind,
+    retry_after: Option<Duration>,
+) -> Option<Duration> {
+    next_delay(
+        &deps.config.retry_schedule,
+        attempt,
+        kind,
+        retry_after,
+        rand::rng().random::<f64>(),
+    )
 }
 
-/// Delivers `job` once and records the attempt; `None` when nothing is left to retry.
-async fn deliver(deps: &Deps, job: &DeliveryJob, attempt_number: u32) -> Option<Failure> {
+/// Whether an answer is a success: any 2xx, nothing else (a redirect is not followed).
+pub fn is_success(status: u16) -> bool {
+    (200..300).contains(&status)
+}
+
+/// Delivers `job` once and records the attempt.
+async fn deliver(deps: &Deps, job: &DeliveryJob, attempt_number: u32) -> Verdict {
     let started = Instant::now();
     let now = OffsetDateTime::now_utc();
     let record = |status, exchange: Exchange, next_delay: Option<Duration>| Attempt {
@@ -131,100 +190,88 @@ async fn deliver(deps: &Deps, job: &DeliveryJob, attempt_number: u32) -> Option<
         timestamp: now,
         next_attempt_at: next_delay.map(|d| now + d),
     };
-    let dropped = |why: &str| Exchange {
-        status: None,
-        body: String::new(),
-        error: Some(why.to_string()),
+    let drop_with = |why: &str| {
+        let attempt = record(AttemptStatus::Failed, Exchange::error(why), None);
+        async move {
+            save(deps, &attempt).await;
+            tracing::info!(message_id = %attempt.message_id, endpoint_id = %attempt.endpoint_id, why = ?attempt.error, "job dropped");
+            Verdict::Done
+        }
     };
 
-    let (endpoint, secrets) = match deps
-        .store
-        .get_endpoint(&job.account, &job.endpoint_id)
+    let found = match deps
+        .endpoints
+        .get(&deps.store, &job.account, &job.endpoint_id)
         .await
     {
-        Ok(Some(found)) => found,
-        Ok(None) => {
-            save(
-                deps,
-                &record(AttemptStatus::Failed, dropped("endpoint deleted"), None),
-            )
-            .await;
-            return None;
-        }
+        Ok(found) => found,
         Err(error) => {
+            // No attempt reached the endpoint, so none is recorded; the job comes back.
             tracing::error!(%error, endpoint_id = %job.endpoint_id, "could not read an endpoint");
-            return Some(failure(deps, attempt_number));
+            return Verdict::Retry(retry_delay(deps, attempt_number, FailureKind::Other, None));
         }
     };
+    let Some(found) = found else {
+        return drop_with("endpoint deleted").await;
+    };
+    let (endpoint, secrets) = found.as_ref();
     if endpoint.disabled {
-        save(
-            deps,
-            &record(AttemptStatus::Failed, dropped("endpoint disabled"), None),
-        )
-        .await;
-        return None;
+        return drop_with("endpoint disabled").await;
     }
     let payload = match &job.payload {
         Some(inline) => inline.clone(),
         None => match deps.store.get_message(&job.account, &job.message_id).await {
             Ok(Some(message)) => message.payload,
-            Ok(None) => {
-                save(
-                    deps,
-                    &record(
-                        AttemptStatus::Failed,
-                        dropped("message expired or deleted"),
-                        None,
-                    ),
-                )
-                .await;
-                return None;
-            }
+            Ok(None) => return drop_with("message expired or deleted").await,
             Err(error) => {
                 tracing::error!(%error, message_id = %job.message_id, "could not read a message");
-                return Some(failure(deps, attempt_number));
+                return Verdict::Retry(retry_delay(deps, attempt_number, FailureKind::Other, None));
             }
         },
     };
     let body = match payload::for_format(endpoint.format, &payload) {
         Ok(body) => body,
-        Err(error) => {
-            save(
-                deps,
-                &record(AttemptStatus::Failed, dropped(&error.to_string()), None),
-            )
-            .await;
-            return None;
-        }
+        Err(error) => return drop_with(&error.to_string()).await,
     };
 
-    let exchange = post(deps, &endpoint, &secrets, job, now, body).await;
-    let succeeded = exchange.status.is_some_and(|s| (200..300).contains(&s));
-    if succeeded {
-        save(deps, &record(AttemptStatus::Succeeded, exchange, None)).await;
-        tracing::info!(message_id = %job.message_id, endpoint_id = %job.endpoint_id, attempt = attempt_number, "delivered");
-        return None;
-    }
-    let failed = failure(deps, attempt_number);
-    tracing::info!(
-        message_id = %job.message_id, endpoint_id = %job.endpoint_id, attempt = attempt_number,
-        status = ?exchange.status, error = ?exchange.error, "delivery failed"
-    );
-    save(
-        deps,
-        &record(AttemptStatus::Failed, exchange, failed.next_delay),
-    )
-    .await;
-    Some(failed)
-}
-
-fn failure(deps: &Deps, attempt_number: u32) -> Failure {
-    Failure {
-        next_delay: deps
-            .config
-            .retry_schedule
-            .delay_after(attempt_number)
-            .map(jittered_random),
+    let mut exchange = send::post(deps, &endpoint.url, secrets, job, now, body).await;
+    match exchange.status {
+        Some(status) if is_success(status) => {
+            save(deps, &record(AttemptStatus::Succeeded, exchange, None)).await;
+            tracing::info!(message_id = %job.message_id, endpoint_id = %job.endpoint_id, attempt = attempt_number, "delivered");
+            Verdict::Done
+        }
+        Some(410) => {
+            // The receiver says it is gone for good: stop delivering there at all.
+            match deps
+                .store
+                .disable_endpoint(&job.account, &job.endpoint_id)
+                .await
+            {
+                Ok(_) => deps.endpoints.forget(&job.account, &job.endpoint_id),
+                Err(error) => {
+                    tracing::error!(%error, endpoint_id = %job.endpoint_id, "could not disable an endpoint after a 410");
+                }
+            }
+            exchange.error = Some("410 Gone: endpoint disabled".into());
+            save(deps, &record(AttemptStatus::Failed, exchange, None)).await;
+            tracing::info!(endpoint_id = %job.endpoint_id, "endpoint disabled after 410 Gone");
+            Verdict::Done
+        }
+        status => {
+            let kind = match status {
+                Some(status) => FailureKind::of_status(status),
+                None if exchange.timed_out => FailureKind::Timeout,
+                None => FailureKind::Other,
+            };
+            let delay = retry_delay(deps, attempt_number, kind, exchange.retry_after);
+            tracing::info!(
+                message_id = %job.message_id, endpoint_id = %job.endpoint_id, attempt = attempt_number,
+                status = ?exchange.status, error = ?exchange.error, next_delay = ?delay, "delivery failed"
+            );
+            save(deps, &record(AttemptStatus::Failed, exchange, delay)).await;
+            Verdict::Retry(delay)
+        }
     }
 }
 
@@ -235,106 +282,19 @@ async fn save(deps: &Deps, attempt: &Attempt) {
     }
 }
 
-async fn post(
-    deps: &Deps,
-    endpoint: &Endpoint,
-    secrets: &EndpointSecrets,
-    job: &DeliveryJob,
-    now: OffsetDateTime,
-    body: Vec<u8>,
-) -> Exchange {
-    let timestamp = now.unix_timestamp();
-    let signature = signature_header(
-        secrets.signing(now),
-        job.message_id.as_str(),
-        timestamp,
-        &body,
-    );
-    let sent = deps
-        .http
-        .post(&endpoint.url)
-        .header("content-type", "application/json")
-        .header("webhook-id", job.message_id.as_str())
-        .header("webhook-timestamp", timestamp.to_string())
-        .header("webhook-signature", signature)
-        .body(body)
-        .send()
-        .await;
-    let mut response = match sent {
-        Ok(response) => response,
-        Err(error) => {
-            return Exchange {
-                status: None,
-                body: String::new(),
-                error: Some(describe(&error, deps.config.request_timeout)),
-            };
-        }
-    };
-    let status = response.status().as_u16();
-    let mut kept = Vec::new();
-    let mut read = 0usize;
-    let mut error = None;
-    while read < READ_RESPONSE_BYTES {
-        match response.chunk().await {
-            Ok(Some(chunk)) => {
-                read += chunk.len();
-                let room = KEPT_RESPONSE_BYTES.saturating_sub(kept.len());
-                kept.extend_from_slice(&chunk[..chunk.len().min(room)]);
-            }
-            Ok(None) => break,
-            Err(e) => {
-                error = Some(describe(&e, deps.config.request_timeout));
-                break;
-            }
-        }
-    }
-    // Dropping `response` here closes a connection whose body was not read to the end.
-    Exchange {
-        status: Some(status),
-        body: truncate_utf8(kept),
-        error,
-    }
-}
-
-/// Keeps the longest valid UTF-8 prefix, so a cut in the middle of a character is dropped.
-fn truncate_utf8(bytes: Vec<u8>) -> String {
-    match String::from_utf8(bytes) {
-        Ok(text) => text,
-        Err(e) => {
-            let valid = e.utf8_error().valid_up_to();
-            let mut bytes = e.into_bytes();
-            bytes.truncate(valid);
-            String::from_utf8(bytes).expect("cut at a character boundary")
-        }
-    }
-}
-
-/// Why no response came, in words an endpoint owner can act on.
-fn describe(error: &reqwest::Error, timeout: Duration) -> String {
-    if error.is_timeout() {
-        return format!("timeout after {} ms", timeout.as_millis());
-    }
-    let mut text = if error.is_connect() {
-        "connection failed".to_string()
-    } else {
-        "request failed".to_string()
-    };
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn truncation_keeps_whole_characters() {
-        assert_eq!(truncate_utf8("héllo".as_bytes()[..2].to_vec()), "h");
-        assert_eq!(truncate_utf8(b"ok".to_vec()), "ok");
+    fn only_2xx_is_success() {
+        for status in [200, 201, 202, 204, 299] {
+            assert!(is_success(status), "{status}");
+        }
+        for status in [
+            100, 199, 300, 301, 302, 304, 307, 308, 400, 404, 410, 429, 500, 503,
+        ] {
+            assert!(!is_success(status), "{status}");
+        }
     }
 }

@@ -8,13 +8,7 @@ async fn main() -> Result<(), Error> {
     let config = Config::from_env()?;
     let sdk = shared::aws::from_env().await;
     let (store, queues) = shared::aws::adapters(&sdk, &config);
-    let http = dispatcher::http_client(&config);
-    let deps = &dispatcher::Deps {
-        store,
-        queues,
-        config,
-        http,
-    };
+    let deps = &dispatcher::Deps::new(store, queues, config);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         Ok::<_, Error>(dispatcher::handle(deps, event.payload).await)
     }))

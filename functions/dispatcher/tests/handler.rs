@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use aws_lambda_events::event::sqs::SqsEvent;
-use dispatcher::{Deps, handle, http_client};
-use hookline_tests::{Receiver, TestEnv, poll_until};
+use dispatcher::{Deps, handle};
+use hookline_tests::{Receiver, Reply, ScriptedReceiver, TestEnv, poll_until};
 use serde_json::json;
 use shared::ids::{EndpointId, MessageId};
 use shared::model::{AttemptStatus, DeliveryJob, Endpoint, EndpointSecrets, Format};
@@ -15,12 +15,7 @@ const PAYLOAD: &str = r#"{"event_type":"sample.created","created_at":"2021-08-09
 
 async fn setup() -> (TestEnv, Deps) {
     let env = TestEnv::new("1s,1s").await;
-    let deps = Deps {
-        store: env.store.clone(),
-        queues: env.queues.clone(),
-        http: http_client(&env.config),
-        config: env.config.clone(),
-    };
+    let deps = Deps::new(env.store.clone(), env.queues.clone(), env.config.clone());
     (env, deps)
 }
 
@@ -230,4 +225,246 @@ async fn a_job_for_a_missing_endpoint_is_dropped_with_a_reason() {
     assert_eq!(attempts.len(), 1);
     assert_eq!(attempts[0].error.as_deref(), Some("endpoint deleted"));
     assert_eq!(attempts[0].status, AttemptStatus::Failed);
+}
+
+/// Runs one job through the handler as its first attempt and returns its attempts.
+async fn deliver_once(
+    env: &TestEnv,
+    deps: &Deps,
+    job: &DeliveryJob,
+) -> Vec<shared::model::Attempt> {
+    handle(
+        deps,
+        sqs_event(&[("one", serde_json::to_string(job).unwrap())]),
+    )
+    .await;
+    env.store
+        .attempts_of_message("jane", &job.message_id)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_410_disables_the_endpoint_and_stops_its_retries() {
+    let (env, deps) = setup().await;
+    let gone = Receiver::answering(&[410]).await;
+    let (endpoint_id, _) = add_endpoint(&env, gone.url("/hook"), Format::Standard).await;
+    let first = job(&endpoint_id);
+    let response = handle(
+        &deps,
+        sqs_event(&[("gone", serde_json::to_string(&first).unwrap())]),
+    )
+    .await;
+    assert!(failed_ids(&response).is_empty(), "a 410 is not retried");
+    let attempts = env
+        .store
+        .attempts_of_message("jane", &first.message_id)
+        .await
+        .unwrap();
+    assert_eq!(attempts[0].response_status, Some(410));
+    assert_eq!(attempts[0].next_attempt_at, None);
+    assert!(attempts[0].error.as_deref().unwrap().contains("disabled"));
+    let (endpoint, _) = env
+        .store
+        .get_endpoint("jane", &endpoint_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(endpoint.disabled);
+
+    // The next job to it is dropped without a request, and says why.
+    let second = job(&endpoint_id);
+    let attempts = deliver_once(&env, &deps, &second).await;
+    assert_eq!(attempts[0].error.as_deref(), Some("endpoint disabled"));
+    assert_eq!(gone.deliveries().len(), 1);
+}
+
+#[tokio::test]
+async fn retry_after_on_429_and_503_stretches_the_next_delay() {
+    let (env, deps) = setup().await;
+    for status in [429, 503] {
+        let busy =
+            ScriptedReceiver::start(move |_, _| Reply::status(status).header("retry-after", "120"))
+                .await;
+        let (endpoint_id, _) = add_endpoint(&env, busy.url("/hook"), Format::Standard).await;
+        let attempts = deliver_once(&env, &deps, &job(&endpoint_id)).await;
+        let attempt = &attempts[0];
+        assert_eq!(attempt.response_status, Some(status));
+        let delay = attempt.next_attempt_at.unwrap() - attempt.timestamp;
+        assert_eq!(delay, time::Duration::seconds(120), "{status}");
+    }
+}
+
+#[tokio::test]
+async fn failures_without_a_response_say_what_went_wrong() {
+    let (env, deps) = setup().await;
+    let refused = {
+        // A port that was free a moment ago and has no listener now.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        format!("http://127.0.0.1:{port}/hook")
+    };
+    let plain = Receiver::start().await;
+    let tls_to_plain_http = plain.url("/hook").replace("http://", "https://");
+    for (url, expected) in [
+        (refused, "connection refused"),
+        (
+            "http://no-such-host.invalid/hook".to_string(),
+            "DNS failure",
+        ),
+        (tls_to_plain_http, "TLS error"),
+    ] {
+        let (endpoint_id, _) = add_endpoint(&env, url.clone(), Format::Standard).await;
+        let attempts = deliver_once(&env, &deps, &job(&endpoint_id)).await;
+        let attempt = &attempts[0];
+        assert_eq!(attempt.status, AttemptStatus::Failed);
+        assert_eq!(attempt.response_status, None);
+        let error = attempt.error.as_deref().unwrap();
+        assert!(error.starts_with(expected), "{url}: {error}");
+        assert!(attempt.next_attempt_at.is_some(), "{url} is retried");
+    }
+}
+
+#[tokio::test]
+async fn a_timeout_costs_one_attempt_and_never_retries_sooner_than_the_schedule() {
+    let (env, deps) = setup().await;
+    let hanging = Receiver::closed().await;
+    let (endpoint_id, _) = add_endpoint(&env, hanging.url("/hook"), Format::Standard).await;
+    let attempts = deliver_once(&env, &deps, &job(&endpoint_id)).await;
+    hanging.open();
+    let attempt = &attempts[0];
+    assert_eq!(attempt.error.as_deref(), Some("timeout after 3000 ms"));
+    let delay = attempt.next_attempt_at.unwrap() - attempt.timestamp;
+    assert!(delay >= time::Duration::seconds(1), "{delay}");
+}
+
+#[tokio::test]
+async fn redirects_are_failures_and_never_followed() {
+    let (env, deps) = setup().await;
+    let elsewhere = Receiver::start().await;
+    let target = elsewhere.url("/elsewhere");
+    let redirecting =
+        ScriptedReceiver::start(move |_, _| Reply::status(302).header("location", target.clone()))
+            .await;
+    let (endpoint_id, _) = add_endpoint(&env, redirecting.url("/hook"), Format::Standard).await;
+    let attempts = deliver_once(&env, &deps, &job(&endpoint_id)).await;
+    assert_eq!(attempts[0].status, AttemptStatus::Failed);
+    assert_eq!(attempts[0].response_status, Some(302));
+    assert!(elsewhere.deliveries().is_empty());
+}
+
+#[tokio::test]
+async fn an_oversized_response_body_is_cut_to_4_kib() {
+    let (env, deps) = setup().await;
+    let verbose = ScriptedReceiver::start(|_, _| Reply::status(200).body_of(8 << 20)).await;
+    let (endpoint_id, _) = add_endpoint(&env, verbose.url("/hook"), Format::Standard).await;
+    let attempts = deliver_once(&env, &deps, &job(&endpoint_id)).await;
+    assert_eq!(attempts[0].status, AttemptStatus::Succeeded);
+    assert_eq!(
+        attempts[0].response_body.len(),
+        dispatcher::KEPT_RESPONSE_BYTES
+    );
+}
+
+#[tokio::test]
+async fn during_rotation_both_secrets_sign_and_each_verifies() {
+    let (env, deps) = setup().await;
+    let receiver = Receiver::start().await;
+    let now = time::OffsetDateTime::now_utc();
+    let endpoint = Endpoint {
+        id: EndpointId::new(),
+        account: "jane".into(),
+        url: receiver.url("/hook"),
+        description: String::new(),
+        version: 1,
+        event_types: vec![],
+        datasets: None,
+        format: Format::Standard,
+        disabled: false,
+        created_at: now,
+        updated_at: now,
+    };
+    let (current, previous) = (Secret::generate(), Secret::generate());
+    let secrets = EndpointSecrets {
+        current: current.clone(),
+        previous: Some((previous.clone(), now + time::Duration::hours(24))),
+    };
+    env.store
+        .create_endpoint(&endpoint, &secrets)
+        .await
+        .unwrap();
+    deliver_once(&env, &deps, &job(&endpoint.id)).await;
+    let delivery = &receiver.wait_for(1, Duration::from_secs(5)).await[0];
+    assert_eq!(delivery.header("webhook-signature").split(' ').count(), 2);
+    for secret in [&current, &previous] {
+        standardwebhooks::Webhook::new(secret.expose())
+            .unwrap()
+            .verify(&delivery.body, &delivery.headers)
+            .expect("each secret verifies");
+    }
+}
+
+/// A resolver that answers 127.0.0.1 for every name, as a DNS record changed after
+/// the endpoint was saved would.
+fn rebinding_resolver(allow_private_targets: bool) -> dispatcher::dns::CheckedResolver {
+    dispatcher::dns::CheckedResolver::with_lookup(
+        std::sync::Arc::new(|_host| {
+            Box::pin(async { Ok(vec![std::net::IpAddr::from([127, 0, 0, 1])]) })
+        }),
+        allow_private_targets,
+    )
+}
+
+#[tokio::test]
+async fn a_name_that_resolves_to_loopback_at_delivery_is_refused() {
+    let env = TestEnv::new("1s").await;
+    let receiver = Receiver::start().await;
+    let port = receiver.url("").rsplit(':').next().unwrap().to_string();
+    let mut config = env.config.clone();
+    config.allow_private_targets = false;
+    let http = dispatcher::http_client_with(&config, rebinding_resolver(false));
+    let deps = Deps::with_http(env.store.clone(), env.queues.clone(), config, http);
+    let (endpoint_id, _) = add_endpoint(
+        &env,
+        format!("http://hooks.example.com:{port}/hook"),
+        Format::Standard,
+    )
+    .await;
+    let attempts = deliver_once(&env, &deps, &job(&endpoint_id)).await;
+    let error = attempts[0].error.as_deref().unwrap();
+    assert!(error.starts_with("blocked address 127.0.0.1"), "{error}");
+    assert!(attempts[0].next_attempt_at.is_some());
+
+    // An address literal is refused before any connection too.
+    let (literal_id, _) = add_endpoint(&env, receiver.url("/hook"), Format::Standard).await;
+    let attempts = deliver_once(&env, &deps, &job(&literal_id)).await;
+    let error = attempts[0].error.as_deref().unwrap();
+    assert!(error.starts_with("blocked address 127.0.0.1"), "{error}");
+    assert!(receiver.deliveries().is_empty());
+}
+
+#[tokio::test]
+async fn the_connection_goes_to_the_checked_address_only() {
+    // With private targets allowed, the same name reaches the receiver on 127.0.0.1:
+    // the address the resolver checked, not a second lookup of a name that does not exist.
+    let env = TestEnv::new("1s").await;
+    let receiver = Receiver::start().await;
+    let port = receiver.url("").rsplit(':').next().unwrap().to_string();
+    let http = dispatcher::http_client_with(&env.config, rebinding_resolver(true));
+    let deps = Deps::with_http(
+        env.store.clone(),
+        env.queues.clone(),
+        env.config.clone(),
+        http,
+    );
+    let (endpoint_id, _) = add_endpoint(
+        &env,
+        format!("http://hooks.example.com:{port}/hook"),
+        Format::Standard,
+    )
+    .await;
+    let attempts = deliver_once(&env, &deps, &job(&endpoint_id)).await;
+    assert_eq!(attempts[0].status, AttemptStatus::Succeeded);
+    assert_eq!(receiver.deliveries().len(), 1);
 }
