@@ -1,6 +1,9 @@
 //! The management API: endpoints, their secrets and attempts, and messages under
 //! `/v1/accounts/{account}`, and the operators' DLQ routes under `/v1/dlq`.
 
+pub mod dlq;
+pub mod recovery;
+
 mod endpoints;
 mod messages;
 

@@ -1,8 +1,16 @@
-//! The Lambda entry for DLQ redrive: an operator or a schedule invokes it with a filter.
+//! The Lambda entry for DLQ redrive: an operator or a schedule invokes it with a
+//! filter as its event (`{"endpoint_id": …, "event_type": …, "limit": …}`, all
+//! optional) and gets `{"replayed": n, "skipped": m}` back.
+
+use std::time::{Duration, Instant};
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
 use shared::config::Config;
+use shared::redrive::{self, Filter};
+
+/// Time kept back from the invocation's deadline to answer.
+const MARGIN: Duration = Duration::from_secs(5);
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -11,9 +19,25 @@ async fn main() -> Result<(), Error> {
     let sdk = shared::aws::from_env().await;
     let (_store, queues) = shared::aws::adapters(&sdk, &config);
     let queues = &queues;
-    lambda_runtime::run(service_fn(move |_event: LambdaEvent<Value>| async move {
-        let waiting = queues.dlq_depth().await?;
-        Ok::<_, Error>(serde_json::json!({"approximate_messages": waiting}))
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        // An empty or null event replays everything.
+        let filter: Filter = match event.payload {
+            Value::Null => Filter::default(),
+            payload => serde_json::from_value(payload)?,
+        };
+        let left = event
+            .context
+            .deadline()
+            .duration_since(std::time::SystemTime::now())
+            .unwrap_or_default();
+        let deadline = Instant::now() + left.saturating_sub(MARGIN);
+        let outcome = redrive::redrive(queues, &filter, Some(deadline), |_| {}).await?;
+        tracing::info!(
+            replayed = outcome.replayed,
+            skipped = outcome.skipped,
+            "DLQ replayed"
+        );
+        Ok::<_, Error>(outcome)
     }))
     .await
 }

@@ -1,0 +1,283 @@
+//! Redelivery on an endpoint owner's request: a test event, one message again, and
+//! every message whose last attempt in a time window failed.
+
+use std::collections::HashMap;
+
+use lambda_http::http::StatusCode;
+use lambda_http::{Body, Request, Response};
+use serde_json::{Map, Value, json};
+use shared::catalog;
+use shared::event::NewEvent;
+use shared::http::{ApiError, json, json_object};
+use shared::ids::{EndpointId, MessageId};
+use shared::model::{Attempt, AttemptStatus, DeliveryJob, Endpoint};
+use shared::timefmt;
+use time::OffsetDateTime;
+
+use crate::{Deps, internal};
+
+/// The event type of a test event when the request names none and the endpoint
+/// subscribes to everything.
+pub const DEFAULT_TEST_EVENT: &str = "dataset.created";
+/// The dataset name test events are about, under the endpoint's account.
+pub const TEST_DATASET: &str = "hookline-test";
+
+/// The endpoint of `account` with `id`, or 404: the tenant check of every route here.
+async fn endpoint_of(deps: &Deps, account: &str, id: &str) -> Result<Endpoint, ApiError> {
+    let not_found = || ApiError::not_found(format!("no endpoint {id}"));
+    let id = EndpointId::parse(id).ok_or_else(not_found)?;
+    let (endpoint, _) = deps
+        .store
+        .get_endpoint(account, &id)
+        .await
+        .map_err(internal("could not read an endpoint"))?
+        .ok_or_else(not_found)?;
+    Ok(endpoint)
+}
+
+async fn enqueue(deps: &Deps, jobs: &[DeliveryJob]) -> Result<(), ApiError> {
+    deps.queues.send_jobs(jobs).await.map_err(|error| {
+        tracing::error!(%error, "could not enqueue delivery jobs");
+        ApiError::internal()
+    })
+}
+
+/// `POST …/endpoints/{id}/test` with an optional `event_type` → 202 `{"id": "msg_…"}`.
+pub async fn send_test(
+    deps: &Deps,
+    account: &str,
+    endpoint_id: &str,
+    req: &Request,
+) -> Result<Response<Body>, ApiError> {
+    let endpoint = endpoint_of(deps, account, endpoint_id).await?;
+    let body = json_object(req)?;
+    let event_type = test_event_type(&body, &endpoint)?;
+    let mut object = Map::new();
+    object.insert("name".into(), Value::String("test".into()));
+    object.insert("test".into(), Value::Bool(true));
+    let event = NewEvent {
+        text: Some(format!(
+            "Test event from hookline to endpoint {}.",
+            endpoint.id
+        )),
+        event_type,
+        dataset: format!("{account}/{TEST_DATASET}"),
+        account: account.to_string(),
+        object,
+        created_at: None,
+        api_version: None,
+        idempotency_key: None,
+    };
+    let message = event.into_message(&deps.config.api_version, OffsetDateTime::now_utc());
+    deps.store
+        .insert_message(&message, None)
+        .await
+        .map_err(internal("could not store a test message"))?;
+    if let Err(error) = enqueue(deps, &[DeliveryJob::new(&message, endpoint.id.clone())]).await {
+        if let Err(undo) = deps.store.remove_message(&message, None).await {
+            tracing::error!(error = %undo, message_id = %message.id, "could not take back a test message");
+        }
+        return Err(error);
+    }
+    tracing::info!(message_id = %message.id, endpoint_id = %endpoint.id, "test event queued");
+    Ok(json(StatusCode::ACCEPTED, &json!({ "id": message.id })))
+}
+
+/// The requested event type, else the endpoint's first, else [`DEFAULT_TEST_EVENT`].
+fn test_event_type(body: &Map<String, Value>, endpoint: &Endpoint) -> Result<String, ApiError> {
+    if let Some(unknown) = body.keys().find(|k| k.as_str() != "event_type") {
+        return Err(ApiError::validation(format!(
+            "{unknown}: unknown field; expected event_type"
+        )));
+    }
+    match body.get("event_type") {
+        None | Some(Value::Null) => Ok(endpoint
+            .event_types
+            .first()
+            .cloned()
+            .unwrap_or_else(|| DEFAULT_TEST_EVENT.to_string())),
+        Some(Value::String(name)) if catalog::is_known(name) => Ok(name.clone()),
+        Some(Value::String(name)) => Err(ApiError::validation(format!(
+            "event_type: `{name}` is not a known event type (see GET /v1/event-types)"
+        ))),
+        Some(_) => Err(ApiError::validation("event_type: must be a string")),
+    }
+}
+
+/// `POST …/endpoints/{id}/messages/{msg_id}/replay` → 202 `{"id": "msg_…"}`: one more
+/// delivery of the message, under its own id.
+pub async fn replay_message(
+    deps: &Deps,
+    account: &str,
+    endpoint_id: &str,
+    message_id: &str,
+) -> Result<Response<Body>, ApiError> {
+    let endpoint = endpoint_of(deps, account, endpoint_id).await?;
+    let not_found = || ApiError::not_found(format!("no message {message_id}"));
+    let id = MessageId::parse(message_id).ok_or_else(not_found)?;
+    let message = deps
+        .store
+        .get_message(account, &id)
+        .await
+        .map_err(internal("could not read a message"))?
+        .ok_or_else(not_found)?;
+    enqueue(deps, &[DeliveryJob::new(&message, endpoint.id.clone())]).await?;
+    tracing::info!(message_id = %message.id, endpoint_id = %endpoint.id, "message replayed");
+    Ok(json(StatusCode::ACCEPTED, &json!({ "id": message.id })))
+}
+
+/// `POST …/endpoints/{id}/recover` with `since` (and `until`, default now) →
+/// 202 `{"queued": n}`: every message whose last attempt in the window failed.
+pub async fn recover(
+    deps: &Deps,
+    account: &str,
+    endpoint_id: &str,
+    req: &Request,
+) -> Result<Response<Body>, ApiError> {
+    let endpoint = endpoint_of(deps, account, endpoint_id).await?;
+    let (since, until) = parse_window(&json_object(req)?, OffsetDateTime::now_utc())?;
+    let attempts = deps
+        .store
+        .attempts_of_endpoint_between(account, &endpoint.id, since, until)
+        .await
+        .map_err(internal("could not read an endpoint's attempts"))?;
+    let mut jobs = Vec::new();
+    for message_id in last_failed(&attempts) {
+        match deps.store.get_message(account, &message_id).await {
+            Ok(Some(message)) => jobs.push(DeliveryJob::new(&message, endpoint.id.clone())),
+            // Past its retention: nothing left to send.
+            Ok(None) => {}
+            Err(error) => return Err(internal("could not read a message")(error)),
+        }
+    }
+    enqueue(deps, &jobs).await?;
+    tracing::info!(endpoint_id = %endpoint.id, queued = jobs.len(), "endpoint recovered");
+    Ok(json(StatusCode::ACCEPTED, &json!({ "queued": jobs.len() })))
+}
+
+/// `since` and `until` (RFC 3339; `until` defaults to `now`), in order.
+pub fn parse_window(
+    body: &Map<String, Value>,
+    now: OffsetDateTime,
+) -> Result<(OffsetDateTime, OffsetDateTime), ApiError> {
+    if let Some(unknown) = body
+        .keys()
+        .find(|k| !matches!(k.as_str(), "since" | "until"))
+    {
+        return Err(ApiError::validation(format!(
+            "{unknown}: unknown field; expected since, until"
+        )));
+    }
+    let time = |field: &str| -> Result<Option<OffsetDateTime>, ApiError> {
+        match body.get(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(text)) => timefmt::parse(text)
+                .map(Some)
+                .ok_or_else(|| ApiError::validation(format!("{field}: must be an RFC 3339 time"))),
+            Some(_) => Err(ApiError::validation(format!(
+                "{field}: must be an RFC 3339 time"
+            ))),
+        }
+    };
+    let since = time("since")?.ok_or_else(|| ApiError::validation("since: is required"))?;
+    let until = time("until")?.unwrap_or(now);
+    if until < since {
+        return Err(ApiError::validation("until: must not be before since"));
+    }
+    Ok((since, until))
+}
+
+/// The messages whose latest attempt among `attempts` failed, in the order first seen.
+pub fn last_failed(attempts: &[Attempt]) -> Vec<MessageId> {
+    let mut latest: HashMap<&MessageId, &Attempt> = HashMap::new();
+    let mut order = Vec::new();
+    for attempt in attempts {
+        match latest.get(&attempt.message_id) {
+            None => {
+                order.push(&attempt.message_id);
+                latest.insert(&attempt.message_id, attempt);
+            }
+            // Ids alone do not order attempts made within one millisecond.
+            Some(seen) if (seen.timestamp, &seen.id) < (attempt.timestamp, &attempt.id) => {
+                latest.insert(&attempt.message_id, attempt);
+            }
+            Some(_) => {}
+        }
+    }
+    order
+        .into_iter()
+        .filter(|id| latest[id].status == AttemptStatus::Failed)
+        .cloned()
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use shared::ids::AttemptId;
+
+    use super::*;
+
+    fn attempt(message: &MessageId, status: AttemptStatus, second: i64) -> Attempt {
+        Attempt {
+            id: AttemptId::new(),
+            message_id: message.clone(),
+            endpoint_id: EndpointId::new(),
+            account: "jane".into(),
+            event_type: "sample.created".into(),
+            attempt: 1,
+            status,
+            response_status: None,
+            response_body: String::new(),
+            error: None,
+            duration_ms: 1,
+            timestamp: OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(second),
+            next_attempt_at: None,
+        }
+    }
+
+    #[test]
+    fn only_messages_whose_last_attempt_failed_are_recovered() {
+        let (recovered, failed_only, delivered) =
+            (MessageId::new(), MessageId::new(), MessageId::new());
+        let attempts = vec![
+            attempt(&recovered, AttemptStatus::Failed, 1),
+            attempt(&delivered, AttemptStatus::Failed, 2),
+            attempt(&failed_only, AttemptStatus::Failed, 3),
+            attempt(&delivered, AttemptStatus::Succeeded, 4),
+            attempt(&recovered, AttemptStatus::Failed, 5),
+        ];
+        assert_eq!(last_failed(&attempts), vec![recovered, failed_only]);
+        assert!(last_failed(&[]).is_empty());
+    }
+
+    #[test]
+    fn a_window_needs_since_and_keeps_its_order() {
+        let now = OffsetDateTime::now_utc();
+        let body = |value: Value| value.as_object().unwrap().clone();
+        let (since, until) =
+            parse_window(&body(json!({"since": "2026-01-01T00:00:00Z"})), now).unwrap();
+        assert_eq!(since.unix_timestamp(), 1_767_225_600);
+        assert_eq!(until, now);
+        for (refused, field) in [
+            (json!({}), "since"),
+            (json!({"since": "yesterday"}), "since"),
+            (json!({"since": 5}), "since"),
+            (
+                json!({"since": "2026-01-02T00:00:00Z", "until": "2026-01-01T00:00:00Z"}),
+                "until",
+            ),
+            (
+                json!({"since": "2026-01-01T00:00:00Z", "window": 1}),
+                "window",
+            ),
+        ] {
+            let error = parse_window(&body(refused.clone()), now).unwrap_err();
+            assert_eq!(error.code, "validation_error", "{refused}");
+            assert!(
+                error.message.starts_with(field),
+                "{refused}: {}",
+                error.message
+            );
+        }
+    }
+}

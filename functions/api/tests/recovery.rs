@@ -1,0 +1,329 @@
+//! The DLQ and recovery routes' handlers in-process, against the emulator's SQS and
+//! DynamoDB: what they queue, what they leave, and their tenant checks.
+
+use std::time::Duration;
+
+use api::{Deps, dlq, recovery};
+use hookline_tests::{TestEnv, poll_until};
+use lambda_http::http::StatusCode;
+use lambda_http::{Body, Request, Response};
+use serde_json::{Value, json};
+use shared::ids::{AttemptId, EndpointId, MessageId};
+use shared::model::{
+    Attempt, AttemptStatus, DeliveryJob, Endpoint, EndpointSecrets, Format, Message,
+};
+use shared::signing::Secret;
+use time::OffsetDateTime;
+
+async fn setup() -> (TestEnv, Deps) {
+    let env = TestEnv::new("1s").await;
+    let deps = Deps {
+        store: env.store.clone(),
+        queues: env.queues.clone(),
+        config: env.config.clone(),
+    };
+    (env, deps)
+}
+
+fn request(body: Option<Value>) -> Request {
+    let builder = lambda_http::http::Request::builder()
+        .method("POST")
+        .uri("/")
+        .header("content-type", "application/json");
+    builder
+        .body(body.map_or(Body::Empty, |b| Body::Text(b.to_string())))
+        .unwrap()
+}
+
+fn read(response: Result<Response<Body>, shared::http::ApiError>) -> (StatusCode, Value) {
+    let response = response.unwrap_or_else(|e| e.into_response());
+    let body = serde_json::from_slice(response.body().as_ref()).unwrap_or(Value::Null);
+    (response.status(), body)
+}
+
+async fn add_endpoint(env: &TestEnv, account: &str) -> EndpointId {
+    let now = OffsetDateTime::now_utc();
+    let endpoint = Endpoint {
+        id: EndpointId::new(),
+        account: account.into(),
+        url: "http://127.0.0.1:9/hook".into(),
+        description: String::new(),
+        version: 1,
+        event_types: vec![],
+        datasets: None,
+        format: Format::Standard,
+        disabled: false,
+        created_at: now,
+        updated_at: now,
+    };
+    env.store
+        .create_endpoint(&endpoint, &EndpointSecrets::new(Secret::generate()))
+        .await
+        .unwrap();
+    endpoint.id
+}
+
+async fn add_message(env: &TestEnv, account: &str) -> Message {
+    let message = Message {
+        id: MessageId::new(),
+        account: account.into(),
+        event_type: "sample.created".into(),
+        dataset: format!("{account}/flowers"),
+        created_at: "2021-08-09T14:40:19Z".into(),
+        payload: r#"{"event_type":"sample.created","text":"hi"}"#.into(),
+        received_at: OffsetDateTime::now_utc(),
+    };
+    env.store.insert_message(&message, None).await.unwrap();
+    message
+}
+
+fn job(endpoint: &EndpointId, event_type: &str) -> DeliveryJob {
+    DeliveryJob {
+        message_id: MessageId::new(),
+        endpoint_id: endpoint.clone(),
+        account: "jane".into(),
+        event_type: event_type.into(),
+        payload: Some("{}".into()),
+    }
+}
+
+/// Every job waiting on the delivery queue (received, so hidden afterwards).
+async fn queued_jobs(env: &TestEnv) -> Vec<DeliveryJob> {
+    let mut jobs = Vec::new();
+    loop {
+        let batch = env
+            .queues
+            .receive_delivery(10, Duration::from_secs(1))
+            .await
+            .unwrap();
+        if batch.is_empty() {
+            return jobs;
+        }
+        jobs.extend(batch.iter().map(|m| serde_json::from_str(&m.body).unwrap()));
+    }
+}
+
+async fn put_in_dlq(env: &TestEnv, jobs: &[&DeliveryJob]) {
+    for job in jobs {
+        env.sqs
+            .send_message()
+            .queue_url(env.queues.dlq_url())
+            .message_body(serde_json::to_string(job).unwrap())
+            .send()
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn dlq_replay_moves_only_what_the_filter_names_and_keeps_message_ids() {
+    let (env, deps) = setup().await;
+    let (a, b) = (EndpointId::new(), EndpointId::new());
+    let a_sample = job(&a, "sample.created");
+    let a_issue = job(&a, "issue.created");
+    let b_sample = job(&b, "sample.created");
+    put_in_dlq(&env, &[&a_sample, &a_issue, &b_sample]).await;
+    // A body that is not a job at all stays for a person to look at.
+    env.sqs
+        .send_message()
+        .queue_url(env.queues.dlq_url())
+        .message_body("{not a job")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        read(dlq::stats(&deps).await),
+        (StatusCode::OK, json!({"approximate_messages": 4}))
+    );
+
+    let (status, body) = read(
+        dlq::replay(
+            &deps,
+            &request(Some(
+                json!({"endpoint_id": a.as_str(), "event_type": "issue.created"}),
+            )),
+        )
+        .await,
+    );
+    assert_eq!(
+        (status, body),
+        (StatusCode::OK, json!({"replayed": 1, "skipped": 3}))
+    );
+    let replayed = queued_jobs(&env).await;
+    assert_eq!(replayed, vec![a_issue.clone()]);
+    // Skipped jobs are visible in the DLQ again at once.
+    assert_eq!(
+        read(dlq::stats(&deps).await).1,
+        json!({"approximate_messages": 3})
+    );
+
+    let (_, body) = read(dlq::replay(&deps, &request(Some(json!({"limit": 1})))).await);
+    assert_eq!(body["replayed"], 1);
+    let (_, body) = read(dlq::replay(&deps, &request(None)).await);
+    assert_eq!(body, json!({"replayed": 1, "skipped": 1}));
+    let mut ids: Vec<MessageId> = queued_jobs(&env)
+        .await
+        .into_iter()
+        .map(|j| j.message_id)
+        .collect();
+    ids.sort();
+    let mut expected = vec![a_sample.message_id, b_sample.message_id];
+    expected.sort();
+    assert_eq!(ids, expected);
+
+    let (status, body) = read(dlq::replay(&deps, &request(Some(json!({"limit": 0})))).await);
+    assert_eq!(
+        (status, body["error"]["code"].clone()),
+        (StatusCode::BAD_REQUEST, json!("validation_error"))
+    );
+}
+
+#[tokio::test]
+async fn a_test_event_goes_to_that_endpoint_only() {
+    let (env, deps) = setup().await;
+    let endpoint = add_endpoint(&env, "jane").await;
+    add_endpoint(&env, "jane").await;
+    let (status, body) = read(
+        recovery::send_test(
+            &deps,
+            "jane",
+            endpoint.as_str(),
+            &request(Some(json!({"event_type": "issue.created"}))),
+        )
+        .await,
+    );
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let id = MessageId::parse(body["id"].as_str().unwrap()).unwrap();
+    let jobs = queued_jobs(&env).await;
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(
+        (&jobs[0].message_id, &jobs[0].endpoint_id),
+        (&id, &endpoint)
+    );
+    assert_eq!(jobs[0].event_type, "issue.created");
+    let message = env.store.get_message("jane", &id).await.unwrap().unwrap();
+    assert_eq!(message.dataset, "jane/hookline-test");
+
+    let (status, body) = read(
+        recovery::send_test(
+            &deps,
+            "jane",
+            endpoint.as_str(),
+            &request(Some(json!({"event_type": "nope"}))),
+        )
+        .await,
+    );
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (StatusCode::BAD_REQUEST, &json!("validation_error"))
+    );
+    // Another account's endpoint is not found.
+    let (status, _) =
+        read(recovery::send_test(&deps, "john", endpoint.as_str(), &request(None)).await);
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn one_message_is_replayed_under_its_own_id() {
+    let (env, deps) = setup().await;
+    let endpoint = add_endpoint(&env, "jane").await;
+    let message = add_message(&env, "jane").await;
+    let (status, body) =
+        read(recovery::replay_message(&deps, "jane", endpoint.as_str(), message.id.as_str()).await);
+    assert_eq!(
+        (status, body),
+        (StatusCode::ACCEPTED, json!({"id": message.id}))
+    );
+    let jobs = queued_jobs(&env).await;
+    assert_eq!(jobs, vec![DeliveryJob::new(&message, endpoint.clone())]);
+
+    let johns = add_message(&env, "john").await;
+    for (account, endpoint_id, message_id) in [
+        ("jane", endpoint.as_str(), johns.id.as_str()),
+        ("jane", endpoint.as_str(), "msg_missing"),
+        ("jane", "ep_missing", message.id.as_str()),
+        ("john", endpoint.as_str(), johns.id.as_str()),
+    ] {
+        let (status, _) =
+            read(recovery::replay_message(&deps, account, endpoint_id, message_id).await);
+        assert_eq!(
+            status,
+            StatusCode::NOT_FOUND,
+            "{account} {endpoint_id} {message_id}"
+        );
+    }
+    assert!(queued_jobs(&env).await.is_empty());
+}
+
+async fn record(
+    env: &TestEnv,
+    message: &Message,
+    endpoint: &EndpointId,
+    status: AttemptStatus,
+) -> Attempt {
+    let attempt = Attempt {
+        id: AttemptId::new(),
+        message_id: message.id.clone(),
+        endpoint_id: endpoint.clone(),
+        account: "jane".into(),
+        event_type: message.event_type.clone(),
+        attempt: 1,
+        status,
+        response_status: Some(if status == AttemptStatus::Failed {
+            500
+        } else {
+            204
+        }),
+        response_body: String::new(),
+        error: None,
+        duration_ms: 3,
+        timestamp: OffsetDateTime::now_utc(),
+        next_attempt_at: None,
+    };
+    env.store.put_attempt(&attempt).await.unwrap();
+    attempt
+}
+
+#[tokio::test]
+async fn recover_redelivers_what_last_failed_within_the_window() {
+    let (env, deps) = setup().await;
+    let endpoint = add_endpoint(&env, "jane").await;
+    let other = add_endpoint(&env, "jane").await;
+    let before = add_message(&env, "jane").await;
+    let early = record(&env, &before, &endpoint, AttemptStatus::Failed).await;
+    // The window starts after the first attempt's millisecond.
+    let since = poll_until(Duration::from_secs(5), "the clock to move on", || async {
+        let now = OffsetDateTime::now_utc();
+        (now - early.timestamp >= time::Duration::milliseconds(2)).then_some(now)
+    })
+    .await;
+    let failed = add_message(&env, "jane").await;
+    let redelivered = add_message(&env, "jane").await;
+    let elsewhere = add_message(&env, "jane").await;
+    record(&env, &failed, &endpoint, AttemptStatus::Failed).await;
+    record(&env, &redelivered, &endpoint, AttemptStatus::Failed).await;
+    record(&env, &redelivered, &endpoint, AttemptStatus::Succeeded).await;
+    record(&env, &failed, &endpoint, AttemptStatus::Failed).await;
+    record(&env, &elsewhere, &other, AttemptStatus::Failed).await;
+
+    let window = json!({"since": shared::timefmt::format(since)});
+    let (status, body) = read(
+        recovery::recover(
+            &deps,
+            "jane",
+            endpoint.as_str(),
+            &request(Some(window.clone())),
+        )
+        .await,
+    );
+    assert_eq!((status, body), (StatusCode::ACCEPTED, json!({"queued": 1})));
+    let jobs = queued_jobs(&env).await;
+    assert_eq!(jobs, vec![DeliveryJob::new(&failed, endpoint.clone())]);
+
+    let (status, body) =
+        read(recovery::recover(&deps, "jane", endpoint.as_str(), &request(None)).await);
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, _) =
+        read(recovery::recover(&deps, "john", endpoint.as_str(), &request(Some(window))).await);
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
