@@ -1,5 +1,6 @@
 //! The `hookline` command line: the local runtime and the operator's commands.
 
+pub mod dlq;
 pub mod emulator;
 pub mod local;
 pub mod manage;

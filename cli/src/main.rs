@@ -2,6 +2,7 @@ use std::io::{IsTerminal, Read};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use hookline_cli::dlq::{self, DlqCommand};
 use hookline_cli::local::{self, DevOptions};
 use hookline_cli::manage::{self, EndpointsCommand, KeysCommand};
 use tracing_subscriber::EnvFilter;
@@ -36,6 +37,13 @@ enum Command {
         /// Instances of each function.
         #[arg(long, default_value_t = 2)]
         instances: usize,
+        /// One delivery attempt's timeout (HOOKLINE_REQUEST_TIMEOUT_MS) for the functions.
+        #[arg(long)]
+        request_timeout_ms: Option<u64>,
+        /// The delivery queue's visibility timeout in seconds: how soon a batch whose
+        /// dispatcher died comes back. Default: six times the dispatcher's timeout, as in AWS.
+        #[arg(long)]
+        visibility_timeout: Option<u64>,
     },
     /// Platform keys.
     Keys {
@@ -46,6 +54,11 @@ enum Command {
     Endpoints {
         #[command(subcommand)]
         command: EndpointsCommand,
+    },
+    /// The dead-letter queue.
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
     },
     /// Check a delivery's signature: exit 0 when it is valid. The body is read from stdin.
     Verify {
@@ -75,6 +88,8 @@ async fn main() -> ExitCode {
             retry_schedule,
             block_private_targets,
             instances,
+            request_timeout_ms,
+            visibility_timeout,
         } => local::run(DevOptions {
             port,
             api_key,
@@ -82,11 +97,14 @@ async fn main() -> ExitCode {
             retry_schedule,
             block_private_targets,
             instances,
+            request_timeout_ms,
+            visibility_timeout: visibility_timeout.map(std::time::Duration::from_secs),
         })
         .await
         .map_err(|e| e.to_string()),
         Command::Keys { command } => manage::keys(command).await,
         Command::Endpoints { command } => manage::endpoints(command).await,
+        Command::Dlq { command } => dlq::run(command).await,
         Command::Verify { secret, headers } => {
             let mut body = Vec::new();
             match std::io::stdin().read_to_end(&mut body) {

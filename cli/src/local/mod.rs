@@ -39,6 +39,11 @@ pub struct DevOptions {
     pub block_private_targets: bool,
     /// Instances per function; more than one lets requests and batches overlap.
     pub instances: usize,
+    /// `HOOKLINE_REQUEST_TIMEOUT_MS` for the functions, instead of this environment's.
+    pub request_timeout_ms: Option<u64>,
+    /// The delivery queue's visibility timeout, instead of [`VISIBILITY_FACTOR`] times
+    /// the dispatcher's timeout: a shorter one brings a crashed batch back sooner.
+    pub visibility_timeout: Option<Duration>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -89,12 +94,24 @@ pub async fn run(options: DevOptions) -> Result<(), DevError> {
         None => RetrySchedule::default(),
     };
     // The rest of the configuration comes from this environment, as the functions will read it.
+    let request_timeout_ms = options.request_timeout_ms.map(|ms| ms.to_string());
     let base = Config::from_lookup(|name| match name {
         config::TABLE => Some(TABLE.into()),
         config::DELIVERY_QUEUE_URL | config::DLQ_URL => Some("unset".into()),
+        config::REQUEST_TIMEOUT_MS if request_timeout_ms.is_some() => request_timeout_ms.clone(),
         other => std::env::var(other).ok(),
     })?;
     let dispatcher_timeout = base.request_timeout + DISPATCHER_MARGIN;
+    let visibility_timeout = options
+        .visibility_timeout
+        .unwrap_or(dispatcher_timeout * VISIBILITY_FACTOR);
+    if visibility_timeout < dispatcher_timeout {
+        tracing::warn!(
+            ?visibility_timeout,
+            ?dispatcher_timeout,
+            "a visibility timeout shorter than the dispatcher's lets a slow batch be delivered twice"
+        );
+    }
 
     let store = Store::new(aws_sdk_dynamodb::Client::new(&sdk), TABLE, base.retention());
     store.create_table_if_missing().await?;
@@ -104,7 +121,7 @@ pub async fn run(options: DevOptions) -> Result<(), DevError> {
         DELIVERY_QUEUE,
         DLQ,
         schedule.attempts(),
-        dispatcher_timeout * VISIBILITY_FACTOR,
+        visibility_timeout,
     )
     .await?;
     let queues = Queues::new(sqs, &delivery_url, &dlq_url);
@@ -147,6 +164,9 @@ pub async fn run(options: DevOptions) -> Result<(), DevError> {
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
+    if let Some(ms) = &request_timeout_ms {
+        env.push((config::REQUEST_TIMEOUT_MS.into(), ms.clone()));
+    }
     if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         // Colour codes would only garble a log file or a test's captured output.
         env.push(("NO_COLOR".into(), "1".into()));

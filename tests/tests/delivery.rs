@@ -1,0 +1,613 @@
+//! Reliable delivery end to end: `hookline dev` on an emulator of the test's own,
+//! real receivers scripted to fail, hang, redirect or ramble, and the operator's
+//! `hookline dlq` commands against the same queues.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use hookline_cli::emulator::Emulator;
+use hookline_tests::{Delivery, Dev, Reply, ScriptedReceiver, binary, children_of, poll_until};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use shared::ids::{EndpointId, MessageId};
+use shared::model::{Attempt, AttemptStatus, DeliveryJob};
+use shared::queue::Queues;
+use shared::store::Store;
+
+/// Long enough for a few scheduled retries on a busy two-core machine.
+const SETTLE: Duration = Duration::from_secs(60);
+
+/// `hookline dev` over an emulator the test can reach too.
+struct Stack {
+    // Dropped first: dev stops before its emulator does.
+    dev: Dev,
+    http: reqwest::Client,
+    store: Store,
+    queues: Queues,
+    sqs: aws_sdk_sqs::Client,
+    emulator_url: String,
+    _emulator: Emulator,
+}
+
+impl Stack {
+    async fn start(extra: &[&str]) -> Self {
+        let emulator = Emulator::start().expect("the emulator starts");
+        let emulator_url = emulator.url().to_string();
+        let mut args = vec!["--emulator", emulator_url.as_str()];
+        args.extend_from_slice(extra);
+        let dev = Dev::start(&args);
+        let sdk = shared::aws::for_emulator(&emulator_url).await;
+        let sqs = aws_sdk_sqs::Client::new(&sdk);
+        let url_of = |name: &'static str| {
+            let sqs = sqs.clone();
+            async move {
+                sqs.get_queue_url()
+                    .queue_name(name)
+                    .send()
+                    .await
+                    .expect("dev made its queues")
+                    .queue_url
+                    .expect("a queue URL")
+            }
+        };
+        let queues = Queues::new(
+            sqs.clone(),
+            url_of(hookline_cli::local::DELIVERY_QUEUE).await,
+            url_of(hookline_cli::local::DLQ).await,
+        );
+        let store = Store::new(
+            aws_sdk_dynamodb::Client::new(&sdk),
+            hookline_cli::local::TABLE,
+            Duration::from_secs(86_400),
+        );
+        Self {
+            dev,
+            http: reqwest::Client::new(),
+            store,
+            queues,
+            sqs,
+            emulator_url,
+            _emulator: emulator,
+        }
+    }
+
+    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let mut request = self.dev.request(&self.http, method, path);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("the gateway answers");
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        (status, body)
+    }
+
+    /// Creates an endpoint of `jane` and returns its id and secret.
+    async fn endpoint(&self, body: Value) -> (EndpointId, String) {
+        let (status, created) = self
+            .call(Method::POST, "/v1/accounts/jane/endpoints", Some(body))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{created}");
+        (
+            EndpointId::parse(created["id"].as_str().unwrap()).unwrap(),
+            created["secret"].as_str().unwrap().to_string(),
+        )
+    }
+
+    /// Posts an event to `jane/<dataset>` and returns its message id.
+    async fn event(&self, event_type: &str, dataset: &str) -> MessageId {
+        let (status, accepted) = self
+            .call(
+                Method::POST,
+                "/v1/events",
+                Some(json!({
+                    "event_type": event_type,
+                    "dataset": format!("jane/{dataset}"),
+                    "object": {"name": "rose.png"},
+                })),
+            )
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
+        MessageId::parse(accepted["id"].as_str().unwrap()).unwrap()
+    }
+
+    async fn attempts(&self, message: &MessageId) -> Vec<Attempt> {
+        let mut attempts = self
+            .store
+            .attempts_of_message("jane", message)
+            .await
+            .unwrap();
+        attempts.sort_by_key(|a| (a.timestamp, a.id.clone()));
+        attempts
+    }
+
+    /// Waits for `count` attempts of `message`, and returns them oldest first.
+    async fn wait_for_attempts(&self, message: &MessageId, count: usize) -> Vec<Attempt> {
+        poll_until(
+            SETTLE,
+            &format!("{count} attempts of {message}"),
+            || async {
+                let attempts = self.attempts(message).await;
+                (attempts.len() >= count).then_some(attempts)
+            },
+        )
+        .await
+    }
+
+    /// Jobs visible or in flight on a queue.
+    async fn depth(&self, url: &str) -> usize {
+        hookline_tests::queue_depth(&self.sqs, url).await
+    }
+
+    async fn wait_for_dlq(&self, count: usize) {
+        poll_until(SETTLE, &format!("{count} jobs in the DLQ"), || async {
+            (self.depth(self.queues.dlq_url()).await == count).then_some(())
+        })
+        .await;
+    }
+
+    /// Runs `hookline dlq …` against this stack's queues; returns stdout and stderr.
+    async fn dlq(&self, args: &[&str]) -> (String, String) {
+        let output = tokio::process::Command::new(binary("hookline"))
+            .arg("dlq")
+            .args(args)
+            .env("AWS_ENDPOINT_URL", &self.emulator_url)
+            .env("AWS_REGION", shared::aws::EMULATOR_REGION)
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env(
+                shared::config::DELIVERY_QUEUE_URL,
+                self.queues.delivery_url(),
+            )
+            .env(shared::config::DLQ_URL, self.queues.dlq_url())
+            .output()
+            .await
+            .expect("hookline runs");
+        let stdout = String::from_utf8(output.stdout).unwrap();
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        assert!(output.status.success(), "hookline dlq {args:?}: {stderr}");
+        (stdout, stderr)
+    }
+
+    async fn replay(&self, args: &[&str]) -> Value {
+        let mut all = vec!["replay"];
+        all.extend_from_slice(args);
+        let (stdout, stderr) = self.dlq(&all).await;
+        assert!(stderr.contains("replayed "), "progress is shown: {stderr}");
+        serde_json::from_str(stdout.trim()).unwrap()
+    }
+}
+
+fn verify(secret: &str, delivery: &Delivery) {
+    standardwebhooks::Webhook::new(secret)
+        .unwrap()
+        .verify(&delivery.body, &delivery.headers)
+        .unwrap_or_else(|e| panic!("{secret:.10}… does not verify the delivery: {e:?}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_receiver_gets_retries_on_the_schedule_until_it_succeeds() {
+    let stack = Stack::start(&["--retry-schedule", "1s,1s,1s"]).await;
+    let receiver = ScriptedReceiver::statuses(&[500, 503, 429]).await;
+    let (_, secret) = stack.endpoint(json!({"url": receiver.url("/hook")})).await;
+    let message = stack.event("sample.created", "flowers").await;
+
+    let attempts = stack.wait_for_attempts(&message, 4).await;
+    let deliveries = receiver.deliveries();
+    assert_eq!(deliveries.len(), 4);
+    for delivery in &deliveries {
+        assert_eq!(delivery.header("webhook-id"), message.as_str());
+        verify(&secret, delivery);
+    }
+    let summary: Vec<_> = attempts
+        .iter()
+        .map(|a| {
+            (
+                a.attempt,
+                a.status,
+                a.response_status,
+                a.next_attempt_at.is_some(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (1, AttemptStatus::Failed, Some(500), true),
+            (2, AttemptStatus::Failed, Some(503), true),
+            (3, AttemptStatus::Failed, Some(429), true),
+            (4, AttemptStatus::Succeeded, Some(204), false),
+        ]
+    );
+    assert!(attempts.iter().all(|a| a.error.is_none()));
+    poll_until(SETTLE, "the delivery queue to drain", || async {
+        (stack.depth(stack.queues.delivery_url()).await == 0).then_some(())
+    })
+    .await;
+    assert_eq!(stack.depth(stack.queues.dlq_url()).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exhausted_job_waits_in_the_dlq_and_a_replay_delivers_it_under_the_same_id() {
+    let stack = Stack::start(&["--retry-schedule", "1s,1s,1s"]).await;
+    let receiver = ScriptedReceiver::statuses(&[500, 500, 500, 500]).await;
+    let (_, secret) = stack.endpoint(json!({"url": receiver.url("/hook")})).await;
+    let message = stack.event("sample.created", "flowers").await;
+
+    stack.wait_for_dlq(1).await;
+    let attempts = stack.attempts(&message).await;
+    assert_eq!(attempts.len(), 4);
+    assert_eq!(
+        attempts[3].next_attempt_at, None,
+        "the last attempt says none follows"
+    );
+    let (stats, _) = stack.dlq(&["stats"]).await;
+    assert_eq!(
+        serde_json::from_str::<Value>(stats.trim()).unwrap(),
+        json!({"approximate_messages": 1})
+    );
+
+    assert_eq!(
+        stack.replay(&[]).await,
+        json!({"replayed": 1, "skipped": 0})
+    );
+    let delivered = receiver.wait_for(5, SETTLE).await;
+    assert_eq!(delivered[4].header("webhook-id"), message.as_str());
+    verify(&secret, &delivered[4]);
+    let attempts = stack.wait_for_attempts(&message, 5).await;
+    assert_eq!(attempts[4].status, AttemptStatus::Succeeded);
+    assert_eq!(stack.depth(stack.queues.dlq_url()).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_filters_leave_the_other_jobs_in_the_dlq() {
+    let stack = Stack::start(&["--retry-schedule", "1s"]).await;
+    // Two events, two attempts each, fail at both receivers; replays then succeed.
+    let a = ScriptedReceiver::statuses(&[500; 4]).await;
+    let b = ScriptedReceiver::statuses(&[500; 4]).await;
+    let (a_id, _) = stack.endpoint(json!({"url": a.url("/a")})).await;
+    let (b_id, _) = stack.endpoint(json!({"url": b.url("/b")})).await;
+    let sample = stack.event("sample.created", "flowers").await;
+    let issue = stack.event("issue.created", "flowers").await;
+    stack.wait_for_dlq(4).await;
+
+    let replayed = stack
+        .replay(&["--endpoint", a_id.as_str(), "--event-type", "issue.created"])
+        .await;
+    assert_eq!(replayed, json!({"replayed": 1, "skipped": 3}));
+    let delivered = a.wait_for(5, SETTLE).await;
+    assert_eq!(delivered[4].header("webhook-id"), issue.as_str());
+    stack.wait_for_dlq(3).await;
+
+    assert_eq!(
+        stack.replay(&["--endpoint", a_id.as_str()]).await,
+        json!({"replayed": 1, "skipped": 2})
+    );
+    let delivered = a.wait_for(6, SETTLE).await;
+    assert_eq!(delivered[5].header("webhook-id"), sample.as_str());
+    stack.wait_for_dlq(2).await;
+    assert_eq!(b.deliveries().len(), 4, "b's jobs stayed in the DLQ");
+
+    assert_eq!(stack.replay(&["--limit", "1"]).await["replayed"], 1);
+    let delivered = b.wait_for(5, SETTLE).await;
+    stack.wait_for_dlq(1).await;
+    let first_back = delivered[4].header("webhook-id").to_string();
+    assert!([sample.as_str(), issue.as_str()].contains(&first_back.as_str()));
+    let _ = b_id;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_410_disables_the_endpoint_and_its_jobs_stop() {
+    let stack = Stack::start(&["--retry-schedule", "1s,1s,1s"]).await;
+    let receiver = ScriptedReceiver::statuses(&[410]).await;
+    let (id, _) = stack.endpoint(json!({"url": receiver.url("/hook")})).await;
+    let message = stack.event("sample.created", "flowers").await;
+    let attempts = stack.wait_for_attempts(&message, 1).await;
+    assert_eq!(attempts[0].response_status, Some(410));
+    assert_eq!(attempts[0].next_attempt_at, None);
+    let (_, endpoint) = stack
+        .call(
+            Method::GET,
+            &format!("/v1/accounts/jane/endpoints/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(endpoint["disabled"], true, "{endpoint}");
+
+    // A disabled endpoint takes no new jobs, and its queue drains without retries.
+    let (_, accepted) = stack
+        .call(
+            Method::POST,
+            "/v1/events",
+            Some(json!({"event_type": "sample.created", "dataset": "jane/flowers", "object": {}})),
+        )
+        .await;
+    assert_eq!(accepted["endpoints"], 0);
+    poll_until(SETTLE, "the delivery queue to drain", || async {
+        (stack.depth(stack.queues.delivery_url()).await == 0).then_some(())
+    })
+    .await;
+    assert_eq!(receiver.deliveries().len(), 1);
+    assert_eq!(stack.depth(stack.queues.dlq_url()).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_twenty_second_receiver_does_not_hold_up_ten_fast_deliveries() {
+    // The attempt timeout is longer than the slow answer, so a dispatcher that waited
+    // for it before the rest would let it answer first.
+    let stack = Stack::start(&["--request-timeout-ms", "30000"]).await;
+    let slow =
+        ScriptedReceiver::start(|_, _| Reply::status(204).after(Duration::from_secs(20))).await;
+    let fast = ScriptedReceiver::statuses(&[]).await;
+    stack.endpoint(json!({"url": slow.url("/slow")})).await;
+    for n in 0..10 {
+        stack
+            .endpoint(json!({"url": fast.url(&format!("/fast/{n}"))}))
+            .await;
+    }
+    let message = stack.event("sample.created", "flowers").await;
+
+    slow.wait_for(1, SETTLE).await;
+    let fast_deliveries = fast.wait_for(10, SETTLE).await;
+    assert_eq!(
+        slow.answered(),
+        0,
+        "all ten fast deliveries came while the slow one hung"
+    );
+    let paths: HashSet<_> = fast_deliveries.iter().map(|d| d.path.clone()).collect();
+    assert_eq!(paths.len(), 10);
+    assert!(
+        fast_deliveries
+            .iter()
+            .all(|d| d.header("webhook-id") == message.as_str())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirects_are_not_followed_and_long_answers_are_cut() {
+    let stack = Stack::start(&["--retry-schedule", ""]).await;
+    let elsewhere = ScriptedReceiver::statuses(&[]).await;
+    let target = elsewhere.url("/elsewhere");
+    let redirecting =
+        ScriptedReceiver::start(move |_, _| Reply::status(307).header("location", target.clone()))
+            .await;
+    let rambling = ScriptedReceiver::start(|_, _| Reply::status(200).body_of(16 << 20)).await;
+    stack
+        .endpoint(json!({"url": redirecting.url("/hook"), "event_types": ["sample.created"]}))
+        .await;
+    stack
+        .endpoint(json!({"url": rambling.url("/hook"), "event_types": ["issue.created"]}))
+        .await;
+
+    let redirected = stack.event("sample.created", "flowers").await;
+    let attempts = stack.wait_for_attempts(&redirected, 1).await;
+    assert_eq!(attempts[0].status, AttemptStatus::Failed);
+    assert_eq!(attempts[0].response_status, Some(307));
+    // One attempt in the schedule: straight to the DLQ, and never to the redirect's target.
+    stack.wait_for_dlq(1).await;
+    assert!(elsewhere.deliveries().is_empty());
+
+    let rambled = stack.event("issue.created", "flowers").await;
+    let attempts = stack.wait_for_attempts(&rambled, 1).await;
+    assert_eq!(attempts[0].status, AttemptStatus::Succeeded);
+    assert_eq!(attempts[0].response_body.len(), 4096);
+    assert!(attempts[0].response_body.bytes().all(|b| b == b'x'));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn during_rotation_both_secrets_sign_and_an_independent_verifier_accepts_each() {
+    let stack = Stack::start(&[]).await;
+    let receiver = ScriptedReceiver::statuses(&[]).await;
+    let (id, old_secret) = stack.endpoint(json!({"url": receiver.url("/hook")})).await;
+    let (status, rotated) = stack
+        .call(
+            Method::POST,
+            &format!("/v1/accounts/jane/endpoints/{id}/secret/rotate"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{rotated}");
+    let new_secret = rotated["secret"].as_str().unwrap().to_string();
+    assert_ne!(new_secret, old_secret);
+
+    let message = stack.event("sample.created", "flowers").await;
+    let delivery = &receiver.wait_for(1, SETTLE).await[0];
+    assert_eq!(delivery.header("webhook-id"), message.as_str());
+    assert_eq!(delivery.header("webhook-signature").split(' ').count(), 2);
+    verify(&new_secret, delivery);
+    verify(&old_secret, delivery);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_record_does_not_fail_the_good_ones_in_its_batch() {
+    let stack = Stack::start(&["--retry-schedule", "1s"]).await;
+    let receiver = ScriptedReceiver::statuses(&[]).await;
+    let (id, secret) = stack.endpoint(json!({"url": receiver.url("/hook")})).await;
+    let payload = r#"{"event_type":"sample.created","created_at":"2021-08-09T14:40:19Z","api_version":"2021-08-01","dataset":"jane/flowers","object":{},"text":"t"}"#;
+    let good: Vec<DeliveryJob> = (0..3)
+        .map(|_| DeliveryJob {
+            message_id: MessageId::new(),
+            endpoint_id: id.clone(),
+            account: "jane".into(),
+            event_type: "sample.created".into(),
+            payload: Some(payload.into()),
+        })
+        .collect();
+    let mut bodies = vec!["{\"message_id\": 42, oops".to_string()];
+    bodies.extend(good.iter().map(|j| serde_json::to_string(j).unwrap()));
+    // One SendMessageBatch, so the four travel together.
+    stack.queues.send_bodies(&bodies).await.unwrap();
+
+    let delivered = receiver.wait_for(3, SETTLE).await;
+    let ids: HashSet<&str> = delivered.iter().map(|d| d.header("webhook-id")).collect();
+    let expected: HashSet<&str> = good.iter().map(|j| j.message_id.as_str()).collect();
+    assert_eq!(ids, expected);
+    delivered.iter().for_each(|d| verify(&secret, d));
+    // The malformed one went through its attempts alone and rests in the DLQ.
+    stack.wait_for_dlq(1).await;
+    let dead = stack
+        .queues
+        .receive_dead(10, Duration::from_secs(1), Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].body, bodies[0]);
+    assert_eq!(receiver.deliveries().len(), 3);
+}
+
+/// The pids of `dev`'s dispatcher instances.
+fn dispatchers(dev: &Dev) -> Vec<u32> {
+    children_of(dev.pid())
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/cmdline")).is_ok_and(|cmd| {
+                cmd.split('\0')
+                    .next()
+                    .is_some_and(|p| p.ends_with("/dispatcher"))
+            })
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_event_is_lost_when_the_dispatcher_dies_mid_run() {
+    const EVENTS: usize = 240;
+    let stack = Stack::start(&[
+        "--retry-schedule",
+        "1s,1s,1s",
+        "--request-timeout-ms",
+        "1000",
+        "--visibility-timeout",
+        "8",
+    ])
+    .await;
+    // Each receiver fails about a third of its requests, at random.
+    let flaky = || {
+        ScriptedReceiver::start(|_, _| {
+            let roll = ulid::Ulid::new().random() % 3;
+            Reply::status(if roll == 0 { 500 } else { 204 })
+        })
+    };
+    let receivers = [flaky().await, flaky().await, flaky().await];
+    let datasets = ["flowers", "trees", "birds"];
+    for (receiver, dataset) in receivers.iter().zip(datasets) {
+        stack
+            .endpoint(
+                json!({"url": receiver.url("/hook"), "datasets": [format!("jane/{dataset}")]}),
+            )
+            .await;
+    }
+    let mut accepted = HashSet::new();
+    let mut killed = Vec::new();
+    for n in 0..EVENTS {
+        accepted.insert(
+            stack
+                .event("sample.created", datasets[n % 3])
+                .await
+                .to_string(),
+        );
+        if n == EVENTS / 2 {
+            // Mid-run: every dispatcher instance dies, batches in hand.
+            killed = dispatchers(&stack.dev);
+            assert!(!killed.is_empty(), "dispatcher instances are running");
+            for pid in &killed {
+                // SAFETY: kill(2) on a process this test's dev started.
+                unsafe {
+                    libc::kill(*pid as i32, libc::SIGKILL);
+                }
+            }
+        }
+    }
+    let restarted = poll_until(SETTLE, "the dispatchers to be replaced", || async {
+        let now = dispatchers(&stack.dev);
+        (!now.is_empty() && now.iter().all(|p| !killed.contains(p))).then_some(now)
+    })
+    .await;
+    assert!(!restarted.is_empty());
+
+    let delivered = |receivers: &[ScriptedReceiver]| -> HashSet<String> {
+        receivers
+            .iter()
+            .flat_map(|r| r.successes())
+            .map(|d| d.header("webhook-id").to_string())
+            .collect()
+    };
+    // Settled: nothing left on the delivery queue, visible or in flight.
+    poll_until(
+        Duration::from_secs(180),
+        "the delivery queue to drain",
+        || async { (stack.depth(stack.queues.delivery_url()).await == 0).then_some(()) },
+    )
+    .await;
+    let in_dlq = dlq_messages(&stack).await;
+    let delivered_before = delivered(&receivers);
+    let accounted: HashSet<String> = delivered_before.union(&in_dlq).cloned().collect();
+    let missing: Vec<_> = accepted.difference(&accounted).collect();
+    let requests: usize = receivers.iter().map(|r| r.deliveries().len()).sum();
+    println!(
+        "fault test: {} events accepted, {} requests made, {} delivered, {} in the DLQ ({} of them never delivered), {} missing",
+        accepted.len(),
+        requests,
+        delivered_before.len(),
+        in_dlq.len(),
+        in_dlq.difference(&delivered_before).count(),
+        missing.len()
+    );
+    assert!(missing.is_empty(), "lost: {missing:?}");
+
+    // Replays: the DLQ's jobs go back, and since the receivers still fail a third of the
+    // time, a replayed job may land there again; a few rounds deliver every event.
+    let mut rounds = Vec::new();
+    let mut all = delivered(&receivers);
+    for _ in 0..5 {
+        if all.is_superset(&accepted) {
+            break;
+        }
+        let waiting = dlq_messages(&stack).await;
+        let replayed = stack.replay(&[]).await;
+        assert_eq!(replayed["replayed"], waiting.len());
+        rounds.push(waiting.len());
+        poll_until(SETTLE, "the replayed jobs to settle", || async {
+            (stack.depth(stack.queues.delivery_url()).await == 0).then_some(())
+        })
+        .await;
+        all = delivered(&receivers);
+    }
+    println!(
+        "fault test: replay rounds moved {rounds:?} jobs; {} of {} events delivered",
+        accepted.intersection(&all).count(),
+        accepted.len()
+    );
+    let still_missing: Vec<_> = accepted.difference(&all).collect();
+    assert!(
+        still_missing.is_empty(),
+        "not delivered after the replays: {still_missing:?}"
+    );
+}
+
+/// The message ids of the jobs in the DLQ, which stay there (made visible again).
+async fn dlq_messages(stack: &Stack) -> HashSet<String> {
+    let mut seen = HashMap::new();
+    loop {
+        let batch = stack
+            .queues
+            .receive_dead(10, Duration::from_secs(1), Duration::from_secs(60))
+            .await
+            .unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        for received in batch {
+            let job: DeliveryJob = serde_json::from_str(&received.body).unwrap();
+            seen.insert(received.receipt_handle, job.message_id.to_string());
+        }
+    }
+    let handles: Vec<String> = seen.keys().cloned().collect();
+    stack.queues.release_dead(&handles).await.unwrap();
+    seen.into_values().collect()
+}
