@@ -40,7 +40,12 @@ enum Route<'a> {
     Secret(&'a str, &'a str),
     RotateSecret(&'a str, &'a str),
     Attempts(&'a str, &'a str),
+    Test(&'a str, &'a str),
+    ReplayMessage(&'a str, &'a str, &'a str),
+    Recover(&'a str, &'a str),
     Message(&'a str, &'a str),
+    Dlq,
+    DlqReplay,
 }
 
 impl<'a> Route<'a> {
@@ -57,10 +62,17 @@ impl<'a> Route<'a> {
                     ["endpoints", id, "secret"] => Route::Secret(account, id),
                     ["endpoints", id, "secret", "rotate"] => Route::RotateSecret(account, id),
                     ["endpoints", id, "attempts"] => Route::Attempts(account, id),
+                    ["endpoints", id, "test"] => Route::Test(account, id),
+                    ["endpoints", id, "messages", message, "replay"] => {
+                        Route::ReplayMessage(account, id, message)
+                    }
+                    ["endpoints", id, "recover"] => Route::Recover(account, id),
                     ["messages", id] => Route::Message(account, id),
                     _ => return Err(ApiError::not_found(format!("no route {path}"))),
                 }
             }
+            ["v1", "dlq"] => Route::Dlq,
+            ["v1", "dlq", "replay"] => Route::DlqReplay,
             _ => return Err(ApiError::not_found(format!("no route {path}"))),
         };
         Ok(route)
@@ -71,8 +83,12 @@ impl<'a> Route<'a> {
         match self {
             Route::Endpoints(_) => "GET, POST",
             Route::Endpoint(..) => "GET, PATCH, DELETE",
-            Route::Secret(..) | Route::Attempts(..) | Route::Message(..) => "GET",
-            Route::RotateSecret(..) => "POST",
+            Route::Secret(..) | Route::Attempts(..) | Route::Message(..) | Route::Dlq => "GET",
+            Route::RotateSecret(..)
+            | Route::Test(..)
+            | Route::ReplayMessage(..)
+            | Route::Recover(..)
+            | Route::DlqReplay => "POST",
         }
     }
 }
@@ -96,7 +112,14 @@ async fn route(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiError> {
         (Route::Secret(account, id), _) => endpoints::secret(deps, account, id).await,
         (Route::RotateSecret(account, id), _) => endpoints::rotate_secret(deps, account, id).await,
         (Route::Attempts(account, id), _) => endpoints::attempts(deps, account, id, req).await,
+        (Route::Test(account, id), _) => recovery::send_test(deps, account, id, req).await,
+        (Route::ReplayMessage(account, id, message), _) => {
+            recovery::replay_message(deps, account, id, message).await
+        }
+        (Route::Recover(account, id), _) => recovery::recover(deps, account, id, req).await,
         (Route::Message(account, id), _) => messages::get(deps, account, id).await,
+        (Route::Dlq, _) => dlq::stats(deps).await,
+        (Route::DlqReplay, _) => dlq::replay(deps, req).await,
     }
 }
 

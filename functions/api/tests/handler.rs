@@ -425,6 +425,21 @@ async fn another_accounts_endpoint_is_not_found_on_every_route() {
             format!("/v1/accounts/bob/endpoints/{id}/attempts"),
             None,
         ),
+        (
+            Method::POST,
+            format!("/v1/accounts/bob/endpoints/{id}/test"),
+            None,
+        ),
+        (
+            Method::POST,
+            format!("/v1/accounts/bob/endpoints/{id}/messages/msg_01ABC/replay"),
+            None,
+        ),
+        (
+            Method::POST,
+            format!("/v1/accounts/bob/endpoints/{id}/recover"),
+            Some(json!({"since": "2026-01-01T00:00:00Z"})),
+        ),
     ];
     for (method, path, body) in routes {
         let (status, answer) = api.call(method.clone(), &path, body).await;
@@ -452,6 +467,8 @@ async fn another_accounts_endpoint_is_not_found_on_every_route() {
         )
         .await;
     assert_eq!(secret["secret"], created["secret"]);
+    // And nothing was enqueued for it.
+    assert_eq!(api.env.queue_depth(api.env.queues.delivery_url()).await, 0);
 }
 
 #[tokio::test]
