@@ -54,10 +54,8 @@ async fn every_route_answers_through_the_gateway() {
     )
     .await;
     assert_eq!(status, StatusCode::ACCEPTED);
-    let message = format!(
-        "/v1/accounts/jane/messages/{}",
-        accepted["id"].as_str().unwrap()
-    );
+    let message_id = accepted["id"].as_str().unwrap();
+    let message = format!("/v1/accounts/jane/messages/{message_id}");
 
     let expectations = [
         (Method::GET, "/health".to_string(), None, StatusCode::OK),
@@ -99,6 +97,31 @@ async fn every_route_answers_through_the_gateway() {
             StatusCode::OK,
         ),
         (Method::GET, message.clone(), None, StatusCode::OK),
+        (
+            Method::POST,
+            format!("{endpoint}/test"),
+            None,
+            StatusCode::ACCEPTED,
+        ),
+        (
+            Method::POST,
+            format!("{endpoint}/messages/{message_id}/replay"),
+            None,
+            StatusCode::ACCEPTED,
+        ),
+        (
+            Method::POST,
+            format!("{endpoint}/recover"),
+            Some(json!({"since": "2020-01-01T00:00:00Z"})),
+            StatusCode::ACCEPTED,
+        ),
+        (Method::GET, "/v1/dlq".to_string(), None, StatusCode::OK),
+        (
+            Method::POST,
+            "/v1/dlq/replay".to_string(),
+            Some(json!({"limit": 1})),
+            StatusCode::OK,
+        ),
         (
             Method::GET,
             format!("/v1/accounts/bob/endpoints/{id}"),
