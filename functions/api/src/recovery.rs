@@ -74,7 +74,7 @@ pub async fn send_test(
         .await
         .map_err(internal("could not store a test message"))?;
     if let Err(error) = enqueue(deps, &[DeliveryJob::new(&message, endpoint.id.clone())]).await {
-        if let Err(undo) = deps.store.remove_message(&message, None).await {
+        if let Err(undo) = deps.store.remove_message(&message).await {
             tracing::error!(error = %undo, message_id = %message.id, "could not take back a test message");
         }
         return Err(error);

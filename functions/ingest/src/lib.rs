@@ -8,7 +8,7 @@ use shared::catalog::EVENT_TYPES;
 use shared::config::Config;
 use shared::event;
 use shared::http::{ApiError, authenticate, header_value, json, json_object};
-use shared::model::DeliveryJob;
+use shared::model::{DeliveryJob, Message};
 use shared::queue::Queues;
 use shared::store::{Inserted, Store};
 use time::OffsetDateTime;
@@ -63,32 +63,31 @@ async fn accept_event(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiE
         .insert_message(&message, key.as_deref())
         .await
         .map_err(|e| internal("could not store a message")(&e))?;
-    if let Inserted::Duplicate(original) = inserted {
-        tracing::info!(message_id = %original, "duplicate event; nothing enqueued");
-        return Ok(json(
-            StatusCode::ACCEPTED,
-            &json!({"id": original, "endpoints": 0, "duplicate": true}),
-        ));
-    }
-
-    let fan_out = async {
-        let endpoints = deps
+    let message = match inserted {
+        Inserted::New => message,
+        Inserted::Duplicate(original) => {
+            tracing::info!(message_id = %original, "duplicate event; nothing enqueued");
+            return Ok(json(
+                StatusCode::ACCEPTED,
+                &json!({"id": original, "endpoints": 0, "duplicate": true}),
+            ));
+        }
+        // An earlier request with this key stored its message but did not enqueue it:
+        // this one finishes the job under the message's own id.
+        Inserted::Abandoned(original) => deps
             .store
-            .subscribed_endpoints(&message.account, &message.event_type, &message.dataset)
+            .get_message(&message.account, &original)
             .await
-            .map_err(|e| e.to_string())?;
-        let jobs: Vec<DeliveryJob> = endpoints
-            .into_iter()
-            .map(|endpoint| DeliveryJob::new(&message, endpoint.id))
-            .collect();
-        deps.queues
-            .send_jobs(&jobs)
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok::<usize, String>(jobs.len())
+            .map_err(|e| internal("could not read a message")(&e))?
+            .ok_or_else(|| internal("an idempotency key names a missing message")(&original))?,
     };
-    match fan_out.await {
+
+    match fan_out(deps, &message).await {
         Ok(count) => {
+            if let Err(error) = deps.store.complete_message(&message, key.as_deref()).await {
+                // The jobs are on the queue; a retry would at worst enqueue them again.
+                tracing::warn!(%error, message_id = %message.id, "could not mark a fan-out done");
+            }
             tracing::info!(message_id = %message.id, event_type = %message.event_type, endpoints = count, "event accepted");
             Ok(json(
                 StatusCode::ACCEPTED,
@@ -96,11 +95,28 @@ async fn accept_event(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiE
             ))
         }
         Err(error) => {
-            // Take the message back so the platform's retry is accepted afresh.
-            if let Err(undo) = deps.store.remove_message(&message, key.as_deref()).await {
-                tracing::error!(error = %undo, message_id = %message.id, "could not take back a message");
+            if let Err(undo) = deps.store.abandon_message(&message, key.as_deref()).await {
+                tracing::error!(error = %undo, message_id = %message.id, "could not let go of a message");
             }
             Err(internal("could not enqueue delivery jobs")(&error))
         }
     }
+}
+
+/// One delivery job per subscribed endpoint; the number enqueued.
+async fn fan_out(deps: &Deps, message: &Message) -> Result<usize, String> {
+    let endpoints = deps
+        .store
+        .subscribed_endpoints(&message.account, &message.event_type, &message.dataset)
+        .await
+        .map_err(|e| e.to_string())?;
+    let jobs: Vec<DeliveryJob> = endpoints
+        .into_iter()
+        .map(|endpoint| DeliveryJob::new(message, endpoint.id))
+        .collect();
+    deps.queues
+        .send_jobs(&jobs)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(jobs.len())
 }

@@ -275,3 +275,58 @@ async fn health_and_the_event_type_catalog() {
     let (status, _) = call(&deps, request(Method::GET, "/v1/event-types", None, "")).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn a_retry_after_a_failed_fan_out_delivers_the_same_message() {
+    let (env, deps, key) = setup().await;
+    add_endpoint(&env, "jane", |_| {}).await;
+    let broken = Deps {
+        store: env.store.clone(),
+        queues: shared::queue::Queues::new(
+            env.sqs.clone(),
+            format!("{}-missing", env.queues.delivery_url()),
+            env.queues.dlq_url(),
+        ),
+        config: env.config.clone(),
+    };
+    let with_id =
+        r#"{"event_type":"sample.created","dataset":"jane/flowers","object":{},"id":"evt_retry"}"#;
+    let (status, body) = call(
+        &broken,
+        request(Method::POST, "/v1/events", Some(&key), with_id),
+    )
+    .await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+    assert_eq!(env.queue_depth(env.queues.delivery_url()).await, 0);
+
+    // The platform retries: the stored message goes out under its first id, once.
+    let (status, retried) = call(
+        &deps,
+        request(Method::POST, "/v1/events", Some(&key), with_id),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{retried}");
+    assert_eq!(retried["endpoints"], 1);
+    assert_eq!(retried.get("duplicate"), None);
+    assert_eq!(env.count_items("MSG#").await, 1);
+    assert_eq!(env.queue_depth(env.queues.delivery_url()).await, 1);
+    let (_, again) = call(
+        &deps,
+        request(Method::POST, "/v1/events", Some(&key), with_id),
+    )
+    .await;
+    assert_eq!(
+        (again["id"].clone(), again["duplicate"].clone()),
+        (retried["id"].clone(), json!(true))
+    );
+    assert_eq!(env.queue_depth(env.queues.delivery_url()).await, 1);
+
+    // Without a key the failed request leaves nothing behind.
+    let (status, _) = call(
+        &broken,
+        request(Method::POST, "/v1/events", Some(&key), EVENT),
+    )
+    .await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(env.count_items("MSG#").await, 1);
+}

@@ -60,6 +60,21 @@ pub enum Inserted {
     New,
     /// The key was seen before for this account; here is the message it made.
     Duplicate(MessageId),
+    /// The key's first request stored this message but did not finish its fan-out;
+    /// this request now holds the lease and fans it out again.
+    Abandoned(MessageId),
+}
+
+/// How long a request holds an idempotency key while it fans its message out;
+/// longer than an ingest invocation may run, so only an abandoned claim expires.
+pub const FAN_OUT_LEASE: Duration = Duration::from_secs(60);
+
+fn now_millis() -> i64 {
+    i64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}
+
+fn lease_until() -> i64 {
+    now_millis() + i64::try_from(FAN_OUT_LEASE.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// One page of a listing, and where the next one starts.
@@ -587,7 +602,8 @@ impl Store {
     // --- messages ---
 
     /// Stores a message once. With an idempotency key, the key is claimed first with a
-    /// conditional put, so a repeat (or a racing twin) gets the first message's id back.
+    /// conditional put, so a repeat (or a racing twin) gets the first message's id back,
+    /// and the claim holds a lease of [`FAN_OUT_LEASE`] until [`Store::complete_message`].
     pub async fn insert_message(
         &self,
         message: &Message,
@@ -601,6 +617,8 @@ impl Store {
                 .item(PK, s(idempotency_pk(&message.account, key)))
                 .item(SK, s("IDEM"))
                 .item("message_id", s(message.id.as_str()))
+                .item("state", s("pending"))
+                .item("lease_until", n(lease_until()))
                 .item(TTL_ATTRIBUTE, self.expires_at())
                 .condition_expression("attribute_not_exists(#pk)")
                 .expression_attribute_names("#pk", PK)
@@ -609,8 +627,7 @@ impl Store {
             match claimed {
                 Ok(_) => {}
                 Err(e) if is_condition_failure(&e) => {
-                    let original = self.idempotency_record(&message.account, key).await?;
-                    return Ok(Inserted::Duplicate(original));
+                    return self.earlier_claim(&message.account, key).await;
                 }
                 Err(e) => return Err(aws_error("PutItem")(e)),
             }
@@ -635,14 +652,16 @@ impl Store {
             .await;
         if let Err(e) = stored {
             if let Some(key) = idempotency_key {
-                self.release_idempotency_key(&message.account, key).await?;
+                self.delete_idempotency_record(&message.account, key).await?;
             }
             return Err(aws_error("PutItem")(e));
         }
         Ok(Inserted::New)
     }
 
-    async fn idempotency_record(&self, account: &str, key: &str) -> Result<MessageId, StoreError> {
+    /// What an earlier claim of `key` says: done, still in hand, or abandoned — in
+    /// which case this request takes the lease over (a conditional write, so one wins).
+    async fn earlier_claim(&self, account: &str, key: &str) -> Result<Inserted, StoreError> {
         let output = self
             .client
             .get_item()
@@ -656,10 +675,32 @@ impl Store {
         let item = output
             .item
             .ok_or_else(|| StoreError::Corrupt("an idempotency record vanished".into()))?;
-        Reader(&item).id("message_id", MessageId::parse)
+        let r = Reader(&item);
+        let original = r.id("message_id", MessageId::parse)?;
+        let lease: i64 = r.optional_number("lease_until")?.unwrap_or(0);
+        if r.optional_string("state").as_deref() != Some("pending") || lease > now_millis() {
+            return Ok(Inserted::Duplicate(original));
+        }
+        let taken = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(PK, s(idempotency_pk(account, key)))
+            .key(SK, s("IDEM"))
+            .update_expression("SET lease_until = :lease")
+            .condition_expression("lease_until = :seen")
+            .expression_attribute_values(":lease", n(lease_until()))
+            .expression_attribute_values(":seen", n(lease))
+            .send()
+            .await;
+        if applied(taken, "UpdateItem")? {
+            Ok(Inserted::Abandoned(original))
+        } else {
+            Ok(Inserted::Duplicate(original))
+        }
     }
 
-    async fn release_idempotency_key(&self, account: &str, key: &str) -> Result<(), StoreError> {
+    async fn delete_idempotency_record(&self, account: &str, key: &str) -> Result<(), StoreError> {
         self.client
             .delete_item()
             .table_name(&self.table)
@@ -671,13 +712,55 @@ impl Store {
         Ok(())
     }
 
-    /// Undoes [`Store::insert_message`] when the message could not be enqueued, so the
-    /// platform's retry (with the same key) is accepted afresh.
-    pub async fn remove_message(
+    /// Marks a message's fan-out done: from now on its key only answers duplicates.
+    pub async fn complete_message(
         &self,
         message: &Message,
         idempotency_key: Option<&str>,
     ) -> Result<(), StoreError> {
+        let Some(key) = idempotency_key else {
+            return Ok(());
+        };
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key(PK, s(idempotency_pk(&message.account, key)))
+            .key(SK, s("IDEM"))
+            .update_expression("SET #state = :done REMOVE lease_until")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":done", s("done"))
+            .send()
+            .await
+            .map_err(aws_error("UpdateItem"))?;
+        Ok(())
+    }
+
+    /// After a failed fan-out: without a key the message is taken back, so the
+    /// platform's retry is accepted afresh; with one, message and key stay and the
+    /// lease is let go, so the retry fans the same message out again at once.
+    pub async fn abandon_message(
+        &self,
+        message: &Message,
+        idempotency_key: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let Some(key) = idempotency_key else {
+            return self.remove_message(message).await;
+        };
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key(PK, s(idempotency_pk(&message.account, key)))
+            .key(SK, s("IDEM"))
+            .update_expression("SET lease_until = :released")
+            .expression_attribute_values(":released", n(0))
+            .send()
+            .await
+            .map_err(aws_error("UpdateItem"))?;
+        Ok(())
+    }
+
+    /// Deletes a message, for a request that failed before anything was enqueued.
+    pub async fn remove_message(&self, message: &Message) -> Result<(), StoreError> {
         self.client
             .delete_item()
             .table_name(&self.table)
@@ -686,9 +769,6 @@ impl Store {
             .send()
             .await
             .map_err(aws_error("DeleteItem"))?;
-        if let Some(key) = idempotency_key {
-            self.release_idempotency_key(&message.account, key).await?;
-        }
         Ok(())
     }
 
