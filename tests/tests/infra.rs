@@ -1,0 +1,577 @@
+//! The SAM template in `infra/` must agree with the code it deploys: the
+//! variables the configuration loader reads, the retry schedule behind the
+//! dead-letter redrive, the table's keys, the binaries it builds, and the
+//! least-privilege rule. A change to one side without the other fails here
+//! instead of in a deployed stack.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value};
+use shared::config::{self, VARIABLES};
+use shared::retry::{self, RetrySchedule};
+use shared::store::schema;
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the tests crate sits inside the workspace")
+        .to_path_buf()
+}
+
+fn infra_dir() -> PathBuf {
+    workspace_root().join("infra")
+}
+
+/// The template as JSON, with CloudFormation's short-form tags (`!Ref x`,
+/// `!GetAtt a.b`, `!Sub …`) rewritten to their long forms, so the checks
+/// below read one shape whichever form the template uses.
+fn template() -> Value {
+    let path = infra_dir().join("template.yaml");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let yaml: serde_norway::Value = serde_norway::from_str(&text)
+        .unwrap_or_else(|e| panic!("{} is not YAML: {e}", path.display()));
+    to_json(yaml)
+}
+
+fn to_json(yaml: serde_norway::Value) -> Value {
+    use serde_norway::Value as Y;
+    match yaml {
+        Y::Null => Value::Null,
+        Y::Bool(b) => Value::Bool(b),
+        Y::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                Value::from(i)
+            } else if let Some(u) = n.as_u64() {
+                Value::from(u)
+            } else {
+                Value::from(
+                    n.as_f64()
+                        .expect("a YAML number is a float if not an integer"),
+                )
+            }
+        }
+        Y::String(s) => Value::String(s),
+        Y::Sequence(items) => Value::Array(items.into_iter().map(to_json).collect()),
+        Y::Mapping(mapping) => Value::Object(
+            mapping
+                .into_iter()
+                .map(|(key, value)| (scalar_text(&to_json(key)), to_json(value)))
+                .collect(),
+        ),
+        Y::Tagged(tagged) => {
+            let tag = tagged.tag.to_string();
+            let name = tag.trim_start_matches('!');
+            let value = to_json(tagged.value);
+            let (key, value) = match name {
+                "Ref" | "Condition" => (name.to_string(), value),
+                // `!GetAtt Table.Arn` is the string form of `Fn::GetAtt: [Table, Arn]`.
+                "GetAtt" => match value {
+                    Value::String(s) => {
+                        let (resource, attribute) =
+                            s.split_once('.').expect("!GetAtt names resource.attribute");
+                        (
+                            "Fn::GetAtt".to_string(),
+                            Value::from(vec![resource, attribute]),
+                        )
+                    }
+                    other => ("Fn::GetAtt".to_string(), other),
+                },
+                _ => (format!("Fn::{name}"), value),
+            };
+            Value::Object(Map::from_iter([(key, value)]))
+        }
+    }
+}
+
+/// A scalar as text, the way CloudFormation reads keys and `Ref`s to numbers.
+fn scalar_text(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        Value::Bool(b) => b.to_string(),
+        other => panic!("expected a scalar, found {other}"),
+    }
+}
+
+fn resources(template: &Value) -> &Map<String, Value> {
+    template["Resources"]
+        .as_object()
+        .expect("the template has Resources")
+}
+
+fn resources_of_type<'t>(template: &'t Value, kind: &str) -> Vec<(&'t str, &'t Value)> {
+    resources(template)
+        .iter()
+        .filter(|(_, resource)| resource["Type"] == kind)
+        .map(|(name, resource)| (name.as_str(), resource))
+        .collect()
+}
+
+fn functions(template: &Value) -> Vec<(&str, &Value)> {
+    let functions = resources_of_type(template, "AWS::Serverless::Function");
+    assert!(
+        !functions.is_empty(),
+        "the template defines no AWS::Serverless::Function"
+    );
+    functions
+}
+
+/// Where `Ref` points when it names a parameter.
+fn parameter<'t>(template: &'t Value, value: &Value) -> Option<(&'t str, &'t Value)> {
+    let name = value.get("Ref")?.as_str()?;
+    template["Parameters"]
+        .as_object()?
+        .get_key_value(name)
+        .map(|(k, v)| (k.as_str(), v))
+}
+
+/// Evaluates the little CloudFormation a value here may use: literals,
+/// `Ref` to a parameter (its value in `overrides`, else its default) and
+/// `Fn::FindInMap`. Anything else is a failure: the check cannot see through it.
+fn evaluate(template: &Value, value: &Value, overrides: &BTreeMap<String, String>) -> String {
+    if let Some(name) = value.get("Ref").and_then(Value::as_str) {
+        if let Some(given) = overrides.get(name) {
+            return given.clone();
+        }
+        let parameter = template["Parameters"]
+            .get(name)
+            .unwrap_or_else(|| panic!("Ref {name} is not a parameter"));
+        let default = parameter
+            .get("Default")
+            .unwrap_or_else(|| panic!("parameter {name} has no Default"));
+        return scalar_text(default);
+    }
+    if let Some(args) = value.get("Fn::FindInMap").and_then(Value::as_array) {
+        let keys: Vec<String> = args
+            .iter()
+            .map(|a| evaluate(template, a, overrides))
+            .collect();
+        let [map, top, second] = keys.as_slice() else {
+            panic!("Fn::FindInMap takes three arguments: {value}");
+        };
+        let found = &template["Mappings"][map][top][second];
+        assert!(!found.is_null(), "no Mappings.{map}.{top}.{second}");
+        return scalar_text(found);
+    }
+    scalar_text(value)
+}
+
+fn evaluate_number(template: &Value, value: &Value, overrides: &BTreeMap<String, String>) -> u64 {
+    let text = evaluate(template, value, overrides);
+    text.parse()
+        .unwrap_or_else(|_| panic!("{value} evaluates to {text:?}, not a whole number"))
+}
+
+/// Every value a deployer may give the parameter `value` refers to: its
+/// `AllowedValues`, else its default and `MaxValue`. A literal is itself.
+fn possible_values(template: &Value, value: &Value) -> Vec<u64> {
+    let Some((name, parameter)) = parameter(template, value) else {
+        return vec![evaluate_number(template, value, &BTreeMap::new())];
+    };
+    let number = |v: &Value| -> u64 {
+        scalar_text(v)
+            .parse()
+            .unwrap_or_else(|_| panic!("parameter {name}: {v} is not a whole number"))
+    };
+    if let Some(allowed) = parameter.get("AllowedValues").and_then(Value::as_array) {
+        return allowed.iter().map(number).collect();
+    }
+    ["Default", "MaxValue"]
+        .iter()
+        .filter_map(|key| parameter.get(*key))
+        .map(number)
+        .collect()
+}
+
+fn environment(template: &Value, function: &Value) -> Map<String, Value> {
+    let mut variables = template["Globals"]["Function"]["Environment"]["Variables"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    if let Some(own) = function["Properties"]["Environment"]["Variables"].as_object() {
+        variables.extend(own.clone());
+    }
+    variables
+}
+
+fn function_property<'t>(template: &'t Value, function: &'t Value, key: &str) -> &'t Value {
+    match &function["Properties"][key] {
+        Value::Null => &template["Globals"]["Function"][key],
+        own => own,
+    }
+}
+
+fn delivery_queue(template: &Value) -> &Value {
+    let with_redrive: Vec<_> = resources_of_type(template, "AWS::SQS::Queue")
+        .into_iter()
+        .filter(|(_, queue)| !queue["Properties"]["RedrivePolicy"].is_null())
+        .collect();
+    assert_eq!(
+        with_redrive.len(),
+        1,
+        "expected exactly one queue with a redrive policy (the delivery queue)"
+    );
+    with_redrive[0].1
+}
+
+/// The dispatcher: the function an SQS event drives.
+fn dispatcher(template: &Value) -> (&str, &Value, &Value) {
+    let mut found = Vec::new();
+    for (name, function) in functions(template) {
+        if let Some(events) = function["Properties"]["Events"].as_object() {
+            for event in events.values().filter(|e| e["Type"] == "SQS") {
+                found.push((name, function, event));
+            }
+        }
+    }
+    assert_eq!(found.len(), 1, "expected exactly one SQS-driven function");
+    found[0]
+}
+
+#[test]
+fn every_function_gets_every_configuration_variable() {
+    let template = template();
+    for (name, function) in functions(&template) {
+        let variables = environment(&template, function);
+        for variable in VARIABLES {
+            assert!(
+                variables.contains_key(*variable),
+                "{name} lacks {variable}: every function loads the whole configuration"
+            );
+        }
+        assert_eq!(
+            variables
+                .get(config::ALLOW_PRIVATE_TARGETS)
+                .map(scalar_text)
+                .as_deref(),
+            Some("0"),
+            "{name}: a deployed function must refuse private delivery targets"
+        );
+    }
+}
+
+#[test]
+fn configuration_defaults_and_bounds_match_the_loader() {
+    let template = template();
+    let (_, function) = functions(&template)[0];
+    let variables = environment(&template, function);
+    let none = BTreeMap::new();
+    let default_of = |variable: &str| evaluate(&template, &variables[variable], &none);
+
+    assert_eq!(default_of(config::RETRY_SCHEDULE), retry::DEFAULT);
+    assert_eq!(
+        default_of(config::REQUEST_TIMEOUT_MS),
+        config::DEFAULT_REQUEST_TIMEOUT_MS.to_string()
+    );
+    assert_eq!(
+        default_of(config::RETENTION_DAYS),
+        config::DEFAULT_RETENTION_DAYS.to_string()
+    );
+    assert_eq!(default_of(config::API_VERSION), config::DEFAULT_API_VERSION);
+
+    // A parameter's bounds must not let a deployer pick a value the loader refuses.
+    for (variable, max) in [
+        (config::REQUEST_TIMEOUT_MS, config::MAX_REQUEST_TIMEOUT_MS),
+        (
+            config::RETENTION_DAYS,
+            u64::from(config::MAX_RETENTION_DAYS),
+        ),
+    ] {
+        if let Some((name, parameter)) = parameter(&template, &variables[variable]) {
+            assert_eq!(
+                parameter.get("MaxValue").map(scalar_text),
+                Some(max.to_string()),
+                "parameter {name} ({variable}) must stop at the loader's bound"
+            );
+            assert_eq!(
+                parameter.get("MinValue").map(scalar_text).as_deref(),
+                Some("1"),
+                "parameter {name} ({variable}) must start at 1"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_redrive_follows_the_retry_schedule() {
+    let template = template();
+    let queue = delivery_queue(&template);
+    let none = BTreeMap::new();
+    let max_receive_count = evaluate_number(
+        &template,
+        &queue["Properties"]["RedrivePolicy"]["maxReceiveCount"],
+        &none,
+    );
+    assert_eq!(
+        max_receive_count,
+        u64::from(RetrySchedule::default().attempts()),
+        "maxReceiveCount must be the number of attempts of the default schedule"
+    );
+
+    let (_, function) = functions(&template)[0];
+    let schedule = evaluate(
+        &template,
+        &environment(&template, function)[config::RETRY_SCHEDULE],
+        &none,
+    );
+    let parsed = RetrySchedule::parse(&schedule)
+        .unwrap_or_else(|e| panic!("the template's retry schedule {schedule:?}: {e}"));
+    assert_eq!(u64::from(parsed.attempts()), max_receive_count);
+}
+
+#[test]
+fn visibility_timeout_is_at_least_six_dispatcher_timeouts() {
+    let template = template();
+    let (name, function, event) = dispatcher(&template);
+    let timeout = function_property(&template, function, "Timeout");
+    assert!(!timeout.is_null(), "{name} has no Timeout");
+    let visibility = &delivery_queue(&template)["Properties"]["VisibilityTimeout"];
+    assert!(
+        !visibility.is_null(),
+        "the delivery queue has no VisibilityTimeout"
+    );
+    // Lambda's guidance for SQS sources also adds the batching window.
+    let window = &event["Properties"]["MaximumBatchingWindowInSeconds"];
+    let longest_window = if window.is_null() {
+        0
+    } else {
+        possible_values(&template, window)
+            .into_iter()
+            .max()
+            .unwrap_or(0)
+    };
+
+    // Check every timeout a deployer may choose, not only the default.
+    let choices = possible_values(&template, timeout);
+    assert!(!choices.is_empty());
+    for seconds in choices {
+        let mut overrides = BTreeMap::new();
+        if let Some((parameter, _)) = parameter(&template, timeout) {
+            overrides.insert(parameter.to_string(), seconds.to_string());
+        }
+        let visibility = evaluate_number(&template, visibility, &overrides);
+        assert!(
+            visibility >= 6 * seconds + longest_window,
+            "visibility timeout {visibility}s < 6 x {name} timeout {seconds}s + batching window {longest_window}s"
+        );
+        assert!(
+            visibility <= 43_200,
+            "SQS caps the visibility timeout at 12 h"
+        );
+    }
+}
+
+#[test]
+fn the_dispatcher_reports_partial_batch_failures() {
+    let template = template();
+    let (name, _, event) = dispatcher(&template);
+    let types = event["Properties"]["FunctionResponseTypes"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{name}'s SQS event sets no FunctionResponseTypes"));
+    assert!(
+        types.iter().any(|t| t == "ReportBatchItemFailures"),
+        "{name} returns batchItemFailures; without ReportBatchItemFailures Lambda ignores them"
+    );
+}
+
+#[test]
+fn the_table_has_the_keys_the_store_uses() {
+    let template = template();
+    let tables = resources_of_type(&template, "AWS::DynamoDB::Table");
+    assert_eq!(tables.len(), 1, "hookline keeps one table");
+    let properties = &tables[0].1["Properties"];
+
+    let key_of = |key_schema: &Value, kind: &str| -> String {
+        key_schema
+            .as_array()
+            .expect("a KeySchema is a list")
+            .iter()
+            .find(|k| k["KeyType"] == kind)
+            .map(|k| scalar_text(&k["AttributeName"]))
+            .unwrap_or_else(|| panic!("no {kind} key in {key_schema}"))
+    };
+    assert_eq!(
+        key_of(&properties["KeySchema"], "HASH"),
+        schema::PARTITION_KEY
+    );
+    assert_eq!(key_of(&properties["KeySchema"], "RANGE"), schema::SORT_KEY);
+
+    let indexes: BTreeSet<(String, String, String)> = properties["GlobalSecondaryIndexes"]
+        .as_array()
+        .expect("the table has GlobalSecondaryIndexes")
+        .iter()
+        .map(|index| {
+            let name = scalar_text(&index["IndexName"]);
+            assert_eq!(
+                index["Projection"]["ProjectionType"], "ALL",
+                "index {name} projects ALL"
+            );
+            let hash = key_of(&index["KeySchema"], "HASH");
+            let range = key_of(&index["KeySchema"], "RANGE");
+            (name, hash, range)
+        })
+        .collect();
+    let expected: BTreeSet<(String, String, String)> = schema::INDEXES
+        .iter()
+        .map(|(name, hash, range)| (name.to_string(), hash.to_string(), range.to_string()))
+        .collect();
+    assert_eq!(indexes, expected);
+
+    // Every key attribute is declared, as a string.
+    let declared: BTreeMap<String, String> = properties["AttributeDefinitions"]
+        .as_array()
+        .expect("the table has AttributeDefinitions")
+        .iter()
+        .map(|d| {
+            (
+                scalar_text(&d["AttributeName"]),
+                scalar_text(&d["AttributeType"]),
+            )
+        })
+        .collect();
+    let key_attributes = [schema::PARTITION_KEY, schema::SORT_KEY].into_iter().chain(
+        schema::INDEXES
+            .iter()
+            .flat_map(|(_, hash, range)| [*hash, *range]),
+    );
+    for attribute in key_attributes {
+        assert_eq!(
+            declared.get(attribute).map(String::as_str),
+            Some("S"),
+            "{attribute}"
+        );
+    }
+
+    let ttl = &properties["TimeToLiveSpecification"];
+    assert_eq!(ttl["AttributeName"], schema::TTL_ATTRIBUTE);
+    assert_eq!(ttl["Enabled"], true);
+}
+
+/// The `[[bin]]` names of the crates under `functions/`. A line scan is
+/// enough for these manifests and spares a TOML parser.
+fn function_binaries() -> BTreeSet<String> {
+    let dir = workspace_root().join("functions");
+    let mut binaries = BTreeSet::new();
+    for entry in std::fs::read_dir(&dir).expect("functions/ exists") {
+        let manifest = entry
+            .expect("readable functions/ entry")
+            .path()
+            .join("Cargo.toml");
+        let Ok(text) = std::fs::read_to_string(&manifest) else {
+            continue;
+        };
+        let mut in_bin = false;
+        for line in text.lines().map(str::trim) {
+            if line.starts_with('[') {
+                in_bin = line == "[[bin]]";
+            } else if in_bin
+                && let Some(rest) = line.strip_prefix("name")
+                && let Some(value) = rest.trim_start().strip_prefix('=')
+            {
+                binaries.insert(value.trim().trim_matches('"').to_string());
+            }
+        }
+    }
+    binaries
+}
+
+#[test]
+fn every_function_builds_a_workspace_binary() {
+    let template = template();
+    let binaries = function_binaries();
+    let mut built = BTreeSet::new();
+    for (name, function) in functions(&template) {
+        assert_eq!(
+            function["Metadata"]["BuildMethod"], "rust-cargolambda",
+            "{name} is built with cargo-lambda"
+        );
+        let binary = scalar_text(&function["Metadata"]["BuildProperties"]["Binary"]);
+        assert!(
+            binaries.contains(&binary),
+            "{name} builds binary {binary:?}, but functions/ has only {binaries:?}"
+        );
+        assert!(built.insert(binary.clone()), "two functions build {binary}");
+
+        let code_uri = scalar_text(function_property(&template, function, "CodeUri"));
+        let manifest = infra_dir().join(&code_uri).join("Cargo.toml");
+        let text = std::fs::read_to_string(&manifest)
+            .unwrap_or_else(|_| panic!("{name}: CodeUri {code_uri} has no Cargo.toml"));
+        assert!(
+            text.contains("[workspace]"),
+            "{name}: CodeUri must be the workspace root"
+        );
+    }
+    assert_eq!(built, binaries, "every function binary is deployed");
+}
+
+/// Every IAM statement in the template, wherever it sits.
+fn statements<'t>(value: &'t Value, path: &str, found: &mut Vec<(String, &'t Value)>) {
+    match value {
+        Value::Object(map) => {
+            for (key, child) in map {
+                let here = format!("{path}.{key}");
+                if key == "Statement" {
+                    match child {
+                        Value::Array(list) => found.extend(list.iter().map(|s| (here.clone(), s))),
+                        single => found.push((here, single)),
+                    }
+                } else {
+                    statements(child, &here, found);
+                }
+            }
+        }
+        Value::Array(items) => {
+            for (i, child) in items.iter().enumerate() {
+                statements(child, &format!("{path}[{i}]"), found);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[test]
+fn no_iam_statement_grants_on_every_resource() {
+    let template = template();
+    let mut found = Vec::new();
+    statements(&template["Resources"], "Resources", &mut found);
+    assert!(
+        !found.is_empty(),
+        "the template has no IAM statements to check"
+    );
+    for (path, statement) in found {
+        assert!(
+            statement.get("NotResource").is_none(),
+            "{path}: NotResource"
+        );
+        let resources = match statement.get("Resource") {
+            None => continue, // a trust policy: it names principals, not resources
+            Some(Value::Array(list)) => list.iter().collect::<Vec<_>>(),
+            Some(single) => vec![single],
+        };
+        for resource in resources {
+            assert_ne!(resource, "*", "{path}: a statement on every resource");
+        }
+    }
+
+    // A role SAM generates carries AWSLambdaBasicExecutionRole, whose log
+    // statement is on every resource; every function gets one of ours instead.
+    for (name, function) in functions(&template) {
+        let role = function_property(&template, function, "Role");
+        let role_resource = role
+            .get("Fn::GetAtt")
+            .and_then(|a| a.get(0))
+            .and_then(Value::as_str)
+            .unwrap_or_else(|| panic!("{name} must use a role from this template, found {role}"));
+        assert_eq!(
+            resources(&template)[role_resource]["Type"],
+            "AWS::IAM::Role",
+            "{name}"
+        );
+        assert!(
+            function["Properties"].get("Policies").is_none(),
+            "{name}: permissions belong in its role"
+        );
+    }
+}
