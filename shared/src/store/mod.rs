@@ -652,7 +652,8 @@ impl Store {
             .await;
         if let Err(e) = stored {
             if let Some(key) = idempotency_key {
-                self.delete_idempotency_record(&message.account, key).await?;
+                self.delete_idempotency_record(&message.account, key)
+                    .await?;
             }
             return Err(aws_error("PutItem")(e));
         }
