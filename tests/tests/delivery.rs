@@ -611,3 +611,147 @@ async fn dlq_messages(stack: &Stack) -> HashSet<String> {
     stack.queues.release_dead(&handles).await.unwrap();
     seen.into_values().collect()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disabling_or_deleting_an_endpoint_stops_its_pending_retries() {
+    // The retry comes after at least 4 s, past the dispatcher's endpoint cache.
+    let stack = Stack::start(&["--retry-schedule", "5s,5s"]).await;
+    let receiver = ScriptedReceiver::statuses(&[500, 500]).await;
+    let (disabled, _) = stack
+        .endpoint(json!({"url": receiver.url("/disabled"), "event_types": ["sample.created"]}))
+        .await;
+    let (deleted, _) = stack
+        .endpoint(json!({"url": receiver.url("/deleted"), "event_types": ["issue.created"]}))
+        .await;
+    let first = stack.event("sample.created", "flowers").await;
+    let second = stack.event("issue.created", "flowers").await;
+    stack.wait_for_attempts(&first, 1).await;
+    stack.wait_for_attempts(&second, 1).await;
+
+    let (status, _) = stack
+        .call(
+            Method::PATCH,
+            &format!("/v1/accounts/jane/endpoints/{disabled}"),
+            Some(json!({"disabled": true})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = stack
+        .call(
+            Method::DELETE,
+            &format!("/v1/accounts/jane/endpoints/{deleted}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+
+    let first_attempts = stack.wait_for_attempts(&first, 2).await;
+    assert_eq!(
+        first_attempts[1].error.as_deref(),
+        Some("endpoint disabled")
+    );
+    let second_attempts = stack.wait_for_attempts(&second, 2).await;
+    assert_eq!(
+        second_attempts[1].error.as_deref(),
+        Some("endpoint deleted")
+    );
+    poll_until(SETTLE, "the delivery queue to drain", || async {
+        (stack.depth(stack.queues.delivery_url()).await == 0).then_some(())
+    })
+    .await;
+    assert_eq!(
+        receiver.deliveries().len(),
+        2,
+        "no request after the change"
+    );
+    assert_eq!(
+        stack.depth(stack.queues.dlq_url()).await,
+        0,
+        "dropped, not dead-lettered"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_replay_function_redrives_what_its_event_filters() {
+    use hookline_cli::local::runtime::{self, FunctionSpec};
+
+    let emulator = Emulator::start().expect("the emulator starts");
+    let sdk = shared::aws::for_emulator(emulator.url()).await;
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let (delivery_url, dlq_url) =
+        shared::queue::create_queues(&sqs, "delivery", "dlq", 2, Duration::from_secs(30))
+            .await
+            .unwrap();
+    let queues = Queues::new(sqs.clone(), &delivery_url, &dlq_url);
+    let (a, b) = (EndpointId::new(), EndpointId::new());
+    let jobs: Vec<DeliveryJob> = [&a, &b, &a]
+        .into_iter()
+        .map(|endpoint| DeliveryJob {
+            message_id: MessageId::new(),
+            endpoint_id: endpoint.clone(),
+            account: "jane".into(),
+            event_type: "sample.created".into(),
+            payload: None,
+        })
+        .collect();
+    for job in &jobs {
+        sqs.send_message()
+            .queue_url(&dlq_url)
+            .message_body(serde_json::to_string(job).unwrap())
+            .send()
+            .await
+            .unwrap();
+    }
+
+    let env = [
+        ("AWS_ENDPOINT_URL", emulator.url()),
+        ("AWS_REGION", shared::aws::EMULATOR_REGION),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        (shared::config::TABLE, "unused"),
+        (shared::config::DELIVERY_QUEUE_URL, delivery_url.as_str()),
+        (shared::config::DLQ_URL, dlq_url.as_str()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let (replay, _tasks, _ready) = runtime::start(
+        FunctionSpec {
+            name: "replay",
+            binary: binary("replay"),
+            env,
+            timeout: Duration::from_secs(60),
+            instances: 1,
+        },
+        shutdown,
+    )
+    .await
+    .unwrap();
+
+    let answer = replay
+        .invoke(json!({"endpoint_id": a.as_str()}))
+        .await
+        .expect("the replay function answers");
+    assert_eq!(answer, json!({"replayed": 2, "skipped": 1}));
+    let mut back = Vec::new();
+    while let Ok(batch) = queues.receive_delivery(10, Duration::from_secs(1)).await {
+        if batch.is_empty() {
+            break;
+        }
+        back.extend(
+            batch
+                .into_iter()
+                .map(|m| serde_json::from_str::<DeliveryJob>(&m.body).unwrap()),
+        );
+    }
+    back.sort_by(|x, y| x.message_id.cmp(&y.message_id));
+    let mut expected = vec![jobs[0].clone(), jobs[2].clone()];
+    expected.sort_by(|x, y| x.message_id.cmp(&y.message_id));
+    assert_eq!(back, expected);
+    assert_eq!(
+        replay.invoke(Value::Null).await.unwrap(),
+        json!({"replayed": 1, "skipped": 0})
+    );
+    let _ = stop.send(true);
+}
