@@ -104,6 +104,32 @@ async fn main() {
     let handler_rate = rate(DELIVERIES, started.elapsed());
     assert_eq!(receiver.successes().len() - before, DELIVERIES);
 
+    // The attempt writes alone, as concurrent as the handler makes them: its floor here.
+    let started = Instant::now();
+    for _ in (0..DELIVERIES).step_by(BATCH) {
+        let writes = (0..BATCH).map(|_| {
+            let attempt = shared::model::Attempt {
+                id: shared::ids::AttemptId::new(),
+                message_id: MessageId::new(),
+                endpoint_id: endpoint.id.clone(),
+                account: "jane".into(),
+                event_type: "sample.created".into(),
+                attempt: 1,
+                status: shared::model::AttemptStatus::Succeeded,
+                response_status: Some(204),
+                response_body: String::new(),
+                error: None,
+                duration_ms: 1,
+                timestamp: time::OffsetDateTime::now_utc(),
+                next_attempt_at: None,
+            };
+            let store = env.store.clone();
+            async move { store.put_attempt(&attempt).await.unwrap() }
+        });
+        futures::future::join_all(writes).await;
+    }
+    let write_rate = rate(DELIVERIES, started.elapsed());
+
     println!(
         "deliveries: {DELIVERIES} in batches of {BATCH}, one keep-alive receiver on 127.0.0.1"
     );
