@@ -755,3 +755,111 @@ async fn the_replay_function_redrives_what_its_event_filters() {
     );
     let _ = stop.send(true);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_recovers_an_outage_replays_a_message_and_sends_a_test_event() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    // One attempt per job: what fails during the outage stays failed until recovered.
+    let stack = Stack::start(&["--retry-schedule", ""]).await;
+    let healthy = Arc::new(AtomicBool::new(true));
+    let up = healthy.clone();
+    let receiver = ScriptedReceiver::start(move |_, _| {
+        Reply::status(if up.load(Ordering::SeqCst) { 204 } else { 500 })
+    })
+    .await;
+    let (id, secret) = stack.endpoint(json!({"url": receiver.url("/hook")})).await;
+    let since = shared::timefmt::format(time::OffsetDateTime::now_utc());
+    let delivered = stack.event("sample.created", "flowers").await;
+    stack.wait_for_attempts(&delivered, 1).await;
+
+    healthy.store(false, Ordering::SeqCst);
+    let mut failed = Vec::new();
+    for _ in 0..3 {
+        failed.push(stack.event("issue.created", "flowers").await);
+    }
+    for message in &failed {
+        stack.wait_for_attempts(message, 1).await;
+    }
+    healthy.store(true, Ordering::SeqCst);
+
+    let (status, body) = stack
+        .call(
+            Method::POST,
+            &format!("/v1/accounts/jane/endpoints/{id}/recover"),
+            Some(json!({"since": since})),
+        )
+        .await;
+    assert_eq!((status, body), (StatusCode::ACCEPTED, json!({"queued": 3})));
+    let recovered: HashSet<String> = receiver
+        .wait_for(1 + 3 + 3, SETTLE)
+        .await
+        .iter()
+        .skip(4)
+        .map(|d| {
+            verify(&secret, d);
+            d.header("webhook-id").to_string()
+        })
+        .collect();
+    let expected: HashSet<String> = failed.iter().map(|m| m.to_string()).collect();
+    assert_eq!(recovered, expected);
+
+    // One message again, under its own id.
+    let (status, _) = stack
+        .call(
+            Method::POST,
+            &format!("/v1/accounts/jane/endpoints/{id}/messages/{delivered}/replay"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let again = receiver.wait_for(8, SETTLE).await;
+    assert_eq!(again[7].header("webhook-id"), delivered.as_str());
+
+    // A test event, to this endpoint only, signed like any other.
+    let (status, test) = stack
+        .call(
+            Method::POST,
+            &format!("/v1/accounts/jane/endpoints/{id}/test"),
+            Some(json!({"event_type": "release.created"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{test}");
+    let sent = receiver.wait_for(9, SETTLE).await;
+    assert_eq!(sent[8].header("webhook-id"), test["id"].as_str().unwrap());
+    assert_eq!(sent[8].json()["event_type"], "release.created");
+    verify(&secret, &sent[8]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dlq_routes_count_and_replay_with_a_filter() {
+    let stack = Stack::start(&["--retry-schedule", ""]).await;
+    let a = ScriptedReceiver::statuses(&[500]).await;
+    let b = ScriptedReceiver::statuses(&[500]).await;
+    let (a_id, _) = stack.endpoint(json!({"url": a.url("/a")})).await;
+    stack.endpoint(json!({"url": b.url("/b")})).await;
+    let message = stack.event("dataset.updated", "flowers").await;
+    stack.wait_for_dlq(2).await;
+    let (status, body) = stack.call(Method::GET, "/v1/dlq", None).await;
+    assert_eq!(
+        (status, body),
+        (StatusCode::OK, json!({"approximate_messages": 2}))
+    );
+
+    let (status, body) = stack
+        .call(
+            Method::POST,
+            "/v1/dlq/replay",
+            Some(json!({"endpoint_id": a_id.as_str(), "limit": 5})),
+        )
+        .await;
+    assert_eq!(
+        (status, body),
+        (StatusCode::OK, json!({"replayed": 1, "skipped": 1}))
+    );
+    let delivered = a.wait_for(2, SETTLE).await;
+    assert_eq!(delivered[1].header("webhook-id"), message.as_str());
+    stack.wait_for_dlq(1).await;
+    assert_eq!(b.deliveries().len(), 1);
+}
