@@ -86,6 +86,17 @@ pub async fn resolve_checked(
     Ok(answer)
 }
 
+/// The creation-time check of an endpoint's host name: the first address it resolves
+/// to that is not public, if any. A name that does not resolve is accepted, as
+/// CONTRACT says (its deliveries fail and retry); the dispatcher checks again at
+/// every connection, so this only turns an obvious mistake into a 400 early.
+pub async fn private_address_of(host: &str, allow_private_targets: bool) -> Option<IpAddr> {
+    match resolve_checked(host, 0, allow_private_targets).await {
+        Err(AddressError::Blocked(ip)) => Some(ip),
+        Ok(_) | Err(AddressError::Dns(_)) => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -148,6 +159,12 @@ mod tests {
             resolve_checked("localhost", 80, false).await,
             Err(AddressError::Blocked(_))
         ));
+        assert!(private_address_of("localhost", false).await.is_some());
+        assert_eq!(private_address_of("localhost", true).await, None);
+        assert_eq!(
+            private_address_of("no-such-host.invalid", false).await,
+            None
+        );
         let allowed = resolve_checked("localhost", 80, true).await.unwrap();
         assert!(
             allowed
