@@ -476,7 +476,7 @@ fn dispatchers(dev: &Dev) -> Vec<u32> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_event_is_lost_when_the_dispatcher_dies_mid_run() {
-    const EVENTS: usize = 240;
+    const EVENTS: usize = 300;
     let stack = Stack::start(&[
         "--retry-schedule",
         "1s,1s,1s",
