@@ -397,6 +397,21 @@ async fn redirects_are_not_followed_and_long_answers_are_cut() {
     assert_eq!(attempts[0].status, AttemptStatus::Succeeded);
     assert_eq!(attempts[0].response_body.len(), 4096);
     assert!(attempts[0].response_body.bytes().all(|b| b == b'x'));
+
+    // A Slack incoming webhook gets only the text, signed all the same.
+    let slack = ScriptedReceiver::statuses(&[]).await;
+    let (_, secret) = stack
+        .endpoint(json!({"url": slack.url("/slack"), "format": "slack", "event_types": ["release.created"]}))
+        .await;
+    stack.event("release.created", "flowers").await;
+    let delivery = &slack.wait_for(1, SETTLE).await[0];
+    let body = delivery.json();
+    assert_eq!(body.as_object().unwrap().len(), 1, "{body}");
+    assert!(
+        body["text"].as_str().unwrap().contains("jane/flowers"),
+        "{body}"
+    );
+    verify(&secret, delivery);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
