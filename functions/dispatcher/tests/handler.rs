@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use aws_lambda_events::event::sqs::SqsEvent;
+use aws_sdk_dynamodb::types::AttributeValue;
 use dispatcher::{Deps, handle};
 use hookline_tests::{Receiver, Reply, ScriptedReceiver, TestEnv, poll_until};
 use serde_json::json;
@@ -467,4 +468,34 @@ async fn the_connection_goes_to_the_checked_address_only() {
     let attempts = deliver_once(&env, &deps, &job(&endpoint_id)).await;
     assert_eq!(attempts[0].status, AttemptStatus::Succeeded);
     assert_eq!(receiver.deliveries().len(), 1);
+}
+
+#[tokio::test]
+async fn an_attempt_is_kept_for_the_retention_period() {
+    let (env, deps) = setup().await;
+    let receiver = Receiver::start().await;
+    let (endpoint_id, _) = add_endpoint(&env, receiver.url("/hook"), Format::Standard).await;
+    let job = job(&endpoint_id);
+    let attempts = deliver_once(&env, &deps, &job).await;
+    let item = env
+        .dynamodb
+        .get_item()
+        .table_name(&env.config.table)
+        .key("pk", AttributeValue::S(format!("MSG#{}", job.message_id)))
+        .key("sk", AttributeValue::S(format!("ATT#{}", attempts[0].id)))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .expect("the attempt is stored");
+    let expires_at: i64 = item["expires_at"].as_n().unwrap().parse().unwrap();
+    let expected = (attempts[0].timestamp + env.config.retention()).unix_timestamp();
+    assert!(
+        (expires_at - expected).abs() <= 60,
+        "{expires_at} vs {expected}"
+    );
+    assert_eq!(
+        env.config.retention_days,
+        shared::config::DEFAULT_RETENTION_DAYS
+    );
 }
