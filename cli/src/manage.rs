@@ -122,6 +122,9 @@ pub async fn endpoints(command: EndpointsCommand) -> Result<(), String> {
             }
             let input = endpoint::parse_new(&body, &account, config.allow_private_targets)
                 .map_err(|e| e.to_string())?;
+            endpoint::refuse_private_host(&input.url, config.allow_private_targets)
+                .await
+                .map_err(|e| e.to_string())?;
             let (endpoint, secrets) =
                 endpoint::new_endpoint(&account, input, OffsetDateTime::now_utc());
             store

@@ -74,6 +74,46 @@ pub fn check_url(text: &str, allow_private_targets: bool) -> Result<Url, FieldEr
     Ok(url)
 }
 
+/// How long endpoint creation waits for a host name to resolve before accepting it.
+pub const RESOLVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The creation-time DNS check: a host name that resolves to a private, loopback or
+/// link-local address is refused; one that does not resolve (in time) is accepted,
+/// and its deliveries fail and retry. The dispatcher checks again at every connection.
+pub async fn refuse_private_host(url: &str, allow_private_targets: bool) -> Result<(), FieldError> {
+    refuse_private_host_with(url, allow_private_targets, |host| async move {
+        net::private_address_of(&host, false).await
+    })
+    .await
+}
+
+async fn refuse_private_host_with<F, Fut>(
+    url: &str,
+    allow_private_targets: bool,
+    private_address_of: F,
+) -> Result<(), FieldError>
+where
+    F: FnOnce(String) -> Fut,
+    Fut: Future<Output = Option<std::net::IpAddr>>,
+{
+    if allow_private_targets {
+        return Ok(());
+    }
+    let Ok(parsed) = Url::parse(url) else {
+        return Ok(());
+    };
+    let Some(Host::Domain(name)) = parsed.host() else {
+        return Ok(());
+    };
+    match tokio::time::timeout(RESOLVE_TIMEOUT, private_address_of(name.to_string())).await {
+        Ok(Some(ip)) => Err(FieldError::new(
+            "url",
+            format!("its host resolves to {ip}, a private, loopback or link-local address"),
+        )),
+        Ok(None) | Err(_) => Ok(()),
+    }
+}
+
 fn string_list(value: &Value, field: &str) -> Result<Vec<String>, FieldError> {
     let Value::Array(items) = value else {
         return Err(FieldError::new(field, "must be an array of strings"));
@@ -478,6 +518,39 @@ mod tests {
         assert_eq!(
             rotated.signing(now + time::Duration::hours(25)),
             vec![&next]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_host_name_resolving_to_a_private_address_is_refused() {
+        let loopback = |_host: String| async { Some("127.0.0.1".parse().unwrap()) };
+        let unresolved = |_host: String| async { None };
+        let error = refuse_private_host_with("https://sneaky.example/", false, loopback)
+            .await
+            .unwrap_err();
+        assert_eq!(error.field, "url");
+        assert!(error.problem.contains("127.0.0.1"), "{error}");
+        assert!(
+            refuse_private_host_with("https://sneaky.example/", true, loopback)
+                .await
+                .is_ok()
+        );
+        assert!(
+            refuse_private_host_with("https://nowhere.example/", false, unresolved)
+                .await
+                .is_ok()
+        );
+        // Literal addresses were judged by `check_url`; they are not looked up.
+        assert!(
+            refuse_private_host_with("https://8.8.8.8/", false, loopback)
+                .await
+                .is_ok()
+        );
+        // The real resolver: `localhost` resolves to loopback everywhere.
+        assert!(
+            refuse_private_host("https://localhost:8443/", false)
+                .await
+                .is_err()
         );
     }
 }

@@ -46,6 +46,7 @@ async fn load(
 pub async fn create(deps: &Deps, account: &str, req: &Request) -> Result<Response<Body>, ApiError> {
     let body = json_object(req)?;
     let input = endpoint::parse_new(&body, account, deps.config.allow_private_targets)?;
+    endpoint::refuse_private_host(&input.url, deps.config.allow_private_targets).await?;
     let (endpoint, secrets) = endpoint::new_endpoint(account, input, OffsetDateTime::now_utc());
     deps.store
         .create_endpoint(&endpoint, &secrets)
@@ -88,6 +89,9 @@ pub async fn patch(
 ) -> Result<Response<Body>, ApiError> {
     let body = json_object(req)?;
     let changes = endpoint::parse_patch(&body, account, deps.config.allow_private_targets)?;
+    if let Some(url) = &changes.url {
+        endpoint::refuse_private_host(url, deps.config.allow_private_targets).await?;
+    }
     for _ in 0..WRITE_ATTEMPTS {
         let (current, _) = load(deps, account, id).await?;
         if changes.is_empty() {
