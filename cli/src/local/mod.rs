@@ -64,10 +64,23 @@ pub enum DevError {
     NotReady(&'static str),
 }
 
-/// The directory holding the function binaries: this executable's own.
+/// The function binaries this runtime runs: `hookline dev` builds nothing.
+const FUNCTIONS: [&str; 3] = ["ingest", "api", "dispatcher"];
+
+/// Where the function binaries are: next to this executable, or else in the current
+/// directory's `target/debug` or `target/release`.
 fn binary_dir() -> Result<PathBuf, DevError> {
     let exe = std::env::current_exe()?;
-    Ok(exe.parent().map(Path::to_path_buf).unwrap_or_default())
+    let beside = exe.parent().map(Path::to_path_buf).unwrap_or_default();
+    let candidates = [
+        beside.clone(),
+        PathBuf::from("target/debug"),
+        PathBuf::from("target/release"),
+    ];
+    Ok(candidates
+        .into_iter()
+        .find(|dir| FUNCTIONS.iter().all(|name| dir.join(name).is_file()))
+        .unwrap_or(beside))
 }
 
 /// Runs until SIGINT or SIGTERM, then stops everything it started.
