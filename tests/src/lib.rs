@@ -118,6 +118,40 @@ impl TestEnv {
         key
     }
 
+    /// Stores an endpoint of `account` at `url` — every event type and dataset, the
+    /// standard format — after `edit` has had its say; returns it and its secret.
+    pub async fn add_endpoint(
+        &self,
+        account: &str,
+        url: &str,
+        edit: impl FnOnce(&mut shared::model::Endpoint),
+    ) -> (shared::model::Endpoint, shared::signing::Secret) {
+        let now = time::OffsetDateTime::now_utc();
+        let mut endpoint = shared::model::Endpoint {
+            id: shared::ids::EndpointId::new(),
+            account: account.into(),
+            url: url.into(),
+            description: String::new(),
+            version: 1,
+            event_types: vec![],
+            datasets: None,
+            format: shared::model::Format::Standard,
+            disabled: false,
+            created_at: now,
+            updated_at: now,
+        };
+        edit(&mut endpoint);
+        let secret = shared::signing::Secret::generate();
+        self.store
+            .create_endpoint(
+                &endpoint,
+                &shared::model::EndpointSecrets::new(secret.clone()),
+            )
+            .await
+            .expect("the endpoint is stored");
+        (endpoint, secret)
+    }
+
     /// How many items of each kind the table holds, by the prefix of their partition key.
     pub async fn count_items(&self, pk_prefix: &str) -> usize {
         let output = self

@@ -9,10 +9,7 @@ use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, Response};
 use serde_json::{Value, json};
 use shared::ids::{AttemptId, EndpointId, MessageId};
-use shared::model::{
-    Attempt, AttemptStatus, DeliveryJob, Endpoint, EndpointSecrets, Format, Message,
-};
-use shared::signing::Secret;
+use shared::model::{Attempt, AttemptStatus, DeliveryJob, Message};
 use time::OffsetDateTime;
 
 async fn setup() -> (TestEnv, Deps) {
@@ -42,25 +39,10 @@ fn read(response: Result<Response<Body>, shared::http::ApiError>) -> (StatusCode
 }
 
 async fn add_endpoint(env: &TestEnv, account: &str) -> EndpointId {
-    let now = OffsetDateTime::now_utc();
-    let endpoint = Endpoint {
-        id: EndpointId::new(),
-        account: account.into(),
-        url: "http://127.0.0.1:9/hook".into(),
-        description: String::new(),
-        version: 1,
-        event_types: vec![],
-        datasets: None,
-        format: Format::Standard,
-        disabled: false,
-        created_at: now,
-        updated_at: now,
-    };
-    env.store
-        .create_endpoint(&endpoint, &EndpointSecrets::new(Secret::generate()))
+    env.add_endpoint(account, "http://127.0.0.1:9/hook", |_| {})
         .await
-        .unwrap();
-    endpoint.id
+        .0
+        .id
 }
 
 async fn add_message(env: &TestEnv, account: &str) -> Message {

@@ -13,8 +13,7 @@ use dispatcher::{Deps, handle, http_client};
 use hookline_tests::{ScriptedReceiver, TestEnv};
 use serde_json::json;
 use shared::ids::{EndpointId, MessageId};
-use shared::model::{DeliveryJob, Endpoint, EndpointSecrets, Format};
-use shared::signing::Secret;
+use shared::model::DeliveryJob;
 
 const DELIVERIES: usize = 500;
 /// An SQS event source mapping's largest batch: the handler's concurrency.
@@ -49,24 +48,9 @@ fn rate(count: usize, elapsed: Duration) -> f64 {
 async fn main() {
     let env = TestEnv::new("1s").await;
     let receiver = ScriptedReceiver::statuses(&[]).await;
-    let now = time::OffsetDateTime::now_utc();
-    let endpoint = Endpoint {
-        id: EndpointId::new(),
-        account: "jane".into(),
-        url: receiver.url("/hook"),
-        description: String::new(),
-        version: 1,
-        event_types: vec![],
-        datasets: None,
-        format: Format::Standard,
-        disabled: false,
-        created_at: now,
-        updated_at: now,
-    };
-    env.store
-        .create_endpoint(&endpoint, &EndpointSecrets::new(Secret::generate()))
-        .await
-        .unwrap();
+    let (endpoint, _) = env
+        .add_endpoint("jane", &receiver.url("/hook"), |_| {})
+        .await;
     let deps = Deps::new(env.store.clone(), env.queues.clone(), env.config.clone());
 
     // Warm both paths: connections open, endpoint cached.

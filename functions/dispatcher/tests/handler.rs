@@ -21,25 +21,7 @@ async fn setup() -> (TestEnv, Deps) {
 }
 
 async fn add_endpoint(env: &TestEnv, url: String, format: Format) -> (EndpointId, Secret) {
-    let now = time::OffsetDateTime::now_utc();
-    let endpoint = Endpoint {
-        id: EndpointId::new(),
-        account: "jane".into(),
-        url,
-        description: String::new(),
-        version: 1,
-        event_types: vec![],
-        datasets: None,
-        format,
-        disabled: false,
-        created_at: now,
-        updated_at: now,
-    };
-    let secret = Secret::generate();
-    env.store
-        .create_endpoint(&endpoint, &EndpointSecrets::new(secret.clone()))
-        .await
-        .unwrap();
+    let (endpoint, secret) = env.add_endpoint("jane", &url, |e| e.format = format).await;
     (endpoint.id, secret)
 }
 

@@ -6,8 +6,7 @@ use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request};
 use serde_json::{Value, json};
 use shared::ids::EndpointId;
-use shared::model::{Endpoint, EndpointSecrets, Format};
-use shared::signing::Secret;
+use shared::model::Endpoint;
 
 fn request(method: Method, path: &str, key: Option<&str>, body: &str) -> Request {
     let mut builder = lambda_http::http::Request::builder()
@@ -46,26 +45,10 @@ async fn add_endpoint(
     account: &str,
     edit: impl FnOnce(&mut Endpoint),
 ) -> EndpointId {
-    let now = time::OffsetDateTime::now_utc();
-    let mut endpoint = Endpoint {
-        id: EndpointId::new(),
-        account: account.into(),
-        url: "https://example.com/hook".into(),
-        description: String::new(),
-        version: 1,
-        event_types: vec![],
-        datasets: None,
-        format: Format::Standard,
-        disabled: false,
-        created_at: now,
-        updated_at: now,
-    };
-    edit(&mut endpoint);
-    env.store
-        .create_endpoint(&endpoint, &EndpointSecrets::new(Secret::generate()))
+    env.add_endpoint(account, "https://example.com/hook", edit)
         .await
-        .unwrap();
-    endpoint.id
+        .0
+        .id
 }
 
 const EVENT: &str =
