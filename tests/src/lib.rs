@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use hookline_cli::emulator::Emulator;
 use shared::config::Config;
 use shared::queue::{self, Queues};
@@ -221,101 +221,6 @@ impl Delivery {
     }
 }
 
-#[derive(Clone)]
-struct ReceiverState {
-    deliveries: Arc<Mutex<Vec<Delivery>>>,
-    statuses: Arc<Mutex<Vec<StatusCode>>>,
-    /// While false, requests are recorded but not answered.
-    open: tokio::sync::watch::Sender<bool>,
-}
-
-/// A real HTTP server on 127.0.0.1 that records what it is sent and answers with
-/// the statuses it was given, one per request, then 204.
-pub struct Receiver {
-    address: std::net::SocketAddr,
-    state: ReceiverState,
-}
-
-impl Receiver {
-    pub async fn start() -> Self {
-        Self::answering(&[]).await
-    }
-
-    /// Answers the first requests with `statuses`, in order, and later ones with 204.
-    pub async fn answering(statuses: &[u16]) -> Self {
-        Self::serve(statuses, true).await
-    }
-
-    /// Records requests but answers none until [`Receiver::open`]: a receiver that hangs.
-    pub async fn closed() -> Self {
-        Self::serve(&[], false).await
-    }
-
-    /// Lets a [`Receiver::closed`] receiver answer what it holds and what comes.
-    pub fn open(&self) {
-        self.state.open.send_replace(true);
-    }
-
-    async fn serve(statuses: &[u16], open: bool) -> Self {
-        let state = ReceiverState {
-            deliveries: Arc::default(),
-            statuses: Arc::default(),
-            open: tokio::sync::watch::Sender::new(open),
-        };
-        *state.statuses.lock().unwrap() = statuses
-            .iter()
-            .rev()
-            .map(|s| StatusCode::from_u16(*s).expect("a valid status"))
-            .collect();
-        let app = Router::new().fallback(record).with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("a free port");
-        let address = listener.local_addr().expect("bound");
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        Self { address, state }
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.address)
-    }
-
-    pub fn deliveries(&self) -> Vec<Delivery> {
-        self.state.deliveries.lock().unwrap().clone()
-    }
-
-    /// Waits until at least `count` requests arrived, and returns them all.
-    pub async fn wait_for(&self, count: usize, timeout: Duration) -> Vec<Delivery> {
-        poll_until(timeout, &format!("{count} deliveries"), || async {
-            let deliveries = self.deliveries();
-            (deliveries.len() >= count).then_some(deliveries)
-        })
-        .await
-    }
-}
-
-async fn record(
-    State(state): State<ReceiverState>,
-    uri: axum::http::Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> StatusCode {
-    state.deliveries.lock().unwrap().push(Delivery {
-        path: uri.path().to_string(),
-        headers,
-        body,
-        at: Instant::now(),
-    });
-    let mut open = state.open.subscribe();
-    let _ = open.wait_for(|open| *open).await;
-    state
-        .statuses
-        .lock()
-        .unwrap()
-        .pop()
-        .unwrap_or(StatusCode::NO_CONTENT)
-}
-
 /// Where the workspace's debug binaries are.
 pub fn binary(name: &str) -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
@@ -453,7 +358,7 @@ pub fn is_running(pid: u32) -> bool {
         .is_some_and(|zombie| !zombie)
 }
 
-/// How a [`ScriptedReceiver`] answers one request.
+/// How a [`Receiver`] answers one request.
 #[derive(Debug, Clone)]
 pub struct Reply {
     pub status: u16,
@@ -499,24 +404,44 @@ struct ScriptedState {
     deliveries: Arc<Mutex<Vec<(Delivery, u16)>>>,
     answered: Arc<std::sync::atomic::AtomicUsize>,
     script: Script,
+    /// While false, requests are recorded but not answered.
+    open: tokio::sync::watch::Sender<bool>,
 }
 
-/// A real HTTP server on 127.0.0.1 whose answers a script picks, from the request's
-/// number (0-based, in arrival order) and headers: failing, slow, redirecting,
-/// rate-limiting or long-winded receivers.
-pub struct ScriptedReceiver {
+/// A real HTTP server on 127.0.0.1 that records what it is sent and whose answers a
+/// script picks, from the request's number (0-based, in arrival order) and headers:
+/// healthy, failing, slow, hanging, redirecting, rate-limiting or long-winded receivers.
+pub struct Receiver {
     address: std::net::SocketAddr,
     state: ScriptedState,
 }
 
-impl ScriptedReceiver {
-    pub async fn start(
+impl Receiver {
+    /// Answers every request with 204.
+    pub async fn start() -> Self {
+        Self::statuses(&[]).await
+    }
+
+    /// Records requests but answers none until [`Receiver::open`]: a receiver that hangs.
+    pub async fn closed() -> Self {
+        let receiver = Self::start().await;
+        receiver.state.open.send_replace(false);
+        receiver
+    }
+
+    /// Lets a [`Receiver::closed`] receiver answer what it holds and what comes.
+    pub fn open(&self) {
+        self.state.open.send_replace(true);
+    }
+
+    pub async fn scripted(
         script: impl Fn(usize, &HeaderMap) -> Reply + Send + Sync + 'static,
     ) -> Self {
         let state = ScriptedState {
             deliveries: Arc::default(),
             answered: Arc::default(),
             script: Arc::new(script),
+            open: tokio::sync::watch::Sender::new(true),
         };
         let app = Router::new()
             .fallback(scripted_reply)
@@ -532,7 +457,7 @@ impl ScriptedReceiver {
     /// Answers the first requests with `statuses`, in order, and later ones with 204.
     pub async fn statuses(statuses: &[u16]) -> Self {
         let statuses = statuses.to_vec();
-        Self::start(move |n, _| Reply::status(statuses.get(n).copied().unwrap_or(204))).await
+        Self::scripted(move |n, _| Reply::status(statuses.get(n).copied().unwrap_or(204))).await
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -594,6 +519,8 @@ async fn scripted_reply(
         ));
         reply
     };
+    let mut open = state.open.subscribe();
+    let _ = open.wait_for(|open| *open).await;
     if !reply.after.is_zero() {
         tokio::time::sleep(reply.after).await;
     }

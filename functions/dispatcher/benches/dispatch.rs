@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use dispatcher::{Deps, handle, http_client};
-use hookline_tests::{ScriptedReceiver, TestEnv};
+use hookline_tests::{Receiver, TestEnv};
 use serde_json::json;
 use shared::ids::{EndpointId, MessageId};
 use shared::model::DeliveryJob;
@@ -47,7 +47,7 @@ fn rate(count: usize, elapsed: Duration) -> f64 {
 #[tokio::main]
 async fn main() {
     let env = TestEnv::new("1s").await;
-    let receiver = ScriptedReceiver::statuses(&[]).await;
+    let receiver = Receiver::statuses(&[]).await;
     let (endpoint, _) = env
         .add_endpoint("jane", &receiver.url("/hook"), |_| {})
         .await;

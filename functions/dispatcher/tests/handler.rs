@@ -6,7 +6,7 @@ use std::time::Duration;
 use aws_lambda_events::event::sqs::SqsEvent;
 use aws_sdk_dynamodb::types::AttributeValue;
 use dispatcher::{Deps, handle};
-use hookline_tests::{Receiver, Reply, ScriptedReceiver, TestEnv, poll_until};
+use hookline_tests::{Receiver, Reply, TestEnv, poll_until};
 use serde_json::json;
 use shared::ids::{EndpointId, MessageId};
 use shared::model::{AttemptStatus, DeliveryJob, Endpoint, EndpointSecrets, Format};
@@ -130,7 +130,7 @@ async fn records_of_a_batch_are_delivered_concurrently() {
 #[tokio::test]
 async fn a_failed_attempt_is_recorded_and_reported_for_a_retry() {
     let (env, deps) = setup().await;
-    let failing = Receiver::answering(&[500]).await;
+    let failing = Receiver::statuses(&[500]).await;
     let (endpoint_id, _) = add_endpoint(&env, failing.url("/hook"), Format::Standard).await;
     let job = job(&endpoint_id);
     env.queues
@@ -230,7 +230,7 @@ async fn deliver_once(
 #[tokio::test]
 async fn a_410_disables_the_endpoint_and_stops_its_retries() {
     let (env, deps) = setup().await;
-    let gone = Receiver::answering(&[410]).await;
+    let gone = Receiver::statuses(&[410]).await;
     let (endpoint_id, _) = add_endpoint(&env, gone.url("/hook"), Format::Standard).await;
     let first = job(&endpoint_id);
     let response = handle(
@@ -267,7 +267,7 @@ async fn retry_after_on_429_and_503_stretches_the_next_delay() {
     let (env, deps) = setup().await;
     for status in [429, 503] {
         let busy =
-            ScriptedReceiver::start(move |_, _| Reply::status(status).header("retry-after", "120"))
+            Receiver::scripted(move |_, _| Reply::status(status).header("retry-after", "120"))
                 .await;
         let (endpoint_id, _) = add_endpoint(&env, busy.url("/hook"), Format::Standard).await;
         let attempts = deliver_once(&env, &deps, &job(&endpoint_id)).await;
@@ -328,8 +328,7 @@ async fn redirects_are_failures_and_never_followed() {
     let elsewhere = Receiver::start().await;
     let target = elsewhere.url("/elsewhere");
     let redirecting =
-        ScriptedReceiver::start(move |_, _| Reply::status(302).header("location", target.clone()))
-            .await;
+        Receiver::scripted(move |_, _| Reply::status(302).header("location", target.clone())).await;
     let (endpoint_id, _) = add_endpoint(&env, redirecting.url("/hook"), Format::Standard).await;
     let attempts = deliver_once(&env, &deps, &job(&endpoint_id)).await;
     assert_eq!(attempts[0].status, AttemptStatus::Failed);
@@ -340,7 +339,7 @@ async fn redirects_are_failures_and_never_followed() {
 #[tokio::test]
 async fn an_oversized_response_body_is_cut_to_4_kib() {
     let (env, deps) = setup().await;
-    let verbose = ScriptedReceiver::start(|_, _| Reply::status(200).body_of(8 << 20)).await;
+    let verbose = Receiver::scripted(|_, _| Reply::status(200).body_of(8 << 20)).await;
     let (endpoint_id, _) = add_endpoint(&env, verbose.url("/hook"), Format::Standard).await;
     let attempts = deliver_once(&env, &deps, &job(&endpoint_id)).await;
     assert_eq!(attempts[0].status, AttemptStatus::Succeeded);
