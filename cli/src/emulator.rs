@@ -1,9 +1,10 @@
 //! moto's server, the AWS emulator local runs and tests use.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{ChildStderr, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
 
 /// Names the `moto_server` program explicitly, when it is not found by itself.
 pub const MOTO_SERVER_VARIABLE: &str = "HOOKLINE_MOTO_SERVER";
@@ -22,16 +23,8 @@ pub enum EmulatorError {
         program: String,
         source: std::io::Error,
     },
-    #[error("moto_server did not listen on {0} within {START_TIMEOUT:?}")]
-    NotReady(SocketAddr),
-    #[error("no free port on 127.0.0.1: {0}")]
-    NoPort(std::io::Error),
-}
-
-/// A port the OS just had free on 127.0.0.1.
-pub fn free_port() -> Result<u16, EmulatorError> {
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(EmulatorError::NoPort)?;
-    Ok(listener.local_addr().map_err(EmulatorError::NoPort)?.port())
+    #[error("moto_server did not say it was listening within {START_TIMEOUT:?}")]
+    NotReady,
 }
 
 /// `moto_server`: from [`MOTO_SERVER_VARIABLE`], a `.venv` in the current directory or
@@ -63,29 +56,37 @@ pub fn find_moto_server() -> Result<PathBuf, EmulatorError> {
         .ok_or(EmulatorError::NotFound)
 }
 
-/// The command that starts moto's server on `port`, in its own process group (so a
-/// terminal's Ctrl-C reaches only its parent, which stops it) and killed if the parent dies.
-pub fn command(program: &Path, port: u16) -> Command {
+/// The command that starts moto's server on a port the OS picks (it names it on
+/// stderr), in its own process group (so a terminal's Ctrl-C reaches only its
+/// parent, which stops it) and killed if the parent dies.
+pub fn command(program: &Path) -> Command {
     let mut command = Command::new(program);
     command
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .args(["-H", "127.0.0.1", "-p", "0"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        .stderr(Stdio::piped());
     crate::process::detach_and_tie_to_parent(&mut command);
     command
 }
 
-/// Waits until something accepts connections on `addr`.
-pub fn wait_until_listening(addr: SocketAddr, timeout: Duration) -> Result<(), EmulatorError> {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-            return Ok(());
+/// Reads moto's stderr until it names the address it listens on, then keeps
+/// draining it in the background so the server never blocks on a full pipe.
+fn listening_url(stderr: ChildStderr) -> Result<String, EmulatorError> {
+    let (sender, receiver) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut announced = false;
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if !announced && let Some(at) = line.find("Running on http://") {
+                announced = true;
+                let url = line[at + "Running on ".len()..].trim().to_string();
+                let _ = sender.send(url);
+            }
         }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Err(EmulatorError::NotReady(addr))
+    });
+    receiver
+        .recv_timeout(START_TIMEOUT)
+        .map_err(|_| EmulatorError::NotReady)
 }
 
 /// A running moto server, stopped when dropped.
@@ -97,18 +98,19 @@ pub struct Emulator {
 impl Emulator {
     pub fn start() -> Result<Self, EmulatorError> {
         let program = find_moto_server()?;
-        let port = free_port()?;
-        let child = command(&program, port)
+        let mut child = command(&program)
             .spawn()
             .map_err(|source| EmulatorError::Spawn {
                 program: program.display().to_string(),
                 source,
             })?;
-        let emulator = Self {
+        let stderr = child.stderr.take().expect("stderr is piped");
+        // Owned from here, so the server is stopped even if it never announces itself.
+        let mut emulator = Self {
             child,
-            url: format!("http://127.0.0.1:{port}"),
+            url: String::new(),
         };
-        wait_until_listening(SocketAddr::from(([127, 0, 0, 1], port)), START_TIMEOUT)?;
+        emulator.url = listening_url(stderr)?;
         Ok(emulator)
     }
 
