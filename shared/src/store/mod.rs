@@ -667,8 +667,7 @@ impl Store {
             .client
             .get_item()
             .table_name(&self.table)
-            .key(PK, s(idempotency_pk(account, key)))
-            .key(SK, s("IDEM"))
+            .set_key(Some(idempotency_record_key(account, key)))
             .consistent_read(true)
             .send()
             .await
@@ -686,8 +685,7 @@ impl Store {
             .client
             .update_item()
             .table_name(&self.table)
-            .key(PK, s(idempotency_pk(account, key)))
-            .key(SK, s("IDEM"))
+            .set_key(Some(idempotency_record_key(account, key)))
             .update_expression("SET lease_until = :lease")
             .condition_expression("lease_until = :seen")
             .expression_attribute_values(":lease", n(lease_until()))
@@ -705,8 +703,7 @@ impl Store {
         self.client
             .delete_item()
             .table_name(&self.table)
-            .key(PK, s(idempotency_pk(account, key)))
-            .key(SK, s("IDEM"))
+            .set_key(Some(idempotency_record_key(account, key)))
             .send()
             .await
             .map_err(aws_error("DeleteItem"))?;
@@ -725,8 +722,7 @@ impl Store {
         self.client
             .update_item()
             .table_name(&self.table)
-            .key(PK, s(idempotency_pk(&message.account, key)))
-            .key(SK, s("IDEM"))
+            .set_key(Some(idempotency_record_key(&message.account, key)))
             .update_expression("SET #state = :done REMOVE lease_until")
             .expression_attribute_names("#state", "state")
             .expression_attribute_values(":done", s("done"))
@@ -750,8 +746,7 @@ impl Store {
         self.client
             .update_item()
             .table_name(&self.table)
-            .key(PK, s(idempotency_pk(&message.account, key)))
-            .key(SK, s("IDEM"))
+            .set_key(Some(idempotency_record_key(&message.account, key)))
             .update_expression("SET lease_until = :released")
             .expression_attribute_values(":released", n(0))
             .send()
@@ -935,6 +930,13 @@ impl Store {
         }
         Ok(attempts)
     }
+}
+
+fn idempotency_record_key(account: &str, key: &str) -> Item {
+    HashMap::from([
+        (PK.into(), s(idempotency_pk(account, key))),
+        (SK.into(), s("IDEM")),
+    ])
 }
 
 fn idempotency_pk(account: &str, key: &str) -> String {
