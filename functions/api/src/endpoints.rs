@@ -30,7 +30,7 @@ fn not_found(id: &str) -> ApiError {
 }
 
 /// The endpoint `id` of `account`, or 404 when it is absent or another account's.
-async fn load(
+pub(crate) async fn load(
     deps: &Deps,
     account: &str,
     id: &str,

@@ -9,31 +9,18 @@ use serde_json::{Map, Value, json};
 use shared::catalog;
 use shared::event::NewEvent;
 use shared::http::{ApiError, json, json_object};
-use shared::ids::{EndpointId, MessageId};
+use shared::ids::MessageId;
 use shared::model::{Attempt, AttemptStatus, DeliveryJob, Endpoint};
 use shared::timefmt;
 use time::OffsetDateTime;
 
-use crate::{Deps, internal};
+use crate::{Deps, endpoints, internal};
 
 /// The event type of a test event when the request names none and the endpoint
 /// subscribes to everything.
 pub const DEFAULT_TEST_EVENT: &str = "dataset.created";
 /// The dataset name test events are about, under the endpoint's account.
 pub const TEST_DATASET: &str = "hookline-test";
-
-/// The endpoint of `account` with `id`, or 404: the tenant check of every route here.
-async fn endpoint_of(deps: &Deps, account: &str, id: &str) -> Result<Endpoint, ApiError> {
-    let not_found = || ApiError::not_found(format!("no endpoint {id}"));
-    let id = EndpointId::parse(id).ok_or_else(not_found)?;
-    let (endpoint, _) = deps
-        .store
-        .get_endpoint(account, &id)
-        .await
-        .map_err(internal("could not read an endpoint"))?
-        .ok_or_else(not_found)?;
-    Ok(endpoint)
-}
 
 async fn enqueue(deps: &Deps, jobs: &[DeliveryJob]) -> Result<(), ApiError> {
     deps.queues.send_jobs(jobs).await.map_err(|error| {
@@ -49,7 +36,7 @@ pub async fn send_test(
     endpoint_id: &str,
     req: &Request,
 ) -> Result<Response<Body>, ApiError> {
-    let endpoint = endpoint_of(deps, account, endpoint_id).await?;
+    let (endpoint, _) = endpoints::load(deps, account, endpoint_id).await?;
     let body = json_object(req)?;
     let event_type = test_event_type(&body, &endpoint)?;
     let mut object = Map::new();
@@ -112,7 +99,7 @@ pub async fn replay_message(
     endpoint_id: &str,
     message_id: &str,
 ) -> Result<Response<Body>, ApiError> {
-    let endpoint = endpoint_of(deps, account, endpoint_id).await?;
+    let (endpoint, _) = endpoints::load(deps, account, endpoint_id).await?;
     let not_found = || ApiError::not_found(format!("no message {message_id}"));
     let id = MessageId::parse(message_id).ok_or_else(not_found)?;
     let message = deps
@@ -134,7 +121,7 @@ pub async fn recover(
     endpoint_id: &str,
     req: &Request,
 ) -> Result<Response<Body>, ApiError> {
-    let endpoint = endpoint_of(deps, account, endpoint_id).await?;
+    let (endpoint, _) = endpoints::load(deps, account, endpoint_id).await?;
     let (since, until) = parse_window(&json_object(req)?, OffsetDateTime::now_utc())?;
     let attempts = deps
         .store
@@ -213,7 +200,7 @@ pub fn last_failed(attempts: &[Attempt]) -> Vec<MessageId> {
 
 #[cfg(test)]
 mod tests {
-    use shared::ids::AttemptId;
+    use shared::ids::{AttemptId, EndpointId};
 
     use super::*;
 
