@@ -18,33 +18,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run hookline locally: the emulator, the function binaries and the HTTP API.
-    Dev {
-        /// Port of the HTTP API on 127.0.0.1 (0 picks a free one).
-        #[arg(long, default_value_t = 3000)]
-        port: u16,
-        /// Platform key to accept; a new one is made and printed when absent.
-        #[arg(long)]
-        api_key: Option<String>,
-        /// A running emulator to use instead of starting moto's server.
-        #[arg(long)]
-        emulator: Option<String>,
-        /// Delays after each failed attempt, e.g. 1s,2s.
-        #[arg(long)]
-        retry_schedule: Option<String>,
-        /// Refuse loopback and private endpoint addresses, as in production.
-        #[arg(long)]
-        block_private_targets: bool,
-        /// Instances of each function.
-        #[arg(long, default_value_t = 2)]
-        instances: usize,
-        /// One delivery attempt's timeout (HOOKLINE_REQUEST_TIMEOUT_MS) for the functions.
-        #[arg(long)]
-        request_timeout_ms: Option<u64>,
-        /// The delivery queue's visibility timeout in seconds: how soon a batch whose
-        /// dispatcher died comes back. Default: six times the dispatcher's timeout, as in AWS.
-        #[arg(long)]
-        visibility_timeout: Option<u64>,
-    },
+    Dev(DevOptions),
     /// Platform keys.
     Keys {
         #[command(subcommand)]
@@ -81,27 +55,7 @@ async fn main() -> ExitCode {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     let result = match Cli::parse().command {
-        Command::Dev {
-            port,
-            api_key,
-            emulator,
-            retry_schedule,
-            block_private_targets,
-            instances,
-            request_timeout_ms,
-            visibility_timeout,
-        } => local::run(DevOptions {
-            port,
-            api_key,
-            emulator,
-            retry_schedule,
-            block_private_targets,
-            instances,
-            request_timeout_ms,
-            visibility_timeout: visibility_timeout.map(std::time::Duration::from_secs),
-        })
-        .await
-        .map_err(|e| e.to_string()),
+        Command::Dev(options) => local::run(options).await.map_err(|e| e.to_string()),
         Command::Keys { command } => manage::keys(command).await,
         Command::Endpoints { command } => manage::endpoints(command).await,
         Command::Dlq { command } => dlq::run(command).await,

@@ -30,20 +30,41 @@ pub const VISIBILITY_FACTOR: u32 = 6;
 /// How long the functions may take to start.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
-#[derive(Debug, Clone)]
+/// `hookline dev`'s options.
+#[derive(Debug, Clone, clap::Args)]
 pub struct DevOptions {
+    /// Port of the HTTP API on 127.0.0.1 (0 picks a free one).
+    #[arg(long, default_value_t = 3000)]
     pub port: u16,
+    /// Platform key to accept; a new one is made and printed when absent.
+    #[arg(long)]
     pub api_key: Option<String>,
+    /// A running emulator to use instead of starting moto's server.
+    #[arg(long)]
     pub emulator: Option<String>,
+    /// Delays after each failed attempt, e.g. 1s,2s.
+    #[arg(long)]
     pub retry_schedule: Option<String>,
+    /// Refuse loopback and private endpoint addresses, as in production.
+    #[arg(long)]
     pub block_private_targets: bool,
-    /// Instances per function; more than one lets requests and batches overlap.
+    /// Instances of each function; more than one lets requests and batches overlap.
+    #[arg(long, default_value_t = 2)]
     pub instances: usize,
-    /// `HOOKLINE_REQUEST_TIMEOUT_MS` for the functions, instead of this environment's.
+    /// One delivery attempt's timeout (HOOKLINE_REQUEST_TIMEOUT_MS) for the functions,
+    /// instead of this environment's.
+    #[arg(long)]
     pub request_timeout_ms: Option<u64>,
-    /// The delivery queue's visibility timeout, instead of [`VISIBILITY_FACTOR`] times
-    /// the dispatcher's timeout: a shorter one brings a crashed batch back sooner.
+    /// The delivery queue's visibility timeout in seconds: how soon a batch whose
+    /// dispatcher died comes back. Default: six times the dispatcher's timeout, as in AWS.
+    #[arg(long = "visibility-timeout", value_parser = seconds)]
     pub visibility_timeout: Option<Duration>,
+}
+
+fn seconds(text: &str) -> Result<Duration, String> {
+    text.parse()
+        .map(Duration::from_secs)
+        .map_err(|_| format!("`{text}` is not a whole number of seconds"))
 }
 
 #[derive(Debug, thiserror::Error)]
