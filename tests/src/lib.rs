@@ -243,17 +243,23 @@ pub struct Dev {
 }
 
 impl Dev {
-    /// Starts `hookline dev --port 0` with a fresh key and `extra` arguments, and waits for `ready`.
-    pub fn start(extra: &[&str]) -> Self {
-        let api_key = shared::keys::generate();
-        let mut child = Command::new(binary("hookline"))
-            .args(["dev", "--port", "0", "--api-key", &api_key])
+    /// Starts `hookline dev --port 0` with `api_key` and `extra` arguments, without
+    /// waiting for it to be ready.
+    pub fn spawn(api_key: &str, extra: &[&str]) -> Child {
+        Command::new(binary("hookline"))
+            .args(["dev", "--port", "0", "--api-key", api_key])
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .expect("hookline dev starts");
+            .expect("hookline dev starts")
+    }
+
+    /// Starts `hookline dev --port 0` with a fresh key and `extra` arguments, and waits for `ready`.
+    pub fn start(extra: &[&str]) -> Self {
+        let api_key = shared::keys::generate();
+        let mut child = Self::spawn(&api_key, extra);
         let stdout = child.stdout.take().expect("piped");
         let mut lines = BufReader::new(stdout).lines();
         let url = loop {
@@ -288,18 +294,7 @@ impl Dev {
 
     /// Sends SIGINT, as Ctrl-C does, and waits for the exit (at most `timeout`).
     pub fn interrupt(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
-        // SAFETY: kill(2) on our own child's pid.
-        unsafe {
-            libc::kill(self.child.id() as i32, libc::SIGINT);
-        }
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
+        interrupt(&mut self.child, timeout)
     }
 
     /// A request with the platform key.
@@ -324,6 +319,22 @@ impl Drop for Dev {
             let _ = self.child.wait();
         }
     }
+}
+
+/// Sends `child` SIGINT, as Ctrl-C does, and waits for its exit (at most `timeout`).
+pub fn interrupt(child: &mut Child, timeout: Duration) -> Option<std::process::ExitStatus> {
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
 }
 
 /// The pids whose parent is `pid`, read from /proc.

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use hookline_cli::emulator::Emulator;
-use hookline_tests::{Dev, Receiver, children_of, is_running, poll_until, queue_depth};
+use hookline_tests::{Dev, Receiver, children_of, interrupt, is_running, poll_until, queue_depth};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -271,6 +271,23 @@ async fn interrupting_dev_stops_every_process_it_started() {
     let status = dev
         .interrupt(Duration::from_secs(15))
         .expect("dev exits after SIGINT");
+    assert!(status.success(), "{status:?}");
+    poll_until(Duration::from_secs(5), "every child to exit", || async {
+        children.iter().all(|pid| !is_running(*pid)).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn interrupting_dev_while_it_starts_stops_it_cleanly() {
+    let mut dev = Dev::spawn(&shared::keys::generate(), &[]);
+    // The emulator is dev's first child; the functions are not up yet.
+    let children = poll_until(Duration::from_secs(10), "dev's first child", || async {
+        let children = children_of(dev.id());
+        (!children.is_empty()).then_some(children)
+    })
+    .await;
+    let status = interrupt(&mut dev, Duration::from_secs(15)).expect("dev exits after SIGINT");
     assert!(status.success(), "{status:?}");
     poll_until(Duration::from_secs(5), "every child to exit", || async {
         children.iter().all(|pid| !is_running(*pid)).then_some(())

@@ -106,6 +106,42 @@ fn binary_dir() -> Result<PathBuf, DevError> {
 
 /// Runs until SIGINT or SIGTERM, then stops everything it started.
 pub async fn run(options: DevOptions) -> Result<(), DevError> {
+    // Listening before anything starts: a signal during start-up stops it cleanly
+    // instead of killing this process with its children half-started.
+    let mut stop_signal = StopSignal::listen()?;
+    let running = tokio::select! {
+        started = start(&options) => started?,
+        () = stop_signal.received() => {
+            tracing::info!("stopped while starting");
+            return Ok(());
+        }
+    };
+    println!("ready http://{}", running.address);
+    stop_signal.received().await;
+    tracing::info!("stopping");
+    running.stop().await;
+    Ok(())
+}
+
+/// What `hookline dev` started, until it stops.
+struct Running {
+    address: SocketAddr,
+    stop: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    emulator: Option<Emulator>,
+}
+
+impl Running {
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        }
+        drop(self.emulator);
+    }
+}
+
+async fn start(options: &DevOptions) -> Result<Running, DevError> {
     // Started on this thread, which lives as long as the command: the emulator is tied to it.
     let emulator = match &options.emulator {
         Some(_) => None,
@@ -271,25 +307,33 @@ pub async fn run(options: DevOptions) -> Result<(), DevError> {
         )));
     }
 
-    println!("ready http://{address}");
-
-    wait_for_stop_signal().await?;
-    tracing::info!("stopping");
-    let _ = stop.send(true);
-    for task in tasks {
-        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
-    }
-    drop(emulator);
-    Ok(())
+    Ok(Running {
+        address,
+        stop,
+        tasks,
+        emulator,
+    })
 }
 
-async fn wait_for_stop_signal() -> std::io::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    let mut terminate = signal(SignalKind::terminate())?;
-    tokio::select! {
-        _ = interrupt.recv() => {}
-        _ = terminate.recv() => {}
+/// SIGINT and SIGTERM, caught from the moment it is made.
+struct StopSignal {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl StopSignal {
+    fn listen() -> std::io::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+        })
     }
-    Ok(())
+
+    async fn received(&mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
+    }
 }

@@ -121,7 +121,9 @@ impl Instance {
 async fn next_invocation(State(instance): State<Instance>) -> Response {
     instance.ready.send_replace(true);
     let Some(invocation) = instance.queue.lock().await.recv().await else {
-        return StatusCode::GONE.into_response();
+        // No more invocations: like Lambda, leave the process waiting until it is stopped
+        // (the function's runtime client treats any answer as an invocation).
+        return std::future::pending().await;
     };
     let request_id = ulid::Ulid::new().to_string().to_lowercase();
     let deadline = std::time::SystemTime::now() + instance.timeout;
