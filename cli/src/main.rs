@@ -6,6 +6,7 @@ use hookline_cli::dlq::{self, DlqCommand};
 use hookline_cli::local::{self, DevOptions};
 use hookline_cli::manage::{self, EndpointsCommand, KeysCommand};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::prelude::*;
 
 /// hookline: webhook delivery on AWS Lambda, SQS and DynamoDB.
 #[derive(Parser)]
@@ -53,6 +54,9 @@ async fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
+        .finish()
+        // With AWS credentials, the SDK's TRACE lines would show endpoint secrets.
+        .with(shared::logging::without_wire_content())
         .init();
     let result = match Cli::parse().command {
         Command::Dev(options) => local::run(options).await.map_err(|e| e.to_string()),

@@ -9,6 +9,7 @@ pub mod event;
 pub mod http;
 pub mod ids;
 pub mod keys;
+pub mod logging;
 pub mod model;
 pub mod net;
 pub mod payload;

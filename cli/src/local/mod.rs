@@ -237,10 +237,6 @@ async fn start(options: &DevOptions) -> Result<Running, DevError> {
     if let Some(ms) = &request_timeout_ms {
         env.push((config::REQUEST_TIMEOUT_MS.into(), ms.clone()));
     }
-    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        // Colour codes would only garble a log file or a test's captured output.
-        env.push(("NO_COLOR".into(), "1".into()));
-    }
 
     let binaries = binary_dir()?;
     let spec = |name: &'static str, timeout| -> Result<FunctionSpec, DevError> {

@@ -4,7 +4,7 @@ use shared::config::Config;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    lambda_runtime::tracing::init_default_subscriber();
+    shared::logging::init();
     let config = Config::from_env()?;
     let sdk = shared::aws::from_env().await;
     let (store, queues) = shared::aws::adapters(&sdk, &config);

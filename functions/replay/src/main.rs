@@ -14,7 +14,7 @@ const MARGIN: Duration = Duration::from_secs(5);
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    lambda_runtime::tracing::init_default_subscriber();
+    shared::logging::init();
     let config = Config::from_env()?;
     let sdk = shared::aws::from_env().await;
     let (_store, queues) = shared::aws::adapters(&sdk, &config);
