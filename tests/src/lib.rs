@@ -240,26 +240,50 @@ pub struct Dev {
     child: Child,
     pub url: String,
     pub api_key: String,
+    /// Everything dev and its functions wrote to stderr so far.
+    log: Arc<Mutex<String>>,
 }
 
 impl Dev {
     /// Starts `hookline dev --port 0` with `api_key` and `extra` arguments, without
     /// waiting for it to be ready.
     pub fn spawn(api_key: &str, extra: &[&str]) -> Child {
+        Self::spawn_with_env(api_key, extra, &[])
+    }
+
+    fn spawn_with_env(api_key: &str, extra: &[&str], env: &[(&str, &str)]) -> Child {
         Command::new(binary("hookline"))
             .args(["dev", "--port", "0", "--api-key", api_key])
             .args(extra)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("hookline dev starts")
     }
 
     /// Starts `hookline dev --port 0` with a fresh key and `extra` arguments, and waits for `ready`.
     pub fn start(extra: &[&str]) -> Self {
+        Self::start_with_env(extra, &[])
+    }
+
+    /// [`Dev::start`] with variables added to the environment dev and its functions get.
+    pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Self {
         let api_key = shared::keys::generate();
-        let mut child = Self::spawn(&api_key, extra);
+        let mut child = Self::spawn_with_env(&api_key, extra, env);
+        let log = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().expect("piped");
+        let kept = log.clone();
+        // Passed on as it comes, so a failing test still shows the functions' logs.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("{line}");
+                let mut log = kept.lock().expect("not poisoned");
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
         let stdout = child.stdout.take().expect("piped");
         let mut lines = BufReader::new(stdout).lines();
         let url = loop {
@@ -281,7 +305,13 @@ impl Dev {
             child,
             url,
             api_key,
+            log,
         }
+    }
+
+    /// What dev and its functions have logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().expect("not poisoned").clone()
     }
 
     pub fn pid(&self) -> u32 {

@@ -31,11 +31,15 @@ struct Stack {
 
 impl Stack {
     async fn start(extra: &[&str]) -> Self {
+        Self::start_with_env(extra, &[]).await
+    }
+
+    async fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Self {
         let emulator = Emulator::start().expect("the emulator starts");
         let emulator_url = emulator.url().to_string();
         let mut args = vec!["--emulator", emulator_url.as_str()];
         args.extend_from_slice(extra);
-        let dev = Dev::start(&args);
+        let dev = Dev::start_with_env(&args, env);
         let sdk = shared::aws::for_emulator(&emulator_url).await;
         let sqs = aws_sdk_sqs::Client::new(&sdk);
         let url_of = |name: &'static str| {
@@ -880,4 +884,65 @@ async fn the_dlq_routes_count_and_replay_with_a_filter() {
     assert_eq!(delivered[1].header("webhook-id"), message.as_str());
     stack.wait_for_dlq(1).await;
     assert_eq!(b.deliveries().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_log_line_names_a_secret_or_a_key_even_at_trace_level() {
+    // Every line the functions can write, the AWS SDK's and the Lambda runtime's included.
+    let mut stack =
+        Stack::start_with_env(&["--retry-schedule", "1s"], &[("RUST_LOG", "trace")]).await;
+    let receiver = Receiver::statuses(&[500]).await;
+    let (id, first_secret) = stack.endpoint(json!({"url": receiver.url("/hook")})).await;
+    let secret_path = format!("/v1/accounts/jane/endpoints/{id}/secret");
+    let (status, read) = stack.call(Method::GET, &secret_path, None).await;
+    assert_eq!(
+        (status, &read["secret"]),
+        (StatusCode::OK, &json!(first_secret))
+    );
+    let (status, rotated) = stack
+        .call(Method::POST, &format!("{secret_path}/rotate"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{rotated}");
+    let second_secret = rotated["secret"].as_str().unwrap().to_string();
+    let (status, _) = stack
+        .call(
+            Method::GET,
+            &format!("/v1/accounts/bob/endpoints/{id}/secret"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let wrong_key = shared::keys::generate();
+    let refused = stack
+        .http
+        .post(stack.dev.url("/v1/events"))
+        .bearer_auth(&wrong_key)
+        .json(&json!({"event_type": "sample.created", "dataset": "jane/flowers", "object": {}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+
+    // One failed attempt and one success, each signed with both secrets.
+    let message = stack.event("sample.created", "flowers").await;
+    let delivered = receiver.wait_for(2, SETTLE).await;
+    assert_eq!(receiver.successes().len(), 1);
+    verify(&first_secret, &delivered[1]);
+    verify(&second_secret, &delivered[1]);
+
+    // Stopped, so every line the functions wrote has been passed on.
+    assert!(stack.dev.interrupt(Duration::from_secs(15)).is_some());
+    let log = stack.dev.log();
+    assert!(log.contains(message.as_str()), "the log was captured");
+    assert!(log.contains("[api] TRACE"), "the functions logged at TRACE");
+    let secret_bytes = |secret: &str| secret.trim_start_matches("whsec_").to_string();
+    for (what, text) in [
+        ("the first secret", secret_bytes(&first_secret)),
+        ("the second secret", secret_bytes(&second_secret)),
+        ("the platform key", stack.dev.api_key.clone()),
+        ("the refused key", wrong_key),
+    ] {
+        assert!(!log.contains(&text), "the log names {what}");
+    }
+    assert!(!log.contains("whsec_"), "the log names a secret");
 }
