@@ -201,7 +201,9 @@ async fn deliver(deps: &Deps, job: &DeliveryJob, attempt_number: u32) -> Verdict
 
     let found = match deps
         .endpoints
-        .get(&deps.store, &job.account, &job.endpoint_id)
+        .get(&job.account, &job.endpoint_id, || {
+            deps.store.get_endpoint(&job.account, &job.endpoint_id)
+        })
         .await
     {
         Ok(found) => found,
