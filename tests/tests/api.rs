@@ -43,6 +43,7 @@ async fn every_route_answers_through_the_gateway() {
     )
     .await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert!(created["secret"].as_str().unwrap().starts_with("whsec_"));
     let id = created["id"].as_str().unwrap();
     let endpoint = format!("/v1/accounts/jane/endpoints/{id}");
     let (status, accepted) = call(
@@ -169,6 +170,13 @@ async fn every_route_answers_through_the_gateway() {
                 "{method} {path}: {answer}"
             );
         }
+        // Only the secret's own routes answer with it (creation did, above).
+        let secret_route = path.ends_with("/secret") || path.ends_with("/secret/rotate");
+        assert_eq!(
+            answer.to_string().contains("whsec_"),
+            secret_route,
+            "{method} {path}"
+        );
     }
 }
 
