@@ -245,13 +245,9 @@ pub struct Dev {
 }
 
 impl Dev {
-    /// Starts `hookline dev --port 0` with `api_key` and `extra` arguments, without
-    /// waiting for it to be ready.
-    pub fn spawn(api_key: &str, extra: &[&str]) -> Child {
-        Self::spawn_with_env(api_key, extra, &[])
-    }
-
-    fn spawn_with_env(api_key: &str, extra: &[&str], env: &[(&str, &str)]) -> Child {
+    /// Starts `hookline dev --port 0` with `api_key`, `extra` arguments and `env` added
+    /// to its environment, without waiting for it to be ready.
+    pub fn spawn(api_key: &str, extra: &[&str], env: &[(&str, &str)]) -> Child {
         Command::new(binary("hookline"))
             .args(["dev", "--port", "0", "--api-key", api_key])
             .args(extra)
@@ -271,7 +267,7 @@ impl Dev {
     /// [`Dev::start`] with variables added to the environment dev and its functions get.
     pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Self {
         let api_key = shared::keys::generate();
-        let mut child = Self::spawn_with_env(&api_key, extra, env);
+        let mut child = Self::spawn(&api_key, extra, env);
         let log = Arc::new(Mutex::new(String::new()));
         let stderr = child.stderr.take().expect("piped");
         let kept = log.clone();

@@ -280,7 +280,7 @@ async fn interrupting_dev_stops_every_process_it_started() {
 
 #[tokio::test]
 async fn interrupting_dev_while_it_starts_stops_it_cleanly() {
-    let mut dev = Dev::spawn(&shared::keys::generate(), &[]);
+    let mut dev = Dev::spawn(&shared::keys::generate(), &[], &[]);
     // The emulator is dev's first child; the functions are not up yet.
     let children = poll_until(Duration::from_secs(10), "dev's first child", || async {
         let children = children_of(dev.id());
