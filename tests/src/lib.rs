@@ -2,6 +2,8 @@
 //! process, fresh resources per test, real HTTP receivers, `hookline dev` as a
 //! child process, and waiting with a deadline instead of sleeping.
 
+pub mod faults;
+
 use std::future::Future;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
