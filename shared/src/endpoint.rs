@@ -389,9 +389,39 @@ mod tests {
     }
 
     #[test]
+    fn reserved_addresses_are_refused_in_every_spelling_the_parser_accepts() {
+        for url in [
+            "https://192.0.513/",
+            "https://198.18.1/",
+            "https://0xcb.0.0x71.9/",
+            "https://4294967295/",
+            "https://0360.0.0.1/",
+            "https://[::ffff:0:7f00:1]/",
+            "https://[::ffff:a9fe:a9fe]/",
+            "https://[2002:7f00:1::1]/",
+            "https://[64:ff9b:1::808:808]/",
+            "https://[2001:0:4136:e378:8000:63bf:80ff:fffe]/",
+            "https://[2001:db8::1]/",
+            "https://[3fff::1]/",
+        ] {
+            assert!(check_url(url, false).is_err(), "{url} should be refused");
+            assert!(check_url(url, true).is_ok(), "{url} should parse");
+        }
+    }
+
+    #[test]
     fn accepts_public_https_and_private_targets_when_allowed() {
         assert!(check_url("https://example.com/hooks?x=1", false).is_ok());
         assert!(check_url("https://8.8.8.8/", false).is_ok());
+        for spelling in [
+            "https://0x08080808/",
+            "https://134744072/",
+            "https://8.8.2056/",
+        ] {
+            let url = check_url(spelling, false).expect(spelling);
+            assert_eq!(url.host_str(), Some("8.8.8.8"), "{spelling}");
+        }
+        assert!(check_url("https://[2002:808:808::1]/", false).is_ok());
         assert!(check_url("http://127.0.0.1:8080/hook", true).is_ok());
         assert!(check_url("https://user@127.0.0.1/", true).is_err());
         assert!(check_url("ftp://127.0.0.1/", true).is_err());

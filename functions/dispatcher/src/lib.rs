@@ -56,8 +56,9 @@ impl Deps {
 }
 
 /// The one HTTP client of an instance: keep-alive across invocations, no redirects
-/// (a 3xx is a failure), the attempt timeout over the whole exchange, and every
-/// name resolved through the SSRF check.
+/// (a 3xx is a failure), the attempt timeout over the whole exchange, every
+/// name resolved through the SSRF check, and no proxy from the environment (a
+/// proxy would resolve the name itself, around the check).
 pub fn http_client(config: &Config) -> reqwest::Client {
     http_client_with(
         config,
@@ -72,6 +73,7 @@ pub fn http_client_with(config: &Config, resolver: CheckedResolver) -> reqwest::
         .pool_idle_timeout(IDLE_CONNECTION)
         .user_agent(USER_AGENT)
         .dns_resolver(Arc::new(resolver))
+        .no_proxy()
         .build()
         .expect("the TLS backend initialises")
 }
