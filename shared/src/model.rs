@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::ids::{AttemptId, EndpointId, MessageId};
+use crate::queue::MAX_MESSAGE_BYTES;
 use crate::signing::Secret;
 
 /// What an endpoint receives: the full envelope, or the `{"text": …}` a Slack incoming webhook takes.
@@ -118,20 +119,40 @@ pub struct DeliveryJob {
     pub payload: Option<String>,
 }
 
-/// Payloads larger than this stay in the table; SQS takes 256 KiB per message in all.
-pub const MAX_INLINE_PAYLOAD: usize = 192 * 1024;
-
 impl DeliveryJob {
+    /// The job for one endpoint; see [`DeliveryJob::for_endpoints`].
     pub fn new(message: &Message, endpoint_id: EndpointId) -> Self {
-        let payload =
-            (message.payload.len() <= MAX_INLINE_PAYLOAD).then(|| message.payload.clone());
-        Self {
+        Self::for_endpoints(message, vec![endpoint_id])
+            .pop()
+            .expect("one job per endpoint")
+    }
+
+    /// One job per endpoint, carrying the payload inline when a job with it still fits
+    /// in an SQS message: decided on the serialized job, where JSON escaping can
+    /// double the payload's size. Endpoint ids have one length, so one job decides for all.
+    pub fn for_endpoints(message: &Message, endpoint_ids: Vec<EndpointId>) -> Vec<Self> {
+        let job = |endpoint_id, payload| Self {
             message_id: message.id.clone(),
             endpoint_id,
             account: message.account.clone(),
             event_type: message.event_type.clone(),
             payload,
-        }
+        };
+        let inline = endpoint_ids.first().is_some_and(|first| {
+            job(first.clone(), Some(message.payload.clone()))
+                .to_body()
+                .len()
+                <= MAX_MESSAGE_BYTES
+        });
+        endpoint_ids
+            .into_iter()
+            .map(|id| job(id, inline.then(|| message.payload.clone())))
+            .collect()
+    }
+
+    /// The job as a queue message body.
+    pub fn to_body(&self) -> String {
+        crate::queue::message_body(self)
     }
 }
 
@@ -233,24 +254,74 @@ mod tests {
         assert_eq!(secrets.signing(now + Duration::hours(25)), vec![&current]);
     }
 
-    #[test]
-    fn large_payloads_stay_off_the_queue() {
-        let mut message = Message {
+    fn message(payload: String) -> Message {
+        Message {
             id: MessageId::new(),
             account: "jane".into(),
             event_type: "sample.created".into(),
             dataset: "jane/flowers".into(),
             created_at: "2021-08-09T14:40:19Z".into(),
-            payload: "{}".into(),
+            payload,
             received_at: OffsetDateTime::now_utc(),
-        };
-        assert_eq!(
-            DeliveryJob::new(&message, EndpointId::new())
+        }
+    }
+
+    /// The largest payload of `unit` repeated whose job still fits an SQS message.
+    fn largest_inline(unit: &str) -> usize {
+        let fits = |n: usize| {
+            DeliveryJob::new(&message(unit.repeat(n)), EndpointId::new())
                 .payload
-                .as_deref(),
-            Some("{}")
+                .is_some()
+        };
+        let (mut low, mut high) = (0, MAX_MESSAGE_BYTES);
+        while low + 1 < high {
+            let middle = (low + high) / 2;
+            if fits(middle) {
+                low = middle
+            } else {
+                high = middle
+            }
+        }
+        low * unit.len()
+    }
+
+    #[test]
+    fn the_payload_goes_inline_while_the_serialized_job_fits_an_sqs_message() {
+        let small = DeliveryJob::new(&message("{}".into()), EndpointId::new());
+        assert_eq!(small.payload.as_deref(), Some("{}"));
+        // Plain text takes its own size in a job; `"` and `\` take twice theirs, so the
+        // limit in payload bytes is about half.
+        let plain = largest_inline("x");
+        let quotes = largest_inline("\"");
+        let backslashes = largest_inline("\\");
+        assert!(plain > MAX_MESSAGE_BYTES - 200, "{plain}");
+        assert!((MAX_MESSAGE_BYTES / 2 - 200..=MAX_MESSAGE_BYTES / 2).contains(&quotes));
+        assert_eq!(quotes, backslashes);
+        // Non-ASCII stays as UTF-8: its bytes count once.
+        let accents = largest_inline("é");
+        assert!(accents > MAX_MESSAGE_BYTES - 200, "{accents}");
+        for unit in ["x", "\"", "é", "\u{1}", "\u{ffff}"] {
+            for n in [0, 1000, 100_000, 200_000] {
+                let payload = unit.repeat(n);
+                let job = DeliveryJob::new(&message(payload.clone()), EndpointId::new());
+                if job.payload.is_some() {
+                    assert!(job.to_body().len() <= MAX_MESSAGE_BYTES, "{unit:?} × {n}");
+                }
+                let back: DeliveryJob = serde_json::from_str(&job.to_body()).unwrap();
+                assert_eq!(back, job, "{unit:?} × {n}");
+            }
+        }
+    }
+
+    #[test]
+    fn one_decision_for_every_endpoint_of_a_message() {
+        let big = message("\"".repeat(MAX_MESSAGE_BYTES / 2));
+        let jobs = DeliveryJob::for_endpoints(&big, vec![EndpointId::new(), EndpointId::new()]);
+        assert_eq!(jobs.len(), 2);
+        assert!(
+            jobs.iter()
+                .all(|j| j.payload.is_none() && j.message_id == big.id)
         );
-        message.payload = "x".repeat(MAX_INLINE_PAYLOAD + 1);
-        assert_eq!(DeliveryJob::new(&message, EndpointId::new()).payload, None);
+        assert!(DeliveryJob::for_endpoints(&big, vec![]).is_empty());
     }
 }

@@ -14,10 +14,16 @@ use crate::model::DeliveryJob;
 
 /// SendMessageBatch and DeleteMessageBatch take at most ten entries.
 pub const MAX_BATCH: usize = 10;
+/// SQS takes a message body of at most 256 KiB (in UTF-8 bytes)…
+pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
+/// …and a SendMessageBatch whose bodies add up to at most 1 MiB.
+pub const MAX_BATCH_BYTES: usize = 1024 * 1024;
 /// Both queues keep a job 14 days, SQS's longest.
 pub const RETENTION_SECONDS: u32 = 14 * 24 * 60 * 60;
-/// Entries a batch call refused are sent again this many times before giving up.
-const SEND_RETRIES: usize = 3;
+/// Entries a batch call refused are sent again this many times before giving up…
+const SEND_RETRIES: u32 = 3;
+/// …after this pause, doubled each time: a refusal is mostly a moment's throttling.
+const SEND_BACKOFF: Duration = Duration::from_millis(50);
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
@@ -26,8 +32,77 @@ pub enum QueueError {
         operation: &'static str,
         message: String,
     },
-    #[error("SQS refused {count} of the jobs: {reason}")]
-    Refused { count: usize, reason: String },
+    /// Some messages of a send were not sent (or may not have been); the others were.
+    #[error("SQS did not take {} of {total} messages: {reason}", unsent.len())]
+    Unsent {
+        /// Positions, in the slice given, of the messages not sent.
+        unsent: Vec<usize>,
+        total: usize,
+        reason: String,
+    },
+}
+
+impl QueueError {
+    /// The positions of the messages a send did not get onto the queue: `unsent`
+    /// for a partial send, all of them for any other failure.
+    pub fn unsent(&self, total: usize) -> Vec<usize> {
+        match self {
+            QueueError::Unsent { unsent, .. } => unsent.clone(),
+            QueueError::Aws { .. } => (0..total).collect(),
+        }
+    }
+}
+
+/// How a send splits into SendMessageBatch calls: each batch at most [`MAX_BATCH`]
+/// entries and [`MAX_BATCH_BYTES`] in all, in the order given; and the bodies SQS
+/// would refuse whatever we do (over [`MAX_MESSAGE_BYTES`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct BatchPlan {
+    pub batches: Vec<Vec<usize>>,
+    pub too_large: Vec<usize>,
+}
+
+/// A value as a queue message body: its JSON, with the two characters JSON allows
+/// raw but SQS refuses (U+FFFE and U+FFFF) written as escapes, which read back the same.
+pub fn message_body<T: serde::Serialize>(value: &T) -> String {
+    let json = serde_json::to_string(value).expect("queue bodies serialise");
+    if !json.contains(['\u{fffe}', '\u{ffff}']) {
+        return json;
+    }
+    // Outside strings JSON is ASCII, so these can only stand inside one.
+    json.replace('\u{fffe}', "\\ufffe")
+        .replace('\u{ffff}', "\\uffff")
+}
+
+/// How one batch failed: the positions still not sent, and why.
+enum BatchFailure {
+    /// SQS answered, refusing these entries each time.
+    Refused(Vec<usize>, String),
+    /// The call itself failed.
+    Call(Vec<usize>, String),
+}
+
+/// Plans the batches for bodies of `sizes` bytes.
+pub fn plan_batches(sizes: &[usize]) -> BatchPlan {
+    let mut plan = BatchPlan::default();
+    let mut current: Vec<usize> = Vec::new();
+    let mut current_bytes = 0;
+    for (index, &size) in sizes.iter().enumerate() {
+        if size > MAX_MESSAGE_BYTES {
+            plan.too_large.push(index);
+            continue;
+        }
+        if current.len() == MAX_BATCH || current_bytes + size > MAX_BATCH_BYTES {
+            plan.batches.push(std::mem::take(&mut current));
+            current_bytes = 0;
+        }
+        current.push(index);
+        current_bytes += size;
+    }
+    if !current.is_empty() {
+        plan.batches.push(current);
+    }
+    plan
 }
 
 fn aws_error<E>(operation: &'static str) -> impl FnOnce(E) -> QueueError
@@ -79,62 +154,105 @@ impl Queues {
         &self.dlq_url
     }
 
-    /// Enqueues one job per entry with SendMessageBatch, ten at a time, sending
-    /// again only the entries SQS refused.
+    /// Enqueues one job per entry (see [`Queues::send_bodies`]).
     pub async fn send_jobs(&self, jobs: &[DeliveryJob]) -> Result<(), QueueError> {
-        let bodies: Vec<String> = jobs
-            .iter()
-            .map(|job| serde_json::to_string(job).expect("jobs serialise"))
-            .collect();
+        let bodies: Vec<String> = jobs.iter().map(DeliveryJob::to_body).collect();
         self.send_bodies(&bodies).await
     }
 
-    /// Enqueues message bodies as they are, so a job moved back from the DLQ is the same job.
+    /// Enqueues message bodies as they are, so a job moved back from the DLQ is the
+    /// same job: SendMessageBatch calls split by count and by bytes, the entries SQS
+    /// refused sent again after a short pause. On failure, [`QueueError::Unsent`]
+    /// names what did not go (a call that failed counts as not sent, though its
+    /// answer may only have been lost).
     pub async fn send_bodies(&self, bodies: &[String]) -> Result<(), QueueError> {
-        for chunk in bodies.chunks(MAX_BATCH) {
-            let mut pending: Vec<(String, &String)> = chunk
-                .iter()
-                .enumerate()
-                .map(|(index, body)| (index.to_string(), body))
-                .collect();
-            let mut last_reason = String::new();
-            for _ in 0..SEND_RETRIES {
-                let entries = pending
-                    .iter()
-                    .map(|(id, body)| {
-                        SendMessageBatchRequestEntry::builder()
-                            .id(id)
-                            .message_body(*body)
-                            .build()
-                            .expect("id and body are set")
-                    })
-                    .collect();
-                let output = self
-                    .client
-                    .send_message_batch()
-                    .queue_url(&self.delivery_url)
-                    .set_entries(Some(entries))
-                    .send()
-                    .await
-                    .map_err(aws_error("SendMessageBatch"))?;
-                let refused: Vec<String> = output.failed.iter().map(|f| f.id.clone()).collect();
-                if let Some(first) = output.failed.first() {
-                    last_reason =
-                        format!("{}: {}", first.code, first.message.as_deref().unwrap_or(""));
+        let sizes: Vec<usize> = bodies.iter().map(String::len).collect();
+        let plan = plan_batches(&sizes);
+        let mut unsent = plan.too_large.clone();
+        let mut reason = match plan.too_large.first() {
+            Some(&index) => format!(
+                "a body of {} bytes is over SQS's {} KiB",
+                sizes[index],
+                MAX_MESSAGE_BYTES / 1024
+            ),
+            None => String::new(),
+        };
+        for (position, batch) in plan.batches.iter().enumerate() {
+            match self.send_batch(bodies, batch).await {
+                Ok(()) => {}
+                Err(BatchFailure::Refused(refused, why)) => {
+                    unsent.extend(refused);
+                    reason = why;
                 }
-                pending.retain(|(id, _)| refused.contains(id));
-                if pending.is_empty() {
+                Err(BatchFailure::Call(pending, why)) => {
+                    // The SDK's own retries are spent: later calls would most likely fail alike.
+                    unsent.extend(pending);
+                    unsent.extend(plan.batches[position + 1..].iter().flatten());
+                    reason = why;
                     break;
                 }
             }
-            if !pending.is_empty() {
-                return Err(QueueError::Refused {
-                    count: pending.len(),
-                    reason: last_reason,
-                });
-            }
         }
-        Ok(())
+        if unsent.is_empty() {
+            return Ok(());
+        }
+        unsent.sort_unstable();
+        Err(QueueError::Unsent {
+            unsent,
+            total: bodies.len(),
+            reason,
+        })
+    }
+
+    /// One batch: sent, then its refused entries again after a pause, up to
+    /// [`SEND_RETRIES`] times.
+    async fn send_batch(&self, bodies: &[String], batch: &[usize]) -> Result<(), BatchFailure> {
+        let mut pending = batch.to_vec();
+        let mut pause = SEND_BACKOFF;
+        let mut retries = 0;
+        loop {
+            let entries = pending
+                .iter()
+                .map(|&index| {
+                    SendMessageBatchRequestEntry::builder()
+                        .id(index.to_string())
+                        .message_body(&bodies[index])
+                        .build()
+                        .expect("id and body are set")
+                })
+                .collect();
+            let output = self
+                .client
+                .send_message_batch()
+                .queue_url(&self.delivery_url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| {
+                    BatchFailure::Call(
+                        pending.clone(),
+                        aws_error("SendMessageBatch")(e).to_string(),
+                    )
+                })?;
+            let Some(first) = output.failed.first() else {
+                return Ok(());
+            };
+            let reason = format!(
+                "{} ({}): {}",
+                first.code,
+                if first.sender_fault { "ours" } else { "theirs" },
+                first.message.as_deref().unwrap_or("")
+            );
+            // A refusal that is our fault (e.g. a malformed body) would be refused again.
+            let hopeless = output.failed.iter().all(|f| f.sender_fault);
+            pending.retain(|index| output.failed.iter().any(|f| f.id == index.to_string()));
+            if hopeless || retries == SEND_RETRIES {
+                return Err(BatchFailure::Refused(pending, reason));
+            }
+            retries += 1;
+            tokio::time::sleep(pause).await;
+            pause *= 2;
+        }
     }
 
     /// Hides a received delivery job for `delay` before SQS offers it again: whole
@@ -353,6 +471,93 @@ pub async fn create_queues(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn batches_hold_ten_entries_and_one_mebibyte_at_most() {
+        /// Body sizes; the batches expected; the bodies too large to send.
+        type Case = (
+            &'static [usize],
+            &'static [&'static [usize]],
+            &'static [usize],
+        );
+        const KIB: usize = 1024;
+        let cases: &[Case] = &[
+            (&[], &[], &[]),
+            (&[10; 3], &[&[0, 1, 2]], &[]),
+            (
+                &[1; 23],
+                &[
+                    &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
+                    &[10, 11, 12, 13, 14, 15, 16, 17, 18, 19],
+                    &[20, 21, 22],
+                ],
+                &[],
+            ),
+            // Four messages at the limit are exactly 1 MiB; a fifth starts a new batch.
+            (&[256 * KIB; 5], &[&[0, 1, 2, 3], &[4]], &[]),
+            (
+                &[256 * KIB, 256 * KIB, 256 * KIB, 256 * KIB + 1],
+                &[&[0, 1, 2]],
+                &[3],
+            ),
+            (
+                &[200 * KIB, 250 * KIB, 250 * KIB, 250 * KIB, 100 * KIB, 1],
+                &[&[0, 1, 2, 3], &[4, 5]],
+                &[],
+            ),
+            (&[110 * KIB; 10], &[&[0, 1, 2, 3, 4, 5, 6, 7, 8], &[9]], &[]),
+        ];
+        for (sizes, batches, too_large) in cases {
+            let plan = plan_batches(sizes);
+            let expected: Vec<Vec<usize>> = batches.iter().map(|b| b.to_vec()).collect();
+            assert_eq!(plan.batches, expected, "{sizes:?}");
+            assert_eq!(plan.too_large, too_large.to_vec(), "{sizes:?}");
+        }
+    }
+
+    #[test]
+    fn every_planned_batch_is_within_both_limits_and_keeps_the_order() {
+        let sizes: Vec<usize> = (0..500)
+            .map(|i| (i * 7919) % (MAX_MESSAGE_BYTES + 1))
+            .collect();
+        let plan = plan_batches(&sizes);
+        assert!(plan.too_large.is_empty());
+        let order: Vec<usize> = plan.batches.iter().flatten().copied().collect();
+        assert_eq!(order, (0..500).collect::<Vec<_>>());
+        for batch in &plan.batches {
+            assert!(!batch.is_empty() && batch.len() <= MAX_BATCH);
+            assert!(batch.iter().map(|&i| sizes[i]).sum::<usize>() <= MAX_BATCH_BYTES);
+        }
+    }
+
+    #[test]
+    fn bodies_escape_what_sqs_refuses_and_read_back_the_same() {
+        let text = "a\u{fffe}b\u{ffff}c\u{fffd}\u{10000}\"\\";
+        let body = message_body(&text);
+        assert!(!body.contains(['\u{fffe}', '\u{ffff}']), "{body}");
+        assert!(body.contains('\u{fffd}') && body.contains('\u{10000}'));
+        assert_eq!(serde_json::from_str::<String>(&body).unwrap(), text);
+        assert_eq!(message_body(&"plain"), "\"plain\"");
+    }
+
+    #[test]
+    fn a_failed_send_names_what_did_not_go() {
+        let partial = QueueError::Unsent {
+            unsent: vec![3, 4],
+            total: 9,
+            reason: "Throttled".into(),
+        };
+        assert_eq!(partial.unsent(9), vec![3, 4]);
+        assert_eq!(
+            partial.to_string(),
+            "SQS did not take 2 of 9 messages: Throttled"
+        );
+        let failed = QueueError::Aws {
+            operation: "SendMessageBatch",
+            message: "timeout".into(),
+        };
+        assert_eq!(failed.unsent(3), vec![0, 1, 2]);
+    }
 
     #[test]
     fn visibility_rounds_up_and_stops_at_twelve_hours() {
