@@ -97,8 +97,15 @@ pub struct Emulator {
 
 impl Emulator {
     pub fn start() -> Result<Self, EmulatorError> {
+        Self::start_with_env(&[])
+    }
+
+    /// [`Emulator::start`] with variables added to the server's environment: moto's
+    /// settings, such as where its request recorder writes.
+    pub fn start_with_env(env: &[(&str, &str)]) -> Result<Self, EmulatorError> {
         let program = find_moto_server()?;
         let mut child = command(&program)
+            .envs(env.iter().copied())
             .spawn()
             .map_err(|source| EmulatorError::Spawn {
                 program: program.display().to_string(),

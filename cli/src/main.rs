@@ -19,6 +19,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run hookline locally: the emulator, the function binaries and the HTTP API.
+    #[command(after_help = local::CREDENTIALS_HELP)]
     Dev(DevOptions),
     /// Platform keys.
     Keys {

@@ -1,6 +1,7 @@
 //! The AWS SDK configuration every binary builds once at start-up.
 
-use aws_config::{BehaviorVersion, Region, SdkConfig};
+pub use aws_config::SdkConfig;
+use aws_config::{BehaviorVersion, Region};
 use aws_sdk_dynamodb::config::Credentials;
 
 use crate::config::Config;
@@ -14,10 +15,26 @@ pub async fn from_env() -> SdkConfig {
 
 /// For an emulator at `endpoint_url`, with the dummy credentials it accepts.
 pub async fn for_emulator(endpoint_url: &str) -> SdkConfig {
+    for_emulator_as(endpoint_url, "test", "test").await
+}
+
+/// For an emulator at `endpoint_url`, signing as the given key: an emulator that
+/// enforces IAM tells callers apart by it.
+pub async fn for_emulator_as(
+    endpoint_url: &str,
+    access_key_id: &str,
+    secret_access_key: &str,
+) -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
         .endpoint_url(endpoint_url)
         .region(Region::new(EMULATOR_REGION))
-        .credentials_provider(Credentials::new("test", "test", None, None, "emulator"))
+        .credentials_provider(Credentials::new(
+            access_key_id,
+            secret_access_key,
+            None,
+            None,
+            "emulator",
+        ))
         .load()
         .await
 }

@@ -20,6 +20,9 @@ use shared::config::Config;
 use shared::queue::{self, Queues};
 use shared::store::Store;
 
+pub mod iam;
+pub mod template;
+
 /// Polls `check` until it returns `Some`, or panics with `what` after `timeout`.
 pub async fn poll_until<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
 where

@@ -27,6 +27,8 @@ pub const HTTP_FUNCTION_TIMEOUT: Duration = Duration::from_secs(29);
 pub const DISPATCHER_MARGIN: Duration = Duration::from_secs(5);
 /// Lambda's advice: a queue's visibility timeout at least six times its consumer's timeout.
 pub const VISIBILITY_FACTOR: u32 = 6;
+/// The prefix of the variables that name dev's and each function's emulator credentials.
+const CREDENTIALS_PREFIX: &str = "HOOKLINE_DEV";
 /// How long the functions may take to start.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -83,6 +85,58 @@ pub enum DevError {
     MissingBinary(PathBuf),
     #[error("the {0} function did not start within {READY_TIMEOUT:?}; its log above says why")]
     NotReady(&'static str),
+    #[error("{0}_AWS_ACCESS_KEY_ID and {0}_AWS_SECRET_ACCESS_KEY go together: set both or neither")]
+    HalfCredentials(String),
+}
+
+/// How `hookline dev`'s own calls and each function's are signed (shown by `--help`).
+pub const CREDENTIALS_HELP: &str = "\
+Credentials at the emulator: by default dev and every function sign with the dummy key \
+`test`. Against an emulator that enforces IAM, HOOKLINE_DEV_AWS_ACCESS_KEY_ID and \
+HOOKLINE_DEV_AWS_SECRET_ACCESS_KEY are dev's own (it creates the table and queues and \
+stores the key), and HOOKLINE_DEV_<FUNCTION>_AWS_ACCESS_KEY_ID and \
+HOOKLINE_DEV_<FUNCTION>_AWS_SECRET_ACCESS_KEY, for INGEST, API or DISPATCHER, are that \
+function's, else dev's. The SQS event source polls with the dispatcher's, as Lambda polls \
+with the function's role.";
+
+/// A key pair the emulator knows a caller by. No `Debug`: it holds a secret.
+#[derive(Clone)]
+struct EmulatorCredentials {
+    access_key_id: String,
+    secret_access_key: String,
+}
+
+impl EmulatorCredentials {
+    fn dummy() -> Self {
+        Self {
+            access_key_id: "test".into(),
+            secret_access_key: "test".into(),
+        }
+    }
+
+    /// `<prefix>_AWS_ACCESS_KEY_ID` and `<prefix>_AWS_SECRET_ACCESS_KEY`, if set.
+    fn from_env(prefix: &str) -> Result<Option<Self>, DevError> {
+        let variable = |suffix: &str| std::env::var(format!("{prefix}_AWS_{suffix}")).ok();
+        match (variable("ACCESS_KEY_ID"), variable("SECRET_ACCESS_KEY")) {
+            (Some(access_key_id), Some(secret_access_key)) => Ok(Some(Self {
+                access_key_id,
+                secret_access_key,
+            })),
+            (None, None) => Ok(None),
+            _ => Err(DevError::HalfCredentials(prefix.to_string())),
+        }
+    }
+
+    /// `function`'s, from `HOOKLINE_DEV_<FUNCTION>_…`, else `dev`'s.
+    fn of_function(function: &str, dev: &Self) -> Result<Self, DevError> {
+        let prefix = format!("{CREDENTIALS_PREFIX}_{}", function.to_uppercase());
+        Ok(Self::from_env(&prefix)?.unwrap_or_else(|| dev.clone()))
+    }
+
+    async fn sdk(&self, emulator_url: &str) -> shared::aws::SdkConfig {
+        shared::aws::for_emulator_as(emulator_url, &self.access_key_id, &self.secret_access_key)
+            .await
+    }
 }
 
 /// The function binaries this runtime runs: `hookline dev` builds nothing.
@@ -154,7 +208,9 @@ async fn start(options: &DevOptions) -> Result<Running, DevError> {
         .expect("one of the two is set");
     tracing::info!(emulator = %emulator_url, "emulator up");
 
-    let sdk = shared::aws::for_emulator(&emulator_url).await;
+    let dev_credentials = EmulatorCredentials::from_env(CREDENTIALS_PREFIX)?
+        .unwrap_or_else(EmulatorCredentials::dummy);
+    let sdk = dev_credentials.sdk(&emulator_url).await;
     let schedule = match &options.retry_schedule {
         Some(text) => RetrySchedule::parse(text).map_err(|e| ConfigError::Invalid {
             var: config::RETRY_SCHEDULE,
@@ -194,7 +250,10 @@ async fn start(options: &DevOptions) -> Result<Running, DevError> {
         visibility_timeout,
     )
     .await?;
-    let queues = Queues::new(sqs, &delivery_url, &dlq_url);
+    let dispatcher_credentials = EmulatorCredentials::of_function("dispatcher", &dev_credentials)?;
+    let event_source_sqs =
+        aws_sdk_sqs::Client::new(&dispatcher_credentials.sdk(&emulator_url).await);
+    let event_source_queues = Queues::new(event_source_sqs, &delivery_url, &dlq_url);
 
     let api_key = match &options.api_key {
         Some(key) => key.clone(),
@@ -216,8 +275,6 @@ async fn start(options: &DevOptions) -> Result<Running, DevError> {
         ("AWS_ENDPOINT_URL", emulator_url.as_str()),
         ("AWS_REGION", shared::aws::EMULATOR_REGION),
         ("AWS_DEFAULT_REGION", shared::aws::EMULATOR_REGION),
-        ("AWS_ACCESS_KEY_ID", "test"),
-        ("AWS_SECRET_ACCESS_KEY", "test"),
         (config::TABLE, TABLE),
         (config::DELIVERY_QUEUE_URL, delivery_url.as_str()),
         (config::DLQ_URL, dlq_url.as_str()),
@@ -244,10 +301,17 @@ async fn start(options: &DevOptions) -> Result<Running, DevError> {
         if !binary.is_file() {
             return Err(DevError::MissingBinary(binary));
         }
+        let credentials = EmulatorCredentials::of_function(name, &dev_credentials)?;
+        let mut env = env.clone();
+        env.push(("AWS_ACCESS_KEY_ID".into(), credentials.access_key_id));
+        env.push((
+            "AWS_SECRET_ACCESS_KEY".into(),
+            credentials.secret_access_key,
+        ));
         Ok(FunctionSpec {
             name,
             binary,
-            env: env.clone(),
+            env,
             timeout,
             instances: options.instances.max(1),
         })
@@ -296,7 +360,7 @@ async fn start(options: &DevOptions) -> Result<Running, DevError> {
     );
     for _ in 0..options.instances.max(1) {
         tasks.push(tokio::spawn(event_source::poll(
-            queues.clone(),
+            event_source_queues.clone(),
             queue_arn.clone(),
             dispatcher.clone(),
             shutdown.clone(),

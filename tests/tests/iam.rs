@@ -1,0 +1,427 @@
+//! Least privilege, proven: the function binaries run against an emulator that
+//! enforces IAM, each signing with a key whose only policy is its template role's
+//! statements, through every route and delivery path. A call a role does not
+//! allow fails the path that made it; afterwards every recorded call is held to
+//! the template exactly (tables, indexes, queues, per-item actions), and every
+//! grant must have been used.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use hookline_cli::emulator::Emulator;
+use hookline_cli::local::runtime::{self, Function, FunctionSpec};
+use hookline_cli::local::{DELIVERY_QUEUE, DLQ, TABLE};
+use hookline_tests::iam::{self, AccessKey, Authorization, Grant};
+use hookline_tests::{Dev, Receiver, binary, poll_until};
+use reqwest::Method;
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+const WAIT: Duration = Duration::from_secs(60);
+/// Three attempts a second apart: failures reach the DLQ quickly.
+const SCHEDULE: &str = "1s,1s";
+const ATTEMPTS: usize = 3;
+const GET: Method = Method::GET;
+const POST: Method = Method::POST;
+const PATCH: Method = Method::PATCH;
+const DELETE: Method = Method::DELETE;
+/// What the functions' logs must never say.
+const REFUSALS: [&str; 5] = [
+    "AccessDenied",
+    "not authorized",
+    "InvalidClientTokenId",
+    "SignatureDoesNotMatch",
+    " ERROR ",
+];
+
+/// moto with IAM enforced and its requests recorded (to a file removed on drop),
+/// an operator key that may do anything, and one key per function.
+struct EnforcingEmulator {
+    emulator: Emulator,
+    recording: PathBuf,
+    operator: AccessKey,
+    keys: BTreeMap<String, AccessKey>,
+}
+
+impl EnforcingEmulator {
+    async fn start(grants: &BTreeMap<String, Vec<Grant>>) -> Self {
+        let recording = std::env::temp_dir().join(format!(
+            "hookline-iam-{}.jsonl",
+            ulid::Ulid::new().to_string().to_lowercase()
+        ));
+        let path = recording.to_str().expect("a UTF-8 path");
+        let emulator =
+            Emulator::start_with_env(&[("MOTO_RECORDER_FILEPATH", path)]).expect("moto starts");
+        let url = emulator.url();
+        let everything = json!({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "*", "Resource": "*"},
+        ]});
+        let operator = iam::create_user(url, "operator", &everything).await;
+        let mut keys = BTreeMap::new();
+        for (function, statements) in grants {
+            let policy = iam::moto_policy(statements);
+            keys.insert(
+                function.clone(),
+                iam::create_user(url, function, &policy).await,
+            );
+        }
+        // From here on every call must be signed by a known key its policy allows.
+        moto_api(url, "reset-auth", "0").await;
+        moto_api(url, "recorder/start-recording", "").await;
+        Self {
+            emulator,
+            recording,
+            operator,
+            keys,
+        }
+    }
+
+    fn url(&self) -> &str {
+        self.emulator.url()
+    }
+
+    /// `hookline dev`'s environment: the operator's key for dev, each function's own.
+    fn dev_env(&self) -> Vec<(String, String)> {
+        let pair = |prefix: String, key: &AccessKey| {
+            [
+                (
+                    format!("{prefix}_AWS_ACCESS_KEY_ID"),
+                    key.access_key_id.clone(),
+                ),
+                (
+                    format!("{prefix}_AWS_SECRET_ACCESS_KEY"),
+                    key.secret_access_key.clone(),
+                ),
+            ]
+        };
+        let mut env: Vec<_> = pair("HOOKLINE_DEV".into(), &self.operator).into();
+        for (function, key) in &self.keys {
+            env.extend(pair(
+                format!("HOOKLINE_DEV_{}", function.to_uppercase()),
+                key,
+            ));
+        }
+        env
+    }
+
+    /// The `replay` function behind the local Runtime API, with its own key.
+    async fn start_replay(&self) -> (Function, watch::Sender<bool>) {
+        let sdk = shared::aws::for_emulator_as(
+            self.url(),
+            &self.operator.access_key_id,
+            &self.operator.secret_access_key,
+        )
+        .await;
+        let sqs = aws_sdk_sqs::Client::new(&sdk);
+        let mut env = vec![
+            ("AWS_ENDPOINT_URL".into(), self.url().to_string()),
+            ("AWS_REGION".into(), shared::aws::EMULATOR_REGION.into()),
+            (shared::config::TABLE.into(), TABLE.into()),
+        ];
+        for (variable, queue) in [
+            (shared::config::DELIVERY_QUEUE_URL, DELIVERY_QUEUE),
+            (shared::config::DLQ_URL, DLQ),
+        ] {
+            let found = sqs.get_queue_url().queue_name(queue).send().await;
+            let url = found.expect("dev made the queue").queue_url;
+            env.push((variable.into(), url.expect("a queue URL")));
+        }
+        let key = &self.keys["replay"];
+        env.push(("AWS_ACCESS_KEY_ID".into(), key.access_key_id.clone()));
+        env.push((
+            "AWS_SECRET_ACCESS_KEY".into(),
+            key.secret_access_key.clone(),
+        ));
+        let spec = FunctionSpec {
+            name: "replay",
+            binary: binary("replay"),
+            env,
+            timeout: WAIT,
+            instances: 1,
+        };
+        let (stop, shutdown) = watch::channel(false);
+        let (replay, _tasks, mut readiness) = runtime::start(spec, shutdown)
+            .await
+            .expect("the replay function starts");
+        tokio::time::timeout(WAIT, readiness[0].wait_for(|up| *up))
+            .await
+            .expect("replay is ready in time")
+            .expect("replay is ready");
+        (replay, stop)
+    }
+
+    /// What AWS would check for the calls each function made.
+    fn needed(&self) -> BTreeMap<String, BTreeSet<Authorization>> {
+        let recorded = std::fs::read_to_string(&self.recording).expect("moto recorded the calls");
+        let mut needed: BTreeMap<String, BTreeSet<Authorization>> = BTreeMap::new();
+        for call in iam::recorded_calls(&recorded) {
+            if call.access_key_id == self.operator.access_key_id {
+                continue;
+            }
+            let function = self
+                .keys
+                .iter()
+                .find(|(_, key)| key.access_key_id == call.access_key_id)
+                .map(|(function, _)| function.clone())
+                .unwrap_or_else(|| panic!("{} was signed by an unknown key", call.operation));
+            needed
+                .entry(function)
+                .or_default()
+                .extend(call.authorizations);
+        }
+        needed
+    }
+}
+
+impl Drop for EnforcingEmulator {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.recording);
+    }
+}
+
+async fn moto_api(url: &str, path: &str, body: &'static str) {
+    let answer = reqwest::Client::new()
+        .post(format!("{url}/moto-api/{path}"))
+        .body(body)
+        .send()
+        .await
+        .expect("moto answers");
+    assert!(answer.status().is_success(), "/moto-api/{path}");
+}
+
+/// A call to dev's HTTP API (no body when `body` is null); no path may answer 5xx.
+async fn send(dev: &Dev, method: Method, path: &str, body: &Value) -> (u16, Value) {
+    let client = reqwest::Client::new();
+    let mut request = dev.request(&client, method.clone(), path);
+    if !body.is_null() {
+        request = request.json(body);
+    }
+    let response = request.send().await.expect("dev answers");
+    let status = response.status().as_u16();
+    let text = response.text().await.expect("a body");
+    assert!(status < 500, "{method} {path} answered {status}: {text}");
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// [`send`], expecting `status`.
+async fn answer(dev: &Dev, method: Method, path: &str, body: Value, status: u16) -> Value {
+    let (got, value) = send(dev, method.clone(), path, &body).await;
+    assert_eq!(got, status, "{method} {path}: {value}");
+    value
+}
+
+async fn dlq_depth(dev: &Dev) -> Value {
+    send(dev, GET, "/v1/dlq", &Value::Null).await.1["approximate_messages"].clone()
+}
+
+fn count(page: &Value) -> usize {
+    page["data"].as_array().map_or(0, Vec::len)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_path_runs_with_exactly_its_roles_grants() {
+    let grants = iam::role_grants(&hookline_tests::template::template());
+    let moto = EnforcingEmulator::start(&grants).await;
+    let env = moto.dev_env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let dev = Dev::start_with_env(
+        &[
+            "--emulator",
+            moto.url(),
+            "--retry-schedule",
+            SCHEDULE,
+            "--instances",
+            "1",
+        ],
+        &env,
+    );
+
+    let healthy = Receiver::start().await;
+    let flaky = Receiver::statuses(&[500]).await;
+    let gone = Receiver::statuses(&[410]).await;
+    let failing = always_failing(3).await;
+    let started = (time::OffsetDateTime::now_utc() - time::Duration::seconds(5))
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("a time");
+
+    // Endpoints: create, list, read, change, delete; a secret read and rotated.
+    let endpoints = "/v1/accounts/jane/endpoints";
+    let mut receivers = vec![("healthy", &healthy), ("flaky", &flaky), ("gone", &gone)];
+    receivers.extend(["a", "b", "c"].into_iter().zip(&failing));
+    let mut paths = BTreeMap::new();
+    for (name, receiver) in receivers {
+        let body = json!({"url": receiver.url(&format!("/{name}"))});
+        let created = answer(&dev, POST, endpoints, body, 201).await;
+        paths.insert(
+            name,
+            format!("{endpoints}/{}", created["id"].as_str().expect("an id")),
+        );
+    }
+    let spare = json!({"url": healthy.url("/spare"), "event_types": ["dataset.created"]});
+    let spare = answer(&dev, POST, endpoints, spare, 201).await;
+    let spare = format!("{endpoints}/{}", spare["id"].as_str().expect("an id"));
+    answer(&dev, GET, &spare, Value::Null, 200).await;
+    let patched = answer(&dev, PATCH, &spare, json!({"description": "spare"}), 200).await;
+    assert_eq!(patched["description"], "spare");
+    assert_eq!(
+        count(&answer(&dev, GET, endpoints, Value::Null, 200).await),
+        7
+    );
+    answer(&dev, DELETE, &spare, Value::Null, 204).await;
+    answer(&dev, GET, &spare, Value::Null, 404).await;
+    let secret = format!("{}/secret", paths["healthy"]);
+    let before = answer(&dev, GET, &secret, Value::Null, 200).await;
+    let after = answer(&dev, POST, &format!("{secret}/rotate"), Value::Null, 200).await;
+    assert_ne!(before["secret"], after["secret"]);
+
+    // Ingest: one event to the six endpoints, then the same event again.
+    answer(&dev, GET, "/v1/event-types", Value::Null, 200).await;
+    let event = json!({
+        "event_type": "sample.created",
+        "dataset": "jane/flowers",
+        "object": {"name": "rose.png"},
+        "id": "evt_iam_1",
+    });
+    let accepted = answer(&dev, POST, "/v1/events", event.clone(), 202).await;
+    assert_eq!(accepted["endpoints"], 6);
+    let message = accepted["id"].as_str().expect("a message id").to_string();
+    let again = answer(&dev, POST, "/v1/events", event, 202).await;
+    assert_eq!(again["duplicate"], true);
+
+    // Delivery: a success, a retry through visibility, a 410, three jobs to the DLQ.
+    healthy.wait_for(1, WAIT).await;
+    flaky.wait_for(2, WAIT).await;
+    gone.wait_for(1, WAIT).await;
+    for receiver in &failing {
+        receiver.wait_for(ATTEMPTS, WAIT).await;
+    }
+    poll_until(WAIT, "the 410 endpoint disabled", || async {
+        let endpoint = send(&dev, GET, &paths["gone"], &Value::Null).await.1;
+        (endpoint["disabled"] == true).then_some(())
+    })
+    .await;
+    poll_until(WAIT, "three jobs in the DLQ", || async {
+        (dlq_depth(&dev).await == 3).then_some(())
+    })
+    .await;
+
+    // What the API shows of it, once every attempt is recorded.
+    let failed = format!("{}/attempts?status=failed", paths["a"]);
+    assert_eq!(
+        count(&answer(&dev, GET, &failed, Value::Null, 200).await),
+        ATTEMPTS
+    );
+    let flaky_attempts = format!("{}/attempts", paths["flaky"]);
+    let view = format!("/v1/accounts/jane/messages/{message}");
+    poll_until(WAIT, "every attempt in the message view", || async {
+        let flaky = count(&answer(&dev, GET, &flaky_attempts, Value::Null, 200).await);
+        let viewed = answer(&dev, GET, &view, Value::Null, 200).await;
+        let attempts = viewed["attempts"].as_array().map_or(0, Vec::len);
+        (flaky == 2 && attempts == 1 + 2 + 1 + 3 * ATTEMPTS).then_some(())
+    })
+    .await;
+
+    // A test event and a replay of the message to the healthy endpoint.
+    answer(
+        &dev,
+        POST,
+        &format!("{}/test", paths["healthy"]),
+        json!({}),
+        202,
+    )
+    .await;
+    let replay = format!("{}/messages/{message}/replay", paths["healthy"]);
+    answer(&dev, POST, &replay, Value::Null, 202).await;
+    let to_healthy = healthy.wait_for(3, WAIT).await;
+    let with_id = to_healthy
+        .iter()
+        .filter(|d| d.header("webhook-id") == message);
+    assert_eq!(with_id.count(), 2, "the event and its replay keep their id");
+
+    // Recover: the failed message to `a`, again.
+    let recover = format!("{}/recover", paths["a"]);
+    let recovered = answer(&dev, POST, &recover, json!({"since": started}), 202).await;
+    assert_eq!(recovered["queued"], 1);
+    failing[0].wait_for(ATTEMPTS + 1, WAIT).await;
+
+    // A filtered DLQ replay through the API: `a`'s job moves, the others stay.
+    let a_id = paths["a"].rsplit('/').next().expect("an id");
+    let filter = json!({"endpoint_id": a_id});
+    let replayed = answer(&dev, POST, "/v1/dlq/replay", filter, 200).await;
+    assert_eq!(replayed, json!({"replayed": 1, "skipped": 2}));
+    let to_a = failing[0].wait_for(ATTEMPTS + 2, WAIT).await;
+    assert_eq!(to_a[ATTEMPTS + 1].header("webhook-id"), message);
+
+    // The replay function, with a filter, moves `b`'s job and leaves `c`'s.
+    let (replay, stop) = moto.start_replay().await;
+    let b_id = paths["b"].rsplit('/').next().expect("an id");
+    let outcome = replay.invoke(json!({"endpoint_id": b_id})).await;
+    let _ = stop.send(true);
+    assert_eq!(outcome, Ok(json!({"replayed": 1, "skipped": 1})));
+    failing[1].wait_for(ATTEMPTS + 1, WAIT).await;
+
+    // An unfiltered replay through the API moves the last one.
+    let replayed = answer(&dev, POST, "/v1/dlq/replay", json!({}), 200).await;
+    assert_eq!(replayed, json!({"replayed": 1, "skipped": 0}));
+    failing[2].wait_for(ATTEMPTS + 1, WAIT).await;
+    poll_until(WAIT, "an empty DLQ", || async {
+        (dlq_depth(&dev).await == 0).then_some(())
+    })
+    .await;
+
+    // Nothing was refused on the way.
+    let log = dev.log();
+    for refusal in REFUSALS {
+        let found = log.lines().find(|line| line.contains(refusal));
+        assert!(found.is_none(), "a call failed: {found:?}");
+    }
+
+    // Every call, held to the template exactly; every grant used.
+    let mut needed = moto.needed();
+    let mut problems = Vec::new();
+    println!("actions each function needed:");
+    for (function, statements) in &grants {
+        let needed = needed.remove(function).unwrap_or_default();
+        let actions: BTreeSet<String> = needed
+            .iter()
+            .map(|n| {
+                format!(
+                    "{} on {}",
+                    n.action,
+                    n.resource.rsplit(':').next().unwrap_or_default()
+                )
+            })
+            .collect();
+        println!("  {function}: {}", Vec::from_iter(actions).join(", "));
+        let (denied, unused) = iam::compare(function, statements, &needed);
+        problems.extend(
+            denied
+                .iter()
+                .map(|d| format!("{function} needs {} on {}", d.action, d.resource)),
+        );
+        problems.extend(
+            unused
+                .iter()
+                .map(|u| format!("{function}'s grant {u} is never used")),
+        );
+    }
+    assert!(
+        problems.is_empty(),
+        "the template is not exact:\n{}",
+        problems.join("\n")
+    );
+    assert!(
+        needed.is_empty(),
+        "calls by functions without a role: {needed:?}"
+    );
+}
+
+/// `n` receivers that fail every scheduled attempt, and answer 204 after.
+async fn always_failing(n: usize) -> Vec<Receiver> {
+    let mut receivers = Vec::new();
+    for _ in 0..n {
+        receivers.push(Receiver::statuses(&[500; ATTEMPTS]).await);
+    }
+    receivers
+}
