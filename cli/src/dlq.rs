@@ -77,13 +77,17 @@ pub async fn run(command: DlqCommand) -> Result<(), String> {
                 event_type,
                 limit,
             };
-            let outcome = redrive::redrive(&queues, &filter, None, |so_far: Outcome| {
+            let result = redrive::redrive(&queues, &filter, None, |so_far: Outcome| {
                 eprintln!("replayed {}, skipped {}", so_far.replayed, so_far.skipped);
             })
-            .await
-            .map_err(|e| e.to_string())?;
+            .await;
+            // What moved is printed either way; an error also fails the command.
+            let (outcome, error) = match result {
+                Ok(outcome) => (outcome, None),
+                Err(stopped) => (stopped.outcome, Some(stopped.error.to_string())),
+            };
             println!("{}", serde_json::to_string(&outcome).expect("serialises"));
-            Ok(())
+            error.map_or(Ok(()), Err)
         }
     }
 }

@@ -6,8 +6,9 @@ use std::time::Duration;
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::error::DisplayErrorContext;
 use aws_sdk_sqs::types::{
-    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
-    MessageSystemAttributeName, QueueAttributeName, SendMessageBatchRequestEntry,
+    BatchResultErrorEntry, ChangeMessageVisibilityBatchRequestEntry,
+    DeleteMessageBatchRequestEntry, MessageSystemAttributeName, QueueAttributeName,
+    SendMessageBatchRequestEntry,
 };
 
 use crate::model::DeliveryJob;
@@ -20,7 +21,7 @@ pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
 pub const MAX_BATCH_BYTES: usize = 1024 * 1024;
 /// Both queues keep a job 14 days, SQS's longest.
 pub const RETENTION_SECONDS: u32 = 14 * 24 * 60 * 60;
-/// Entries a batch call refused are sent again this many times before giving up…
+/// Entries a batch call refused are tried again this many times before giving up…
 const SEND_RETRIES: u32 = 3;
 /// …after this pause, doubled each time: a refusal is mostly a moment's throttling.
 const SEND_BACKOFF: Duration = Duration::from_millis(50);
@@ -40,14 +41,25 @@ pub enum QueueError {
         total: usize,
         reason: String,
     },
+    /// Some entries of a delete or a visibility change were not done; the others were.
+    #[error("SQS {operation} left {} of {total} entries undone: {reason}", undone.len())]
+    Undone {
+        operation: &'static str,
+        /// Positions, in the slice given, of the entries not done.
+        undone: Vec<usize>,
+        total: usize,
+        reason: String,
+    },
 }
 
 impl QueueError {
-    /// The positions of the messages a send did not get onto the queue: `unsent`
-    /// for a partial send, all of them for any other failure.
+    /// The positions of the entries a batch operation did not get done (for a send:
+    /// not onto the queue): those named for a partial failure, all of them for any
+    /// other failure.
     pub fn unsent(&self, total: usize) -> Vec<usize> {
         match self {
             QueueError::Unsent { unsent, .. } => unsent.clone(),
+            QueueError::Undone { undone, .. } => undone.clone(),
             QueueError::Aws { .. } => (0..total).collect(),
         }
     }
@@ -103,6 +115,89 @@ pub fn plan_batches(sizes: &[usize]) -> BatchPlan {
         plan.batches.push(current);
     }
     plan
+}
+
+/// One batch call over the entries at `batch`, then its refused entries again after
+/// a pause, up to [`SEND_RETRIES`] times. `call` sends the entries at the positions
+/// given and returns SQS's refusals, whose ids are those positions.
+async fn retry_refused<F, Fut, E>(
+    operation: &'static str,
+    batch: &[usize],
+    mut call: F,
+) -> Result<(), BatchFailure>
+where
+    F: FnMut(&[usize]) -> Fut,
+    Fut: Future<Output = Result<Vec<BatchResultErrorEntry>, E>>,
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let mut pending = batch.to_vec();
+    let mut pause = SEND_BACKOFF;
+    let mut retries = 0;
+    loop {
+        let failed = call(&pending).await.map_err(|e| {
+            BatchFailure::Call(pending.clone(), aws_error(operation)(e).to_string())
+        })?;
+        let Some(first) = failed.first() else {
+            return Ok(());
+        };
+        let reason = format!(
+            "{} ({}): {}",
+            first.code,
+            if first.sender_fault { "ours" } else { "theirs" },
+            first.message.as_deref().unwrap_or("")
+        );
+        // A refusal that is our fault (e.g. a malformed body) would be refused again.
+        let hopeless = failed.iter().all(|f| f.sender_fault);
+        pending.retain(|index| failed.iter().any(|f| f.id == index.to_string()));
+        if hopeless || retries == SEND_RETRIES {
+            return Err(BatchFailure::Refused(pending, reason));
+        }
+        retries += 1;
+        tokio::time::sleep(pause).await;
+        pause *= 2;
+    }
+}
+
+/// [`retry_refused`] over `count` entries, [`MAX_BATCH`] at a time. A call that
+/// fails outright leaves its entries and every later one undone: its effect is
+/// unknown (it may have taken effect with its answer lost), so the caller decides.
+async fn each_batch<F, Fut, E>(
+    operation: &'static str,
+    count: usize,
+    mut call: F,
+) -> Result<(), QueueError>
+where
+    F: FnMut(&[usize]) -> Fut,
+    Fut: Future<Output = Result<Vec<BatchResultErrorEntry>, E>>,
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let all: Vec<usize> = (0..count).collect();
+    let mut undone = Vec::new();
+    let mut reason = String::new();
+    for (position, batch) in all.chunks(MAX_BATCH).enumerate() {
+        match retry_refused(operation, batch, &mut call).await {
+            Ok(()) => {}
+            Err(BatchFailure::Refused(refused, why)) => {
+                undone.extend(refused);
+                reason = why;
+            }
+            Err(BatchFailure::Call(pending, why)) => {
+                undone.extend(pending);
+                undone.extend(&all[(position + 1) * MAX_BATCH..]);
+                reason = why;
+                break;
+            }
+        }
+    }
+    if undone.is_empty() {
+        return Ok(());
+    }
+    Err(QueueError::Undone {
+        operation,
+        undone,
+        total: count,
+        reason,
+    })
 }
 
 fn aws_error<E>(operation: &'static str) -> impl FnOnce(E) -> QueueError
@@ -204,13 +299,9 @@ impl Queues {
         })
     }
 
-    /// One batch: sent, then its refused entries again after a pause, up to
-    /// [`SEND_RETRIES`] times.
+    /// One batch of bodies (see [`retry_refused`]).
     async fn send_batch(&self, bodies: &[String], batch: &[usize]) -> Result<(), BatchFailure> {
-        let mut pending = batch.to_vec();
-        let mut pause = SEND_BACKOFF;
-        let mut retries = 0;
-        loop {
+        retry_refused("SendMessageBatch", batch, |pending| {
             let entries = pending
                 .iter()
                 .map(|&index| {
@@ -221,38 +312,14 @@ impl Queues {
                         .expect("id and body are set")
                 })
                 .collect();
-            let output = self
+            let request = self
                 .client
                 .send_message_batch()
                 .queue_url(&self.delivery_url)
-                .set_entries(Some(entries))
-                .send()
-                .await
-                .map_err(|e| {
-                    BatchFailure::Call(
-                        pending.clone(),
-                        aws_error("SendMessageBatch")(e).to_string(),
-                    )
-                })?;
-            let Some(first) = output.failed.first() else {
-                return Ok(());
-            };
-            let reason = format!(
-                "{} ({}): {}",
-                first.code,
-                if first.sender_fault { "ours" } else { "theirs" },
-                first.message.as_deref().unwrap_or("")
-            );
-            // A refusal that is our fault (e.g. a malformed body) would be refused again.
-            let hopeless = output.failed.iter().all(|f| f.sender_fault);
-            pending.retain(|index| output.failed.iter().any(|f| f.id == index.to_string()));
-            if hopeless || retries == SEND_RETRIES {
-                return Err(BatchFailure::Refused(pending, reason));
-            }
-            retries += 1;
-            tokio::time::sleep(pause).await;
-            pause *= 2;
-        }
+                .set_entries(Some(entries));
+            async move { request.send().await.map(|output| output.failed) }
+        })
+        .await
     }
 
     /// Hides a received delivery job for `delay` before SQS offers it again: whole
@@ -330,64 +397,67 @@ impl Queues {
             .collect())
     }
 
-    /// Deletes handled delivery jobs, ten at a time.
+    /// Deletes handled delivery jobs, ten at a time. On failure,
+    /// [`QueueError::Undone`] names the jobs not deleted.
     pub async fn delete_delivered(&self, receipt_handles: &[String]) -> Result<(), QueueError> {
         self.delete(&self.delivery_url, receipt_handles).await
     }
 
-    /// Deletes jobs received from the DLQ, ten at a time.
+    /// Deletes jobs received from the DLQ, ten at a time. On failure,
+    /// [`QueueError::Undone`] names the jobs not deleted.
     pub async fn delete_dead(&self, receipt_handles: &[String]) -> Result<(), QueueError> {
         self.delete(&self.dlq_url, receipt_handles).await
     }
 
     async fn delete(&self, url: &str, receipt_handles: &[String]) -> Result<(), QueueError> {
-        for chunk in receipt_handles.chunks(MAX_BATCH) {
-            let entries = chunk
+        each_batch("DeleteMessageBatch", receipt_handles.len(), |pending| {
+            let entries = pending
                 .iter()
-                .enumerate()
-                .map(|(index, handle)| {
+                .map(|&index| {
                     DeleteMessageBatchRequestEntry::builder()
                         .id(index.to_string())
-                        .receipt_handle(handle)
+                        .receipt_handle(&receipt_handles[index])
                         .build()
                         .expect("id and handle are set")
                 })
                 .collect();
-            self.client
+            let request = self
+                .client
                 .delete_message_batch()
                 .queue_url(url)
-                .set_entries(Some(entries))
-                .send()
-                .await
-                .map_err(aws_error("DeleteMessageBatch"))?;
-        }
-        Ok(())
+                .set_entries(Some(entries));
+            async move { request.send().await.map(|output| output.failed) }
+        })
+        .await
     }
 
-    /// Makes jobs received from the DLQ visible there again at once.
+    /// Makes jobs received from the DLQ visible there again at once. On failure,
+    /// [`QueueError::Undone`] names the jobs still hidden.
     pub async fn release_dead(&self, receipt_handles: &[String]) -> Result<(), QueueError> {
-        for chunk in receipt_handles.chunks(MAX_BATCH) {
-            let entries = chunk
-                .iter()
-                .enumerate()
-                .map(|(index, handle)| {
-                    ChangeMessageVisibilityBatchRequestEntry::builder()
-                        .id(index.to_string())
-                        .receipt_handle(handle)
-                        .visibility_timeout(0)
-                        .build()
-                        .expect("id and handle are set")
-                })
-                .collect();
-            self.client
-                .change_message_visibility_batch()
-                .queue_url(&self.dlq_url)
-                .set_entries(Some(entries))
-                .send()
-                .await
-                .map_err(aws_error("ChangeMessageVisibilityBatch"))?;
-        }
-        Ok(())
+        each_batch(
+            "ChangeMessageVisibilityBatch",
+            receipt_handles.len(),
+            |pending| {
+                let entries = pending
+                    .iter()
+                    .map(|&index| {
+                        ChangeMessageVisibilityBatchRequestEntry::builder()
+                            .id(index.to_string())
+                            .receipt_handle(&receipt_handles[index])
+                            .visibility_timeout(0)
+                            .build()
+                            .expect("id and handle are set")
+                    })
+                    .collect();
+                let request = self
+                    .client
+                    .change_message_visibility_batch()
+                    .queue_url(&self.dlq_url)
+                    .set_entries(Some(entries));
+                async move { request.send().await.map(|output| output.failed) }
+            },
+        )
+        .await
     }
 
     /// About how many jobs wait in the DLQ.
@@ -470,6 +540,8 @@ pub async fn create_queues(
 
 #[cfg(test)]
 mod tests {
+    use std::cell::RefCell;
+
     use super::*;
 
     #[test]
@@ -557,6 +629,89 @@ mod tests {
             message: "timeout".into(),
         };
         assert_eq!(failed.unsent(3), vec![0, 1, 2]);
+    }
+
+    /// Runs [`each_batch`] over `count` entries with a call that refuses each
+    /// position listed in `refusals` once per listing (as our fault when
+    /// `ours`), and fails outright on a call that includes `fails_on`. Returns
+    /// the calls made and the outcome.
+    async fn run(
+        count: usize,
+        refusals: &[usize],
+        ours: bool,
+        fails_on: Option<usize>,
+    ) -> (Vec<Vec<usize>>, Result<(), QueueError>) {
+        let calls = RefCell::new(Vec::new());
+        let refusals = RefCell::new(refusals.to_vec());
+        let result = each_batch("Op", count, |pending: &[usize]| {
+            calls.borrow_mut().push(pending.to_vec());
+            let answer = if fails_on.is_some_and(|f| pending.contains(&f)) {
+                Err(std::io::Error::other("throttled"))
+            } else {
+                let mut left = refusals.borrow_mut();
+                let mut refused = Vec::new();
+                for index in pending {
+                    if let Some(at) = left.iter().position(|r| r == index) {
+                        left.remove(at);
+                        refused.push(
+                            BatchResultErrorEntry::builder()
+                                .id(index.to_string())
+                                .code("Busy")
+                                .message("again")
+                                .sender_fault(ours)
+                                .build()
+                                .unwrap(),
+                        );
+                    }
+                }
+                Ok(refused)
+            };
+            async move { answer }
+        })
+        .await;
+        (calls.into_inner(), result)
+    }
+
+    #[tokio::test]
+    async fn batches_are_of_ten_and_refused_entries_go_again() {
+        let (calls, result) = run(23, &[3, 12, 12], false, None).await;
+        assert!(result.is_ok(), "{result:?}");
+        let expected: Vec<Vec<usize>> = vec![
+            (0..10).collect(),
+            vec![3],
+            (10..20).collect(),
+            vec![12],
+            vec![12],
+            (20..23).collect(),
+        ];
+        assert_eq!(calls, expected);
+    }
+
+    #[tokio::test]
+    async fn entries_refused_every_time_or_by_our_fault_are_named() {
+        let (calls, result) = run(12, &[1; SEND_RETRIES as usize + 1], false, None).await;
+        assert_eq!(calls.len(), SEND_RETRIES as usize + 2);
+        let error = result.unwrap_err();
+        assert_eq!(error.unsent(12), vec![1]);
+        assert!(
+            error.to_string().contains("Busy (theirs): again"),
+            "{error}"
+        );
+        // A refusal that is our fault is not tried again.
+        let (calls, result) = run(5, &[2, 4], true, None).await;
+        assert_eq!(calls, vec![(0..5).collect::<Vec<_>>()]);
+        assert_eq!(result.unwrap_err().unsent(5), vec![2, 4]);
+    }
+
+    #[tokio::test]
+    async fn a_failed_call_leaves_its_entries_and_all_later_ones_undone() {
+        let (calls, result) = run(35, &[2], false, Some(14)).await;
+        assert_eq!(calls.len(), 3);
+        let error = result.unwrap_err();
+        assert_eq!(error.unsent(35), (10..35).collect::<Vec<_>>());
+        assert!(error.to_string().contains("throttled"), "{error}");
+        let (calls, result) = run(0, &[], false, None).await;
+        assert!(calls.is_empty() && result.is_ok());
     }
 
     #[test]

@@ -29,19 +29,23 @@ pub async fn stats(deps: &Deps) -> Result<Response<Body>, ApiError> {
     ))
 }
 
-/// `POST /v1/dlq/replay` with an optional filter → `{"replayed": n, "skipped": m}`.
+/// `POST /v1/dlq/replay` with an optional filter → `{"replayed": n, "skipped": m}`,
+/// and `"complete": false` when the run stopped early (its time ran out, or an
+/// error stopped it after moving some jobs): calling again does the rest.
 pub async fn replay(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiError> {
     let filter = parse_filter(&json_object(req)?)?;
     let deadline = Instant::now() + REPLAY_BUDGET;
     let outcome = redrive::redrive(&deps.queues, &filter, Some(deadline), |_| {})
         .await
-        .map_err(|error| {
-            tracing::error!(%error, "DLQ replay failed");
-            ApiError::internal()
-        })?;
+        .or_else(|stopped| {
+            tracing::error!(error = %stopped, "DLQ replay stopped early");
+            stopped.into_partial()
+        })
+        .map_err(|_| ApiError::internal())?;
     tracing::info!(
         replayed = outcome.replayed,
         skipped = outcome.skipped,
+        complete = outcome.complete,
         "DLQ replayed"
     );
     Ok(json(StatusCode::OK, &outcome))

@@ -1,7 +1,7 @@
 //! The DLQ and recovery routes' handlers in-process, against the emulator's SQS and
 //! DynamoDB: what they queue, what they leave, and their tenant checks.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use api::{Deps, dlq, recovery};
 use hookline_tests::{TestEnv, poll_until};
@@ -85,6 +85,22 @@ async fn queued_jobs(env: &TestEnv) -> Vec<DeliveryJob> {
     }
 }
 
+/// The message ids of every job waiting on the delivery queue, sorted; duplicates kept.
+async fn queued_ids(env: &TestEnv) -> Vec<MessageId> {
+    let mut ids: Vec<MessageId> = queued_jobs(env)
+        .await
+        .into_iter()
+        .map(|j| j.message_id)
+        .collect();
+    ids.sort();
+    ids
+}
+
+fn sorted(mut ids: Vec<MessageId>) -> Vec<MessageId> {
+    ids.sort();
+    ids
+}
+
 async fn put_in_dlq(env: &TestEnv, jobs: &[&DeliveryJob]) {
     for job in jobs {
         env.sqs
@@ -143,15 +159,10 @@ async fn dlq_replay_moves_only_what_the_filter_names_and_keeps_message_ids() {
     assert_eq!(body["replayed"], 1);
     let (_, body) = read(dlq::replay(&deps, &request(None)).await);
     assert_eq!(body, json!({"replayed": 1, "skipped": 1}));
-    let mut ids: Vec<MessageId> = queued_jobs(&env)
-        .await
-        .into_iter()
-        .map(|j| j.message_id)
-        .collect();
-    ids.sort();
-    let mut expected = vec![a_sample.message_id, b_sample.message_id];
-    expected.sort();
-    assert_eq!(ids, expected);
+    assert_eq!(
+        queued_ids(&env).await,
+        sorted(vec![a_sample.message_id, b_sample.message_id])
+    );
 
     let (status, body) = read(dlq::replay(&deps, &request(Some(json!({"limit": 0})))).await);
     assert_eq!(
@@ -308,4 +319,66 @@ async fn recover_redelivers_what_last_failed_within_the_window() {
     let (status, _) =
         read(recovery::recover(&deps, "john", endpoint.as_str(), &request(Some(window))).await);
     assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_filtered_replay_moves_each_match_once_past_many_skipped_jobs() {
+    let (env, deps) = setup().await;
+    let (a, b) = (EndpointId::new(), EndpointId::new());
+    let mut wanted = Vec::new();
+    let mut all = Vec::new();
+    for n in 0..60 {
+        // More skipped jobs than one receive returns lie ahead of and between the matches.
+        let job = if n % 3 == 2 {
+            let job = job(&a, "sample.created");
+            wanted.push(job.message_id.clone());
+            job
+        } else {
+            job(&b, "sample.created")
+        };
+        all.push(job);
+    }
+    put_in_dlq(&env, &all.iter().collect::<Vec<_>>()).await;
+
+    let (status, body) =
+        read(dlq::replay(&deps, &request(Some(json!({"endpoint_id": a.as_str()})))).await);
+    assert_eq!(
+        (status, body),
+        (StatusCode::OK, json!({"replayed": 20, "skipped": 40}))
+    );
+    assert_eq!(
+        queued_ids(&env).await,
+        sorted(wanted),
+        "each match once, nothing else"
+    );
+    // The skipped jobs are all visible in the DLQ again at once.
+    assert_eq!(env.queue_depth(env.queues.dlq_url()).await, 40);
+}
+
+#[tokio::test]
+async fn a_replay_out_of_time_says_it_is_incomplete_and_the_next_does_the_rest() {
+    let env = TestEnv::new("1s").await;
+    let endpoint = EndpointId::new();
+    let jobs: Vec<DeliveryJob> = (0..15).map(|_| job(&endpoint, "sample.created")).collect();
+    put_in_dlq(&env, &jobs.iter().collect::<Vec<_>>()).await;
+    let filter = shared::redrive::Filter::default();
+
+    let late = shared::redrive::redrive(&env.queues, &filter, Some(Instant::now()), |_| {})
+        .await
+        .unwrap();
+    assert_eq!((late.replayed, late.complete), (0, false));
+    assert_eq!(
+        serde_json::to_value(late).unwrap(),
+        json!({"replayed": 0, "skipped": 0, "complete": false})
+    );
+
+    let rest = shared::redrive::redrive(&env.queues, &filter, None, |_| {})
+        .await
+        .unwrap();
+    assert_eq!((rest.replayed, rest.skipped, rest.complete), (15, 0, true));
+    assert_eq!(
+        queued_ids(&env).await,
+        sorted(jobs.into_iter().map(|j| j.message_id).collect())
+    );
+    assert_eq!(env.queue_depth(env.queues.dlq_url()).await, 0);
 }

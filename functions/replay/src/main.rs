@@ -1,6 +1,7 @@
 //! The Lambda entry for DLQ redrive: an operator or a schedule invokes it with a
 //! filter as its event (`{"endpoint_id": …, "event_type": …, "limit": …}`, all
-//! optional) and gets `{"replayed": n, "skipped": m}` back.
+//! optional) and gets `{"replayed": n, "skipped": m}` back, with `"complete": false`
+//! when the run stopped before it had seen the DLQ through.
 
 use std::time::{Duration, Instant};
 
@@ -31,10 +32,16 @@ async fn main() -> Result<(), Error> {
             .duration_since(std::time::SystemTime::now())
             .unwrap_or_default();
         let deadline = Instant::now() + left.saturating_sub(MARGIN);
-        let outcome = redrive::redrive(queues, &filter, Some(deadline), |_| {}).await?;
+        let outcome = redrive::redrive(queues, &filter, Some(deadline), |_| {})
+            .await
+            .or_else(|stopped| {
+                tracing::error!(error = %stopped, "DLQ replay stopped early");
+                stopped.into_partial()
+            })?;
         tracing::info!(
             replayed = outcome.replayed,
             skipped = outcome.skipped,
+            complete = outcome.complete,
             "DLQ replayed"
         );
         Ok::<_, Error>(outcome)
