@@ -61,7 +61,8 @@ impl Config {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
 
-    /// Reads the configuration through `lookup`; an empty value counts as unset.
+    /// Reads the configuration through `lookup`; an empty value counts as unset,
+    /// except the retry schedule's, which is a schedule with no retries.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let get = |var: &'static str| lookup(var).filter(|value| !value.trim().is_empty());
         let required = |var: &'static str| get(var).ok_or(ConfigError::Missing(var));
@@ -71,7 +72,7 @@ impl Config {
             reason,
         };
 
-        let retry_schedule = match get(RETRY_SCHEDULE) {
+        let retry_schedule = match lookup(RETRY_SCHEDULE) {
             Some(text) => RetrySchedule::parse(&text)
                 .map_err(|e: ScheduleError| invalid(RETRY_SCHEDULE, &text, e.to_string()))?,
             None => RetrySchedule::default(),
@@ -198,6 +199,13 @@ mod tests {
         assert_eq!(config.retention(), Duration::from_secs(7 * 86_400));
         assert!(config.allow_private_targets);
         assert_eq!(config.api_version, "2024-01-01");
+    }
+
+    #[test]
+    fn an_empty_retry_schedule_is_one_attempt_and_no_retry() {
+        let mut pairs = REQUIRED.to_vec();
+        pairs.push((RETRY_SCHEDULE, ""));
+        assert_eq!(config(&pairs).unwrap().retry_schedule.attempts(), 1);
     }
 
     #[test]
