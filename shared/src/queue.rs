@@ -25,6 +25,11 @@ pub const RETENTION_SECONDS: u32 = 14 * 24 * 60 * 60;
 const SEND_RETRIES: u32 = 3;
 /// …after this pause, doubled each time: a refusal is mostly a moment's throttling.
 const SEND_BACKOFF: Duration = Duration::from_millis(50);
+/// Kept off the longest visibility SQS allows, which it counts from the receive:
+/// the receive came before the handler started (by up to the event source's
+/// batching window, 30 s in the template, and the invocation's latency), and the
+/// change is sent a little after the delay was picked.
+pub const VISIBILITY_MARGIN: Duration = Duration::from_secs(5 * 60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
@@ -340,6 +345,19 @@ impl Queues {
         Ok(())
     }
 
+    /// Parks a received message in the DLQ, its body byte for byte. A lost answer
+    /// means a second copy there, never none.
+    pub async fn send_to_dlq(&self, body: &str) -> Result<(), QueueError> {
+        self.client
+            .send_message()
+            .queue_url(&self.dlq_url)
+            .message_body(body)
+            .send()
+            .await
+            .map_err(aws_error("SendMessage"))?;
+        Ok(())
+    }
+
     /// Receives up to `max` delivery jobs, waiting up to `wait` for the first.
     pub async fn receive_delivery(
         &self,
@@ -479,6 +497,12 @@ impl Queues {
             .and_then(|v| v.parse().ok())
             .unwrap_or(0))
     }
+}
+
+/// The longest visibility a change may ask for `since_receive` after the message was
+/// received: SQS refuses any that ends more than 12 hours after the receive.
+pub fn max_visibility(since_receive: Duration) -> Duration {
+    crate::retry::MAX_STEP.saturating_sub(since_receive + VISIBILITY_MARGIN)
 }
 
 /// A delay as SQS's whole-second visibility timeout: rounded up, at most 12 hours.
@@ -721,5 +745,28 @@ mod tests {
         assert_eq!(visibility_seconds(Duration::from_millis(5000)), 5);
         assert_eq!(visibility_seconds(Duration::from_millis(5001)), 6);
         assert_eq!(visibility_seconds(Duration::from_secs(13 * 3600)), 43_200);
+    }
+
+    #[test]
+    fn the_longest_visibility_shrinks_with_the_time_since_the_receive() {
+        let twelve_hours = crate::retry::MAX_STEP;
+        assert_eq!(
+            max_visibility(Duration::ZERO),
+            twelve_hours - VISIBILITY_MARGIN
+        );
+        let minute = Duration::from_secs(60);
+        assert_eq!(
+            max_visibility(minute),
+            twelve_hours - VISIBILITY_MARGIN - minute
+        );
+        // Whole seconds, rounded up, still end before the 12 hours are out.
+        let asked = visibility_seconds(max_visibility(Duration::from_millis(1500)));
+        assert!(i64::from(asked) + 2 < twelve_hours.as_secs() as i64);
+        assert_eq!(max_visibility(twelve_hours), Duration::ZERO);
+        // Every step the schedule allows, jittered down, still fits.
+        assert!(
+            crate::retry::MAX_STEP.mul_f64(1.0 - crate::retry::JITTER)
+                < max_visibility(Duration::from_secs(15 * 60))
+        );
     }
 }

@@ -14,6 +14,16 @@ pub const JITTER: f64 = 0.2;
 /// The default schedule, Svix's: 8 attempts over about 27.5 hours.
 pub const DEFAULT: &str = "5s,5m,30m,2h,5h,10h,10h";
 
+/// Receives a job may use beyond its attempts before SQS moves it to the DLQ on its
+/// own: the dispatcher parks a job after its last attempt, and `maxReceiveCount` is
+/// only a safety net. The extra receives are those no attempt counted: a crashed
+/// invocation, a visibility change that failed, a DLQ send tried again.
+pub const RECEIVE_MARGIN: u32 = 5;
+
+/// How far the dispatcher's clock may be behind the queue's before a receive
+/// that came on time looks early (see [`attempt_number`]).
+pub const CLOCK_TOLERANCE: Duration = Duration::from_millis(500);
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetrySchedule {
     delays: Vec<Duration>,
@@ -44,9 +54,13 @@ impl RetrySchedule {
     }
 
     /// How many attempts a job gets in all: the first one plus one per delay.
-    /// This is the delivery queue's `maxReceiveCount`.
     pub fn attempts(&self) -> u32 {
         self.delays.len() as u32 + 1
+    }
+
+    /// The delivery queue's `maxReceiveCount`: the attempts plus [`RECEIVE_MARGIN`].
+    pub fn max_receive_count(&self) -> u32 {
+        self.attempts() + RECEIVE_MARGIN
     }
 
     /// The delay after failed attempt number `attempt` (1-based), or `None` when it was the last.
@@ -146,6 +160,62 @@ pub fn next_delay(
     Some(delay.min(MAX_STEP))
 }
 
+/// The number of the attempt a receive makes. It is the receive count, but never
+/// further along the schedule than the time since the job's first receive allows
+/// (each step at its shortest jitter), and never past the last attempt.
+///
+/// A receive count also rises when a job comes back early: after a crash, or
+/// after a visibility change that failed. Counting by the clock as well keeps such
+/// a receive from using up a step, so a job reaches its last attempt no sooner
+/// than the schedule says. A receive beyond the last attempt is the last attempt
+/// once more. Without the first receive's time, the receive count alone decides.
+pub fn attempt_number(
+    schedule: &RetrySchedule,
+    receive_count: u32,
+    since_first_receive: Option<Duration>,
+) -> u32 {
+    let by_count = receive_count.clamp(1, schedule.attempts());
+    let Some(elapsed) = since_first_receive else {
+        return by_count;
+    };
+    let mut earliest = Duration::ZERO;
+    let mut due = 1;
+    for step in schedule.delays() {
+        earliest += step.mul_f64(1.0 - JITTER);
+        if earliest > elapsed + CLOCK_TOLERANCE {
+            break;
+        }
+        due += 1;
+    }
+    by_count.min(due)
+}
+
+/// Runs `op` up to `tries` times, pausing `first_pause` after the first failure and
+/// twice as long after each next one; the last error if every try fails.
+pub async fn with_backoff<T, E, F, Fut>(
+    tries: u32,
+    first_pause: Duration,
+    mut op: F,
+) -> Result<T, E>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let mut pause = first_pause;
+    let mut tried = 1;
+    loop {
+        match op().await {
+            Ok(value) => return Ok(value),
+            Err(error) if tried >= tries => return Err(error),
+            Err(_) => {
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+                tried += 1;
+            }
+        }
+    }
+}
+
 /// Reads a `Retry-After` value at `now` (unix seconds): delay-seconds, or an HTTP date.
 /// A date in the past means "now"; anything unreadable is ignored.
 pub fn parse_retry_after(value: &str, now: i64) -> Option<Duration> {
@@ -176,6 +246,81 @@ mod tests {
             total,
             Duration::from_secs(5 + 5 * 60 + 30 * 60 + (2 + 5 + 10 + 10) * 3600)
         );
+    }
+
+    #[test]
+    fn the_queue_parks_a_job_only_a_margin_after_its_last_attempt() {
+        let schedule = RetrySchedule::default();
+        assert_eq!(schedule.max_receive_count(), 8 + RECEIVE_MARGIN);
+        const { assert!(RECEIVE_MARGIN >= 1) };
+        assert_eq!(
+            RetrySchedule::parse("").unwrap().max_receive_count(),
+            1 + RECEIVE_MARGIN
+        );
+    }
+
+    #[test]
+    fn the_attempt_number_is_the_receive_count_when_the_job_came_on_time() {
+        let schedule = RetrySchedule::parse("10s,100s").unwrap();
+        let secs = Duration::from_secs;
+        // Each receive after at least the shortest jittered steps: 8 s, then 8 + 80 s.
+        assert_eq!(attempt_number(&schedule, 1, Some(secs(0))), 1);
+        assert_eq!(attempt_number(&schedule, 2, Some(secs(8))), 2);
+        assert_eq!(attempt_number(&schedule, 3, Some(secs(88))), 3);
+        // A clock a little behind the queue's does not make an on-time receive early.
+        assert_eq!(
+            attempt_number(&schedule, 2, Some(secs(8) - CLOCK_TOLERANCE)),
+            2
+        );
+        // Without a first receive time, the count decides.
+        assert_eq!(attempt_number(&schedule, 2, None), 2);
+        assert_eq!(attempt_number(&schedule, 0, None), 1);
+    }
+
+    #[test]
+    fn an_early_receive_does_not_use_up_a_step() {
+        let schedule = RetrySchedule::parse("10s,100s").unwrap();
+        let secs = Duration::from_secs;
+        // Back after a crash or a failed visibility change, before the step ran out.
+        assert_eq!(attempt_number(&schedule, 2, Some(secs(3))), 1);
+        assert_eq!(attempt_number(&schedule, 3, Some(secs(30))), 2);
+        // Crashes in a row: the count is far ahead, the clock is not.
+        assert_eq!(attempt_number(&schedule, 7, Some(secs(1))), 1);
+    }
+
+    #[test]
+    fn a_receive_past_the_schedule_is_the_last_attempt() {
+        let schedule = RetrySchedule::parse("10s,100s").unwrap();
+        let day = Duration::from_secs(86_400);
+        assert_eq!(attempt_number(&schedule, 4, Some(day)), 3);
+        assert_eq!(attempt_number(&schedule, 9, Some(day)), 3);
+        assert_eq!(attempt_number(&schedule, 9, None), 3);
+        assert_eq!(
+            attempt_number(&RetrySchedule::parse("").unwrap(), 3, None),
+            1
+        );
+    }
+
+    #[tokio::test]
+    async fn with_backoff_tries_until_success_or_the_last_try() {
+        let pause = Duration::from_millis(1);
+        let mut calls = 0;
+        let result: Result<u32, &str> = with_backoff(4, pause, || {
+            calls += 1;
+            let call = calls;
+            async move { if call < 3 { Err("refused") } else { Ok(call) } }
+        })
+        .await;
+        assert_eq!(result, Ok(3));
+
+        let mut calls = 0;
+        let result: Result<(), u32> = with_backoff(3, pause, || {
+            calls += 1;
+            let call = calls;
+            async move { Err(call) }
+        })
+        .await;
+        assert_eq!(result, Err(3), "the last error, after three tries");
     }
 
     #[test]

@@ -87,7 +87,7 @@ impl TestEnv {
             &sqs,
             &format!("delivery-{suffix}"),
             &format!("dlq-{suffix}"),
-            retry.attempts(),
+            retry.max_receive_count(),
             Duration::from_secs(30),
         )
         .await

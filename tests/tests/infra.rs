@@ -183,8 +183,12 @@ fn the_redrive_follows_the_retry_schedule() {
     );
     assert_eq!(
         max_receive_count,
-        u64::from(RetrySchedule::default().attempts()),
-        "maxReceiveCount must be the number of attempts of the default schedule"
+        u64::from(RetrySchedule::default().max_receive_count()),
+        "maxReceiveCount must be the default schedule's attempts plus the margin"
+    );
+    assert!(
+        max_receive_count > u64::from(RetrySchedule::default().attempts()),
+        "maxReceiveCount is a safety net above the attempts, never a cut"
     );
 
     let (_, function) = functions(&template)[0];
@@ -195,7 +199,7 @@ fn the_redrive_follows_the_retry_schedule() {
     );
     let parsed = RetrySchedule::parse(&schedule)
         .unwrap_or_else(|e| panic!("the template's retry schedule {schedule:?}: {e}"));
-    assert_eq!(u64::from(parsed.attempts()), max_receive_count);
+    assert_eq!(u64::from(parsed.max_receive_count()), max_receive_count);
 }
 
 #[test]

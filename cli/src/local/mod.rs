@@ -246,7 +246,7 @@ async fn start(options: &DevOptions) -> Result<Running, DevError> {
         &sqs,
         DELIVERY_QUEUE,
         DLQ,
-        schedule.attempts(),
+        schedule.max_receive_count(),
         visibility_timeout,
     )
     .await?;

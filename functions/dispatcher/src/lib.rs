@@ -15,7 +15,7 @@ use rand::Rng;
 use shared::config::Config;
 use shared::ids::AttemptId;
 use shared::model::{Attempt, AttemptStatus, DeliveryJob};
-use shared::queue::Queues;
+use shared::queue::{Queues, max_visibility};
 use shared::retry::{FailureKind, next_delay};
 use shared::store::Store;
 use shared::{USER_AGENT, payload};
@@ -79,11 +79,15 @@ pub fn http_client_with(config: &Config, resolver: CheckedResolver) -> reqwest::
 }
 
 pub async fn handle(deps: &Deps, event: SqsEvent) -> SqsBatchResponse {
-    let outcomes =
-        join_all(event.records.iter().map(|record| async move {
-            (record.message_id.as_deref(), process(deps, record).await)
-        }))
-        .await;
+    // About when the event source received the batch: SQS counts a visibility's 12 hours from there.
+    let received = Instant::now();
+    let outcomes = join_all(event.records.iter().map(|record| async move {
+        (
+            record.message_id.as_deref(),
+            process(deps, received, record).await,
+        )
+    }))
+    .await;
     let mut response = SqsBatchResponse::default();
     for (message_id, outcome) in outcomes {
         if let (Outcome::Retry, Some(id)) = (outcome, message_id) {
@@ -93,54 +97,83 @@ pub async fn handle(deps: &Deps, event: SqsEvent) -> SqsBatchResponse {
     response
 }
 
+/// How long a job whose DLQ send failed waits before it is tried again.
+const PARK_RETRY_DELAY: Duration = Duration::from_secs(30);
+/// Tries of an attempt record's write, and the pause after the first failure (doubling).
+const SAVE_TRIES: u32 = 4;
+const SAVE_PAUSE: Duration = Duration::from_millis(100);
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Outcome {
-    /// Delivered, or dropped on purpose: delete the job.
+    /// Delivered, dropped on purpose or parked in the DLQ: the event source deletes it.
     Done,
     /// Report the record failed: SQS offers it again when its visibility runs out.
     Retry,
 }
 
-/// The receive count of a record: the number of this attempt.
-fn attempt_number(record: &SqsMessage) -> u32 {
-    record
-        .attributes
-        .get("ApproximateReceiveCount")
-        .and_then(|count| count.parse::<u32>().ok())
-        .unwrap_or(1)
-        .max(1)
+/// The number of the attempt a record makes (see [`shared::retry::attempt_number`]).
+fn attempt_number(deps: &Deps, record: &SqsMessage) -> u32 {
+    let attribute = |name: &str| {
+        record
+            .attributes
+            .get(name)
+            .and_then(|value| value.parse::<u64>().ok())
+    };
+    let receive_count = attribute("ApproximateReceiveCount")
+        .and_then(|count| u32::try_from(count).ok())
+        .unwrap_or(1);
+    let now_ms =
+        u64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
+    let since_first_receive = attribute("ApproximateFirstReceiveTimestamp")
+        .map(|first_ms| Duration::from_millis(now_ms.saturating_sub(first_ms)));
+    shared::retry::attempt_number(
+        &deps.config.retry_schedule,
+        receive_count,
+        since_first_receive,
+    )
 }
 
-async fn process(deps: &Deps, record: &SqsMessage) -> Outcome {
-    let attempt = attempt_number(record);
-    let delay = match record
-        .body
-        .as_deref()
-        .map(serde_json::from_str::<DeliveryJob>)
-    {
-        Some(Ok(job)) => match deliver(deps, &job, attempt).await {
-            Verdict::Done => return Outcome::Done,
-            Verdict::Retry(delay) => delay,
-        },
-        Some(Err(error)) => {
-            // Retried on the schedule like any failure, so it ends in the DLQ for a person to see.
+async fn process(deps: &Deps, received: Instant, record: &SqsMessage) -> Outcome {
+    let body = record.body.as_deref().unwrap_or_default();
+    let job = match serde_json::from_str::<DeliveryJob>(body) {
+        Ok(job) => job,
+        Err(error) => {
+            // Trying again cannot make it a job: it goes where a person will look, at once.
             tracing::warn!(sqs_message_id = ?record.message_id, %error, "malformed delivery job");
-            retry_delay(deps, attempt, FailureKind::Other, None)
-        }
-        None => {
-            tracing::warn!(sqs_message_id = ?record.message_id, "delivery job without a body");
-            retry_delay(deps, attempt, FailureKind::Other, None)
+            return park(deps, record, body).await;
         }
     };
-    if let Some(receipt) = record.receipt_handle.as_deref() {
-        // After the last attempt, visibility 0 lets SQS move the job to the DLQ at once.
-        if let Err(error) = deps
-            .queues
-            .delay_retry(receipt, delay.unwrap_or(Duration::ZERO))
-            .await
-        {
-            tracing::warn!(%error, sqs_message_id = ?record.message_id, "could not set the retry delay");
+    let attempt = attempt_number(deps, record);
+    match deliver(deps, received, &job, attempt).await {
+        Verdict::Done => Outcome::Done,
+        Verdict::Retry(delay) => retry_after(deps, record, delay).await,
+        Verdict::Dead => park(deps, record, body).await,
+    }
+}
+
+/// Moves a record's body to the DLQ, after which the event source deletes it. If the
+/// send fails, the record comes back soon and is tried again: never lost, never dropped.
+async fn park(deps: &Deps, record: &SqsMessage, body: &str) -> Outcome {
+    match deps.queues.send_to_dlq(body).await {
+        Ok(()) => {
+            tracing::info!(sqs_message_id = ?record.message_id, "job moved to the DLQ");
+            Outcome::Done
         }
+        Err(error) => {
+            tracing::error!(%error, sqs_message_id = ?record.message_id, "could not move a job to the DLQ");
+            retry_after(deps, record, PARK_RETRY_DELAY).await
+        }
+    }
+}
+
+/// Hides a record for `delay` and reports it failed. If the visibility change
+/// fails, SQS still brings the record back, after the queue's visibility timeout;
+/// that early receive does not count as the next attempt (see [`attempt_number`]).
+async fn retry_after(deps: &Deps, record: &SqsMessage, delay: Duration) -> Outcome {
+    if let Some(receipt) = record.receipt_handle.as_deref()
+        && let Err(error) = deps.queues.delay_retry(receipt, delay).await
+    {
+        tracing::warn!(%error, sqs_message_id = ?record.message_id, "could not set the retry delay");
     }
     Outcome::Retry
 }
@@ -149,12 +182,23 @@ async fn process(deps: &Deps, record: &SqsMessage) -> Outcome {
 enum Verdict {
     /// Delivered, or nothing is left to try.
     Done,
-    /// Failed: retry after this delay, or `None` after the last attempt (to the DLQ).
-    Retry(Option<Duration>),
+    /// Failed: retry after this delay.
+    Retry(Duration),
+    /// The last attempt failed: to the DLQ.
+    Dead,
 }
 
+impl Verdict {
+    fn after(delay: Option<Duration>) -> Self {
+        delay.map_or(Self::Dead, Self::Retry)
+    }
+}
+
+/// The delay after failed attempt `attempt`, or `None` after the last; never longer
+/// than SQS lets the visibility run from the receive.
 fn retry_delay(
     deps: &Deps,
+    received: Instant,
     attempt: u32,
     kind: FailureKind,
     retry_after: Option<Duration>,
@@ -166,6 +210,7 @@ fn retry_delay(
         retry_after,
         rand::rng().random::<f64>(),
     )
+    .map(|delay| delay.min(max_visibility(received.elapsed())))
 }
 
 /// Whether an answer is a success: any 2xx, nothing else (a redirect is not followed).
@@ -174,7 +219,12 @@ pub fn is_success(status: u16) -> bool {
 }
 
 /// Delivers `job` once and records the attempt.
-async fn deliver(deps: &Deps, job: &DeliveryJob, attempt_number: u32) -> Verdict {
+async fn deliver(
+    deps: &Deps,
+    received: Instant,
+    job: &DeliveryJob,
+    attempt_number: u32,
+) -> Verdict {
     let started = Instant::now();
     let now = OffsetDateTime::now_utc();
     let record = |status, exchange: Exchange, next_delay: Option<Duration>| Attempt {
@@ -201,6 +251,16 @@ async fn deliver(deps: &Deps, job: &DeliveryJob, attempt_number: u32) -> Verdict
         }
     };
 
+    // A read that failed reached no endpoint, so no attempt is recorded; the job comes back.
+    let unread = || {
+        Verdict::after(retry_delay(
+            deps,
+            received,
+            attempt_number,
+            FailureKind::Other,
+            None,
+        ))
+    };
     let found = match deps
         .endpoints
         .get(&job.account, &job.endpoint_id, || {
@@ -210,9 +270,8 @@ async fn deliver(deps: &Deps, job: &DeliveryJob, attempt_number: u32) -> Verdict
     {
         Ok(found) => found,
         Err(error) => {
-            // No attempt reached the endpoint, so none is recorded; the job comes back.
             tracing::error!(%error, endpoint_id = %job.endpoint_id, "could not read an endpoint");
-            return Verdict::Retry(retry_delay(deps, attempt_number, FailureKind::Other, None));
+            return unread();
         }
     };
     let Some(found) = found else {
@@ -229,7 +288,7 @@ async fn deliver(deps: &Deps, job: &DeliveryJob, attempt_number: u32) -> Verdict
             Ok(None) => return drop_with("message expired or deleted").await,
             Err(error) => {
                 tracing::error!(%error, message_id = %job.message_id, "could not read a message");
-                return Verdict::Retry(retry_delay(deps, attempt_number, FailureKind::Other, None));
+                return unread();
             }
         },
     };
@@ -268,21 +327,29 @@ async fn deliver(deps: &Deps, job: &DeliveryJob, attempt_number: u32) -> Verdict
                 None if exchange.timed_out => FailureKind::Timeout,
                 None => FailureKind::Other,
             };
-            let delay = retry_delay(deps, attempt_number, kind, exchange.retry_after);
+            let delay = retry_delay(deps, received, attempt_number, kind, exchange.retry_after);
             tracing::info!(
                 message_id = %job.message_id, endpoint_id = %job.endpoint_id, attempt = attempt_number,
                 status = ?exchange.status, error = ?exchange.error, next_delay = ?delay, "delivery failed"
             );
             save(deps, &record(AttemptStatus::Failed, exchange, delay)).await;
-            Verdict::Retry(delay)
+            Verdict::after(delay)
         }
     }
 }
 
-/// A lost attempt record must not turn a delivery into a redelivery: it is logged, not retried.
+/// Records an attempt, trying again a few times: the write is a put of one key, so a
+/// try whose answer was lost is harmless to repeat. A record still not written is
+/// logged, and the delivery's outcome stands: it must not turn into a redelivery.
 async fn save(deps: &Deps, attempt: &Attempt) {
-    if let Err(error) = deps.store.put_attempt(attempt).await {
-        tracing::error!(%error, message_id = %attempt.message_id, "could not record an attempt");
+    let written =
+        shared::retry::with_backoff(SAVE_TRIES, SAVE_PAUSE, || deps.store.put_attempt(attempt))
+            .await;
+    if let Err(error) = written {
+        tracing::error!(
+            %error, message_id = %attempt.message_id, endpoint_id = %attempt.endpoint_id,
+            attempt = attempt.attempt, "could not record an attempt"
+        );
     }
 }
 

@@ -1,23 +1,44 @@
 //! The dispatcher handler in-process: real receivers on 127.0.0.1, the emulator's
 //! DynamoDB and SQS, SQS events built as Lambda sends them.
 
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use aws_lambda_events::event::sqs::SqsEvent;
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use aws_sdk_dynamodb::types::AttributeValue;
 use dispatcher::{Deps, handle};
-use hookline_tests::{Receiver, Reply, TestEnv, poll_until};
-use serde_json::json;
+use hookline_tests::{Receiver, Reply, TestEnv};
+use serde_json::{Value, json};
 use shared::ids::{EndpointId, MessageId};
 use shared::model::{AttemptStatus, DeliveryJob, Endpoint, EndpointSecrets, Format};
+use shared::queue::Received;
+use shared::retry::{MAX_STEP, RetrySchedule};
 use shared::signing::Secret;
 
 const PAYLOAD: &str = r#"{"event_type":"sample.created","created_at":"2021-08-09T14:40:19Z","api_version":"2021-08-01","dataset":"jane/flowers","object":{"name":"rose.png"},"text":"Sample rose.png created in dataset jane/flowers."}"#;
 
 async fn setup() -> (TestEnv, Deps) {
-    let env = TestEnv::new("1s,1s").await;
+    setup_with("1s,1s").await
+}
+
+/// A fresh table and queues with this retry schedule, and a handler over them.
+async fn setup_with(schedule: &str) -> (TestEnv, Deps) {
+    let env = TestEnv::new(schedule).await;
     let deps = Deps::new(env.store.clone(), env.queues.clone(), env.config.clone());
     (env, deps)
+}
+
+/// An endpoint at `url` and a job to it, sent to the delivery queue.
+async fn queued_job(env: &TestEnv, url: String) -> DeliveryJob {
+    let (endpoint_id, _) = add_endpoint(env, url, Format::Standard).await;
+    let job = job(&endpoint_id);
+    env.queues
+        .send_jobs(std::slice::from_ref(&job))
+        .await
+        .unwrap();
+    job
 }
 
 async fn add_endpoint(env: &TestEnv, url: String, format: Format) -> (EndpointId, Secret) {
@@ -37,12 +58,20 @@ fn job(endpoint: &EndpointId) -> DeliveryJob {
 
 /// An SQS event as Lambda builds it; `bodies` are (sqs message id, body).
 fn sqs_event(bodies: &[(&str, String)]) -> SqsEvent {
+    sqs_event_with(
+        bodies,
+        json!({"ApproximateReceiveCount": "1", "SentTimestamp": "1"}),
+    )
+}
+
+/// [`sqs_event`] with these system attributes on every record.
+fn sqs_event_with(bodies: &[(&str, String)], attributes: Value) -> SqsEvent {
     let records: Vec<_> = bodies
         .iter()
         .map(|(id, body)| {
             json!({
                 "messageId": id, "receiptHandle": format!("receipt-{id}"), "body": body,
-                "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "1"},
+                "attributes": attributes,
                 "messageAttributes": {}, "eventSource": "aws:sqs",
                 "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:delivery", "awsRegion": "us-east-1"
             })
@@ -51,7 +80,70 @@ fn sqs_event(bodies: &[(&str, String)]) -> SqsEvent {
     serde_json::from_value(json!({ "Records": records })).unwrap()
 }
 
-fn failed_ids(response: &aws_lambda_events::event::sqs::SqsBatchResponse) -> Vec<String> {
+/// The event of messages received from the delivery queue.
+fn event_of(received: &[Received]) -> SqsEvent {
+    let records: Vec<_> = received
+        .iter()
+        .map(|r| {
+            json!({
+                "messageId": r.message_id, "receiptHandle": r.receipt_handle,
+                "body": r.body, "attributes": r.attributes,
+            })
+        })
+        .collect();
+    serde_json::from_value(json!({ "Records": records })).unwrap()
+}
+
+/// Waits for `count` messages of the delivery queue, hidden for the queue's visibility timeout.
+async fn receive(env: &TestEnv, count: usize) -> Vec<Received> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut received = Vec::new();
+    while received.len() < count {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {count} jobs on the queue"
+        );
+        let batch = env
+            .queues
+            .receive_delivery(count - received.len(), Duration::from_secs(1))
+            .await
+            .unwrap();
+        received.extend(batch);
+    }
+    received
+}
+
+/// Hands `received` to the handler and deletes what it did not report failed, as
+/// Lambda's event source mapping does.
+async fn dispatch(env: &TestEnv, deps: &Deps, received: &[Received]) -> SqsBatchResponse {
+    let response = handle(deps, event_of(received)).await;
+    let failed = failed_ids(&response);
+    let done: Vec<String> = received
+        .iter()
+        .filter(|r| !failed.contains(&r.message_id))
+        .map(|r| r.receipt_handle.clone())
+        .collect();
+    env.queues.delete_delivered(&done).await.unwrap();
+    response
+}
+
+/// The bodies waiting in the DLQ.
+async fn dlq_bodies(env: &TestEnv) -> Vec<String> {
+    let mut bodies = Vec::new();
+    loop {
+        let batch = env
+            .queues
+            .receive_dead(10, Duration::from_secs(1), Duration::from_secs(60))
+            .await
+            .unwrap();
+        if batch.is_empty() {
+            return bodies;
+        }
+        bodies.extend(batch.into_iter().map(|r| r.body));
+    }
+}
+
+fn failed_ids(response: &SqsBatchResponse) -> Vec<String> {
     let value = serde_json::to_value(response).unwrap();
     value["batchItemFailures"]
         .as_array()
@@ -62,7 +154,7 @@ fn failed_ids(response: &aws_lambda_events::event::sqs::SqsBatchResponse) -> Vec
 }
 
 #[tokio::test]
-async fn a_malformed_record_fails_alone_and_the_rest_are_delivered_signed() {
+async fn a_malformed_record_is_parked_alone_and_the_rest_are_delivered_signed() {
     let (env, deps) = setup().await;
     let standard = Receiver::start().await;
     let slack = Receiver::start().await;
@@ -78,7 +170,8 @@ async fn a_malformed_record_fails_alone_and_the_rest_are_delivered_signed() {
         ("good-2", serde_json::to_string(&second).unwrap()),
     ]);
     let response = handle(&deps, event).await;
-    assert_eq!(failed_ids(&response), ["bad"]);
+    assert!(failed_ids(&response).is_empty());
+    assert_eq!(dlq_bodies(&env).await, ["{not a job"]);
 
     let delivery = &standard.wait_for(1, Duration::from_secs(5)).await[0];
     assert_eq!(delivery.body.as_ref(), PAYLOAD.as_bytes());
@@ -93,11 +186,7 @@ async fn a_malformed_record_fails_alone_and_the_rest_are_delivered_signed() {
         json!({"text": "Sample rose.png created in dataset jane/flowers."})
     );
 
-    let attempts = env
-        .store
-        .attempts_of_message("jane", &first.message_id)
-        .await
-        .unwrap();
+    let attempts = attempts_of(&env, &first.message_id).await;
     assert_eq!(attempts.len(), 1);
     let attempt = &attempts[0];
     assert_eq!(attempt.status, AttemptStatus::Succeeded);
@@ -131,34 +220,12 @@ async fn records_of_a_batch_are_delivered_concurrently() {
 async fn a_failed_attempt_is_recorded_and_reported_for_a_retry() {
     let (env, deps) = setup().await;
     let failing = Receiver::statuses(&[500]).await;
-    let (endpoint_id, _) = add_endpoint(&env, failing.url("/hook"), Format::Standard).await;
-    let job = job(&endpoint_id);
-    env.queues
-        .send_jobs(std::slice::from_ref(&job))
-        .await
-        .unwrap();
-    let received = poll_until(Duration::from_secs(5), "the job on the queue", || async {
-        let batch = env
-            .queues
-            .receive_delivery(1, Duration::from_secs(1))
-            .await
-            .unwrap();
-        (!batch.is_empty()).then_some(batch)
-    })
-    .await;
-    let event: SqsEvent = serde_json::from_value(json!({"Records": [{
-        "messageId": received[0].message_id, "receiptHandle": received[0].receipt_handle,
-        "body": received[0].body, "attributes": received[0].attributes,
-    }]}))
-    .unwrap();
+    let job = queued_job(&env, failing.url("/hook")).await;
+    let received = receive(&env, 1).await;
 
-    let response = handle(&deps, event).await;
+    let response = handle(&deps, event_of(&received)).await;
     assert_eq!(failed_ids(&response), [received[0].message_id.clone()]);
-    let attempts = env
-        .store
-        .attempts_of_message("jane", &job.message_id)
-        .await
-        .unwrap();
+    let attempts = attempts_of(&env, &job.message_id).await;
     assert_eq!(attempts.len(), 1);
     let attempt = &attempts[0];
     assert_eq!(attempt.status, AttemptStatus::Failed);
@@ -172,15 +239,7 @@ async fn a_failed_attempt_is_recorded_and_reported_for_a_retry() {
     );
 
     // The job comes back once the delay has run out, as its second receive.
-    let again = poll_until(Duration::from_secs(10), "the job to come back", || async {
-        let batch = env
-            .queues
-            .receive_delivery(1, Duration::from_secs(1))
-            .await
-            .unwrap();
-        (!batch.is_empty()).then_some(batch)
-    })
-    .await;
+    let again = receive(&env, 1).await;
     assert_eq!(
         again[0]
             .attributes
@@ -200,14 +259,18 @@ async fn a_job_for_a_missing_endpoint_is_dropped_with_a_reason() {
     )
     .await;
     assert!(failed_ids(&response).is_empty());
-    let attempts = env
-        .store
-        .attempts_of_message("jane", &job.message_id)
-        .await
-        .unwrap();
+    let attempts = attempts_of(&env, &job.message_id).await;
     assert_eq!(attempts.len(), 1);
     assert_eq!(attempts[0].error.as_deref(), Some("endpoint deleted"));
     assert_eq!(attempts[0].status, AttemptStatus::Failed);
+}
+
+/// The attempts recorded for a message of jane's.
+async fn attempts_of(env: &TestEnv, message_id: &MessageId) -> Vec<shared::model::Attempt> {
+    env.store
+        .attempts_of_message("jane", message_id)
+        .await
+        .unwrap()
 }
 
 /// Runs one job through the handler as its first attempt and returns its attempts.
@@ -221,10 +284,7 @@ async fn deliver_once(
         sqs_event(&[("one", serde_json::to_string(job).unwrap())]),
     )
     .await;
-    env.store
-        .attempts_of_message("jane", &job.message_id)
-        .await
-        .unwrap()
+    attempts_of(env, &job.message_id).await
 }
 
 #[tokio::test]
@@ -239,11 +299,7 @@ async fn a_410_disables_the_endpoint_and_stops_its_retries() {
     )
     .await;
     assert!(failed_ids(&response).is_empty(), "a 410 is not retried");
-    let attempts = env
-        .store
-        .attempts_of_message("jane", &first.message_id)
-        .await
-        .unwrap();
+    let attempts = attempts_of(&env, &first.message_id).await;
     assert_eq!(attempts[0].response_status, Some(410));
     assert_eq!(attempts[0].next_attempt_at, None);
     assert!(attempts[0].error.as_deref().unwrap().contains("disabled"));
@@ -479,4 +535,238 @@ async fn an_attempt_is_kept_for_the_retention_period() {
         env.config.retention_days,
         shared::config::DEFAULT_RETENTION_DAYS
     );
+}
+
+#[tokio::test]
+async fn after_the_last_attempt_the_job_moves_to_the_dlq_byte_for_byte() {
+    let (env, deps) = setup_with("1s").await;
+    let failing = Receiver::statuses(&[500, 500]).await;
+    let (endpoint_id, _) = add_endpoint(&env, failing.url("/hook"), Format::Standard).await;
+    let message_id = MessageId::new();
+    // Spacing, key order and escapes no serialiser would reproduce: only the bytes as sent compare equal.
+    let body = format!(
+        "{{ \"payload\": {},\n  \"message_id\":\"{message_id}\", \"endpoint_id\" : \"{endpoint_id}\",\"account\":\"jane\",\"event_type\":\"sample.created\"}}",
+        serde_json::to_string(PAYLOAD)
+            .unwrap()
+            .replace("rose", "ros\\u00e9")
+    );
+    serde_json::from_str::<DeliveryJob>(&body).expect("the body is a job");
+    env.queues
+        .send_bodies(std::slice::from_ref(&body))
+        .await
+        .unwrap();
+
+    let first = receive(&env, 1).await;
+    assert_eq!(failed_ids(&dispatch(&env, &deps, &first).await).len(), 1);
+    let last = receive(&env, 1).await;
+    assert_eq!(last[0].attributes["ApproximateReceiveCount"], "2");
+    let response = dispatch(&env, &deps, &last).await;
+    assert!(failed_ids(&response).is_empty(), "parked, so deleted");
+
+    assert_eq!(failing.deliveries().len(), 2);
+    assert_eq!(dlq_bodies(&env).await, [body]);
+    assert_eq!(env.queue_depth(env.queues.delivery_url()).await, 0);
+    let attempts = attempts_of(&env, &message_id).await;
+    let numbers: BTreeSet<u32> = attempts.iter().map(|a| a.attempt).collect();
+    assert_eq!(numbers, BTreeSet::from([1, 2]));
+    let last = attempts.iter().find(|a| a.attempt == 2).unwrap();
+    assert_eq!(last.status, AttemptStatus::Failed);
+    assert_eq!(last.next_attempt_at, None, "no attempt follows the last");
+}
+
+#[tokio::test]
+async fn a_malformed_job_goes_to_the_dlq_at_its_first_receive() {
+    // A schedule of hours: a malformed job retried on it would still be on the delivery queue.
+    let (env, deps) = setup_with("1h,1h").await;
+    let bodies = [
+        "{not json".to_string(),
+        r#"{"message_id": 42}"#.to_string(),
+        "[]".to_string(),
+    ];
+    env.queues.send_bodies(&bodies).await.unwrap();
+    let received = receive(&env, 3).await;
+    assert!(
+        received
+            .iter()
+            .all(|r| r.attributes["ApproximateReceiveCount"] == "1")
+    );
+
+    let response = dispatch(&env, &deps, &received).await;
+    assert!(failed_ids(&response).is_empty());
+    let parked: BTreeSet<String> = dlq_bodies(&env).await.into_iter().collect();
+    assert_eq!(parked, BTreeSet::from(bodies));
+    assert_eq!(env.queue_depth(env.queues.delivery_url()).await, 0);
+}
+
+#[tokio::test]
+async fn receives_beyond_the_attempts_stay_below_max_receive_count_and_end_in_one_more_attempt() {
+    // One attempt in all; SQS parks a job only after the margin's extra receives.
+    let (env, deps) = setup_with("").await;
+    let schedule = RetrySchedule::parse("").unwrap();
+    let redrive = env
+        .sqs
+        .get_queue_attributes()
+        .queue_url(env.queues.delivery_url())
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy)
+        .send()
+        .await
+        .unwrap();
+    let policy: Value = serde_json::from_str(
+        &redrive.attributes().unwrap()[&aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy],
+    )
+    .unwrap();
+    assert_eq!(policy["maxReceiveCount"], schedule.max_receive_count());
+    assert!(schedule.max_receive_count() > schedule.attempts());
+
+    let failing = Receiver::statuses(&[500]).await;
+    let job = queued_job(&env, failing.url("/hook")).await;
+    // Three invocations die with the job in hand: it comes back each time.
+    for _ in 0..3 {
+        let received = receive(&env, 1).await;
+        env.queues
+            .delay_retry(&received[0].receipt_handle, Duration::ZERO)
+            .await
+            .unwrap();
+    }
+    let received = receive(&env, 1).await;
+    assert_eq!(received[0].attributes["ApproximateReceiveCount"], "4");
+    assert!(failed_ids(&dispatch(&env, &deps, &received).await).is_empty());
+
+    // Delivered once more, as the last attempt, then parked.
+    assert_eq!(failing.deliveries().len(), 1);
+    let attempts = attempts_of(&env, &job.message_id).await;
+    assert_eq!(attempts.len(), 1);
+    assert_eq!(
+        (attempts[0].attempt, attempts[0].next_attempt_at),
+        (1, None)
+    );
+    assert_eq!(dlq_bodies(&env).await, [received[0].body.clone()]);
+}
+
+#[tokio::test]
+async fn a_job_back_early_after_crashes_does_not_use_up_its_schedule() {
+    let (env, deps) = setup_with("1m,1m").await;
+    let failing = Receiver::statuses(&[500]).await;
+    let (endpoint_id, _) = add_endpoint(&env, failing.url("/hook"), Format::Standard).await;
+    let job = job(&endpoint_id);
+    // The fifth receive, yet first received a moment ago: four crashes in a row.
+    let first_receive = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+    let event = sqs_event_with(
+        &[("early", serde_json::to_string(&job).unwrap())],
+        json!({"ApproximateReceiveCount": "5", "ApproximateFirstReceiveTimestamp": first_receive.to_string()}),
+    );
+    let response = handle(&deps, event).await;
+    assert_eq!(failed_ids(&response), ["early"], "retried, not parked");
+    let attempts = attempts_of(&env, &job.message_id).await;
+    assert_eq!(attempts[0].attempt, 1);
+    assert!(attempts[0].next_attempt_at.is_some());
+    assert!(dlq_bodies(&env).await.is_empty());
+}
+
+#[tokio::test]
+async fn no_retry_delay_passes_what_sqs_allows_from_the_receive() {
+    let (env, deps) = setup().await;
+    // A receiver that asks for two days.
+    let busy = Receiver::scripted(|_, _| Reply::status(503).header("retry-after", "172800")).await;
+    let (endpoint_id, _) = add_endpoint(&env, busy.url("/hook"), Format::Standard).await;
+    let attempts = deliver_once(&env, &deps, &job(&endpoint_id)).await;
+    let delay = attempts[0].next_attempt_at.unwrap() - attempts[0].timestamp;
+    let longest = MAX_STEP - shared::queue::VISIBILITY_MARGIN;
+    assert!(delay <= longest, "{delay}");
+    assert!(delay > longest - Duration::from_secs(60), "{delay}");
+
+    // SQS refuses a visibility that ends 12 h after the receive, and takes the capped one.
+    // (The emulator counts from the send, which came first: at least as strict.)
+    env.queues.send_jobs(&[job(&endpoint_id)]).await.unwrap();
+    let received = receive(&env, 1).await;
+    let receipt = &received[0].receipt_handle;
+    assert!(env.queues.delay_retry(receipt, MAX_STEP).await.is_err());
+    let capped = shared::queue::max_visibility(Duration::from_secs(1));
+    env.queues.delay_retry(receipt, capped).await.unwrap();
+}
+
+/// Fails the first PutItem before it reaches the table and the second after it did
+/// (its answer lost), the way DynamoDB and the network can.
+#[derive(Debug, Default)]
+struct FailingPuts {
+    /// PutItem calls so far, shared with the test.
+    puts: Arc<AtomicUsize>,
+    lose_answer: AtomicBool,
+}
+
+impl aws_sdk_dynamodb::config::Intercept for FailingPuts {
+    fn name(&self) -> &'static str {
+        "FailingPuts"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
+        _: &aws_sdk_dynamodb::config::RuntimeComponents,
+        _: &mut aws_sdk_dynamodb::config::ConfigBag,
+    ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
+        let target = context.request().headers().get("x-amz-target");
+        if target != Some("DynamoDB_20120810.PutItem") {
+            return Ok(());
+        }
+        match self.puts.fetch_add(1, Ordering::SeqCst) {
+            0 => Err("injected: refused before sending".into()),
+            1 => {
+                self.lose_answer.store(true, Ordering::SeqCst);
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn read_after_transmit(
+        &self,
+        _: &aws_sdk_dynamodb::config::interceptors::BeforeDeserializationInterceptorContextRef<'_>,
+        _: &aws_sdk_dynamodb::config::RuntimeComponents,
+        _: &mut aws_sdk_dynamodb::config::ConfigBag,
+    ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
+        if self.lose_answer.swap(false, Ordering::SeqCst) {
+            return Err("injected: answer lost after the write".into());
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_failed_attempt_record_write_is_tried_again() {
+    let env = TestEnv::new("1s").await;
+    let receiver = Receiver::start().await;
+    let (endpoint_id, _) = add_endpoint(&env, receiver.url("/hook"), Format::Standard).await;
+    let sdk = shared::aws::for_emulator(hookline_tests::emulator_url()).await;
+    let faults = FailingPuts::default();
+    let puts = faults.puts.clone();
+    let dynamodb = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(&sdk)
+            .interceptor(faults)
+            // The SDK's own retries off: each injected failure reaches the dispatcher.
+            .retry_config(aws_sdk_dynamodb::config::retry::RetryConfig::disabled())
+            .build(),
+    );
+    let store =
+        shared::store::Store::new(dynamodb, env.config.table.clone(), env.config.retention());
+    let deps = Deps::new(store, env.queues.clone(), env.config.clone());
+
+    let job = job(&endpoint_id);
+    let attempts = deliver_once(&env, &deps, &job).await;
+    assert_eq!(
+        receiver.deliveries().len(),
+        1,
+        "one delivery, whatever the writes did"
+    );
+    assert_eq!(
+        puts.load(Ordering::SeqCst),
+        3,
+        "refused, answer lost, written"
+    );
+    assert_eq!(
+        attempts.len(),
+        1,
+        "the write that took effect and its retry are one record"
+    );
+    assert_eq!(attempts[0].status, AttemptStatus::Succeeded);
 }
