@@ -1,6 +1,7 @@
 //! Delivers SQS batches of delivery jobs: each record parsed on its own, all of a
 //! batch's records delivered concurrently, every attempt recorded, failures handed
-//! back to SQS with a backoff through their visibility.
+//! back to SQS with a backoff through their visibility, and a job whose last attempt
+//! failed, or that is no job at all, parked in the DLQ (ADR 6).
 
 pub mod cache;
 pub mod dns;
