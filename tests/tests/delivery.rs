@@ -250,6 +250,20 @@ async fn an_exhausted_job_waits_in_the_dlq_and_a_replay_delivers_it_under_the_sa
         attempts[3].next_attempt_at, None,
         "the last attempt says none follows"
     );
+    // The dispatcher parked it: dev's redrive waits for the margin's extra receives.
+    use aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy;
+    let attributes = stack
+        .sqs
+        .get_queue_attributes()
+        .queue_url(stack.queues.delivery_url())
+        .attribute_names(RedrivePolicy)
+        .send()
+        .await
+        .unwrap();
+    let policy: Value =
+        serde_json::from_str(&attributes.attributes().unwrap()[&RedrivePolicy]).unwrap();
+    let schedule = shared::retry::RetrySchedule::parse("1s,1s,1s").unwrap();
+    assert_eq!(policy["maxReceiveCount"], schedule.max_receive_count());
     let (stats, _) = stack.dlq(&["stats"]).await;
     assert_eq!(
         serde_json::from_str::<Value>(stats.trim()).unwrap(),
