@@ -1,0 +1,241 @@
+//! Endpoints: an account's endpoints share its partition (`ACCT#<account>`), so
+//! fan-out and listing are one Query; changes are conditional on what was read.
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use time::OffsetDateTime;
+
+use super::codec::{endpoint_from_item, endpoint_item, list, n, s, secrets_from_item, time_text};
+use super::keys::{ENDPOINT_SK_PREFIX, account_pk, endpoint_key};
+use super::schema::{PARTITION_KEY as PK, SORT_KEY as SK};
+use super::{Page, Store, StoreError, applied, aws_error};
+use crate::ids::EndpointId;
+use crate::model::{Endpoint, EndpointSecrets};
+use crate::signing::Secret;
+
+impl Store {
+    /// Stores a new endpoint; fails rather than overwrite one with the same id.
+    pub async fn create_endpoint(
+        &self,
+        endpoint: &Endpoint,
+        secrets: &EndpointSecrets,
+    ) -> Result<(), StoreError> {
+        let mut item = endpoint_key(&endpoint.account, &endpoint.id);
+        item.extend(endpoint_item(endpoint, secrets));
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(#pk)")
+            .expression_attribute_names("#pk", PK)
+            .send()
+            .await
+            .map_err(aws_error("PutItem"))?;
+        Ok(())
+    }
+
+    /// An endpoint of `account` with its secrets; `None` when there is none, or it is another account's.
+    pub async fn get_endpoint(
+        &self,
+        account: &str,
+        id: &EndpointId,
+    ) -> Result<Option<(Endpoint, EndpointSecrets)>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(endpoint_key(account, id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(aws_error("GetItem"))?;
+        output
+            .item
+            .map(|item| Ok((endpoint_from_item(&item)?, secrets_from_item(&item)?)))
+            .transpose()
+    }
+
+    /// Writes `endpoint`'s settings (not its secrets) if it still exists and was last
+    /// changed at `expected_updated_at`; `false` when either is no longer so.
+    pub async fn update_endpoint(
+        &self,
+        endpoint: &Endpoint,
+        expected_updated_at: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let mut set = "SET #url = :url, description = :description, version = :version, \
+                       event_types = :event_types, #format = :format, disabled = :disabled, \
+                       updated_at = :updated_at"
+            .to_string();
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(endpoint_key(&endpoint.account, &endpoint.id)))
+            .condition_expression("attribute_exists(#pk) AND updated_at = :expected")
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_names("#url", "url")
+            .expression_attribute_names("#format", "format")
+            .expression_attribute_values(":url", s(endpoint.url.as_str()))
+            .expression_attribute_values(":description", s(endpoint.description.as_str()))
+            .expression_attribute_values(":version", n(endpoint.version))
+            .expression_attribute_values(":event_types", list(&endpoint.event_types))
+            .expression_attribute_values(":format", s(endpoint.format.as_str()))
+            .expression_attribute_values(":disabled", AttributeValue::Bool(endpoint.disabled))
+            .expression_attribute_values(":updated_at", s(time_text(endpoint.updated_at)))
+            .expression_attribute_values(":expected", s(time_text(expected_updated_at)));
+        match &endpoint.datasets {
+            Some(datasets) => {
+                set.push_str(", datasets = :datasets");
+                request = request.expression_attribute_values(":datasets", list(datasets));
+            }
+            None => set.push_str(" REMOVE datasets"),
+        }
+        applied(request.update_expression(set).send().await, "UpdateItem")
+    }
+
+    /// Stores rotated secrets if the endpoint still signs with `expected_current`;
+    /// `false` when it is gone or was rotated meanwhile.
+    pub async fn rotate_secret(
+        &self,
+        endpoint: &Endpoint,
+        secrets: &EndpointSecrets,
+        expected_current: &Secret,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let (previous, expires_at) = secrets
+            .previous
+            .as_ref()
+            .ok_or_else(|| StoreError::Corrupt("a rotation without a previous secret".into()))?;
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(endpoint_key(&endpoint.account, &endpoint.id)))
+            .update_expression(
+                "SET secret = :secret, previous_secret = :previous, \
+                 previous_secret_expires_at = :expires_at, updated_at = :now",
+            )
+            .condition_expression("attribute_exists(#pk) AND secret = :expected")
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_values(":secret", s(secrets.current.expose()))
+            .expression_attribute_values(":previous", s(previous.expose()))
+            .expression_attribute_values(":expires_at", s(time_text(*expires_at)))
+            .expression_attribute_values(":now", s(time_text(now)))
+            .expression_attribute_values(":expected", s(expected_current.expose()))
+            .send()
+            .await;
+        applied(result, "UpdateItem")
+    }
+
+    /// Deletes an endpoint of `account`; `false` when there was none.
+    pub async fn delete_endpoint(
+        &self,
+        account: &str,
+        id: &EndpointId,
+    ) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(endpoint_key(account, id)))
+            .condition_expression("attribute_exists(#pk)")
+            .expression_attribute_names("#pk", PK)
+            .send()
+            .await;
+        applied(result, "DeleteItem")
+    }
+
+    /// A page of an account's endpoints, oldest first. `cursor` is the last id of the page before.
+    pub async fn list_endpoints(
+        &self,
+        account: &str,
+        limit: usize,
+        cursor: Option<&EndpointId>,
+    ) -> Result<Page<Endpoint>, StoreError> {
+        let start = cursor.map(|id| endpoint_key(account, id));
+        // One more than asked tells whether another page follows.
+        let output = self
+            .endpoint_query(account)
+            .set_exclusive_start_key(start)
+            .limit(i32::try_from(limit + 1).unwrap_or(i32::MAX))
+            .send()
+            .await
+            .map_err(aws_error("Query"))?;
+        let mut items = output
+            .items
+            .unwrap_or_default()
+            .iter()
+            .map(endpoint_from_item)
+            .collect::<Result<Vec<_>, _>>()?;
+        let next_cursor = (items.len() > limit).then(|| {
+            items.truncate(limit);
+            items.last().map(|e| e.id.to_string())
+        });
+        Ok(Page {
+            items,
+            next_cursor: next_cursor.flatten(),
+        })
+    }
+
+    fn endpoint_query(
+        &self,
+        account: &str,
+    ) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
+        self.client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("#pk = :pk AND begins_with(#sk, :ep)")
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_names("#sk", SK)
+            .expression_attribute_values(":pk", s(account_pk(account)))
+            .expression_attribute_values(":ep", s(ENDPOINT_SK_PREFIX))
+    }
+
+    /// The endpoints of `account` that take an event of `event_type` in `dataset`:
+    /// one Query over the account's partition (followed across pages), without secrets.
+    pub async fn subscribed_endpoints(
+        &self,
+        account: &str,
+        event_type: &str,
+        dataset: &str,
+    ) -> Result<Vec<Endpoint>, StoreError> {
+        let mut pages = self
+            .endpoint_query(account)
+            .projection_expression(
+                "id, account, #url, description, version, event_types, datasets, #format, disabled, created_at, updated_at",
+            )
+            .expression_attribute_names("#url", "url")
+            .expression_attribute_names("#format", "format")
+            .into_paginator()
+            .items()
+            .send();
+        let mut subscribed = Vec::new();
+        while let Some(item) = pages.next().await {
+            let endpoint = endpoint_from_item(&item.map_err(aws_error("Query"))?)?;
+            if endpoint.subscribes(event_type, dataset) {
+                subscribed.push(endpoint);
+            }
+        }
+        Ok(subscribed)
+    }
+
+    /// Marks an endpoint of `account` disabled; `false` when there is no such endpoint.
+    pub async fn disable_endpoint(
+        &self,
+        account: &str,
+        id: &EndpointId,
+    ) -> Result<bool, StoreError> {
+        let updated = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(endpoint_key(account, id)))
+            .update_expression("SET disabled = :yes, updated_at = :now")
+            .condition_expression("attribute_exists(#pk)")
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_values(":yes", AttributeValue::Bool(true))
+            .expression_attribute_values(":now", s(time_text(OffsetDateTime::now_utc())))
+            .send()
+            .await;
+        applied(updated, "UpdateItem")
+    }
+}

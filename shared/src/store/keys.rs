@@ -1,0 +1,92 @@
+//! Every key the table's items use, in one place; why they are shaped so:
+//! `docs/adr/0001-single-table.md`.
+//!
+//! | item | `pk` | `sk` | index keys |
+//! | --- | --- | --- | --- |
+//! | platform key | `KEY#<sha256 hex>` | `KEY` | |
+//! | endpoint | `ACCT#<account>` | `EP#<ep_id>` | |
+//! | message | `MSG#<msg_id>` | `MSG` | |
+//! | idempotency record | `IDEM#<account>#<key>` | `IDEM` | |
+//! | attempt | `MSG#<msg_id>` | `ATT#<atmpt_id>` | `gsi1pk = EPATT#<account>#<ep_id>`, `gsi1sk = <atmpt_id>`; `gsi2pk = EPATT#<account>#<ep_id>#<status>`, `gsi2sk = <atmpt_id>` |
+
+use std::collections::HashMap;
+
+use super::codec::{Item, s};
+use super::schema::{PARTITION_KEY as PK, SORT_KEY as SK};
+use crate::ids::{AttemptId, EndpointId, MessageId};
+use crate::model::AttemptStatus;
+
+fn key(pk: String, sk: impl Into<String>) -> Item {
+    HashMap::from([(PK.into(), s(pk)), (SK.into(), s(sk))])
+}
+
+// --- platform keys ---
+
+pub(super) fn api_key_pk(key_hash: &str) -> String {
+    format!("KEY#{key_hash}")
+}
+
+pub(super) const API_KEY_SK: &str = "KEY";
+
+// --- endpoints ---
+
+/// The partition of an account's endpoints.
+pub(super) fn account_pk(account: &str) -> String {
+    format!("ACCT#{account}")
+}
+
+/// What every endpoint's sort key begins with.
+pub(super) const ENDPOINT_SK_PREFIX: &str = "EP#";
+
+pub(super) fn endpoint_key(account: &str, id: &EndpointId) -> Item {
+    key(account_pk(account), format!("{ENDPOINT_SK_PREFIX}{id}"))
+}
+
+// --- messages and their idempotency records ---
+
+pub(super) fn message_pk(id: &MessageId) -> String {
+    format!("MSG#{id}")
+}
+
+pub(super) const MESSAGE_SK: &str = "MSG";
+
+pub(super) fn message_key(id: &MessageId) -> Item {
+    key(message_pk(id), MESSAGE_SK)
+}
+
+pub(super) fn idempotency_pk(account: &str, key: &str) -> String {
+    format!("IDEM#{account}#{key}")
+}
+
+pub(super) const IDEMPOTENCY_SK: &str = "IDEM";
+
+pub(super) fn idempotency_record_key(account: &str, idempotency_key: &str) -> Item {
+    key(idempotency_pk(account, idempotency_key), IDEMPOTENCY_SK)
+}
+
+// --- attempts ---
+
+/// What every attempt's sort key (in its message's partition) begins with.
+pub(super) const ATTEMPT_SK_PREFIX: &str = "ATT#";
+
+pub(super) fn attempt_sk(id: &AttemptId) -> String {
+    format!("{ATTEMPT_SK_PREFIX}{id}")
+}
+
+/// `gsi1`'s partition: the attempts to one endpoint.
+pub(super) fn endpoint_attempts_pk(account: &str, endpoint: &EndpointId) -> String {
+    format!("EPATT#{account}#{endpoint}")
+}
+
+/// `gsi2`'s partition: the attempts to one endpoint with one status.
+pub(super) fn endpoint_attempts_by_status_pk(
+    account: &str,
+    endpoint: &EndpointId,
+    status: AttemptStatus,
+) -> String {
+    format!(
+        "{}#{}",
+        endpoint_attempts_pk(account, endpoint),
+        status.as_str()
+    )
+}
