@@ -1,6 +1,7 @@
 //! What the platform posts to `POST /v1/events`, checked field by field.
 
 use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 use crate::catalog;
@@ -173,6 +174,21 @@ pub fn parse(body: &Map<String, Value>, header_key: Option<&str>) -> Result<NewE
 }
 
 impl NewEvent {
+    /// SHA-256 (hex) of the event as sent: type, dataset, object (keys in any order),
+    /// text, created_at and api_version. Two requests with one idempotency key are
+    /// the same event exactly when their fingerprints are equal.
+    pub fn fingerprint(&self) -> String {
+        let canonical = serde_json::json!([
+            self.event_type,
+            self.dataset,
+            sorted(&Value::Object(self.object.clone())),
+            self.text,
+            self.created_at,
+            self.api_version,
+        ]);
+        hex::encode(Sha256::digest(canonical.to_string()))
+    }
+
     /// The message this event becomes, with defaults filled in and its payload built once.
     pub fn into_message(self, default_api_version: &str, now: OffsetDateTime) -> Message {
         let created_at = self.created_at.unwrap_or_else(|| timefmt::format(now));
@@ -198,6 +214,76 @@ impl NewEvent {
             received_at: now,
         }
     }
+}
+
+/// `value` with every object's keys in sorted order.
+fn sorted(value: &Value) -> Value {
+    match value {
+        Value::Object(object) => {
+            let mut keys: Vec<&String> = object.keys().collect();
+            keys.sort();
+            Value::Object(
+                keys.into_iter()
+                    .map(|k| (k.clone(), sorted(&object[k])))
+                    .collect(),
+            )
+        }
+        Value::Array(items) => Value::Array(items.iter().map(sorted).collect()),
+        other => other.clone(),
+    }
+}
+
+/// Events one `POST /v1/events/batch` takes at most.
+pub const MAX_BATCH_EVENTS: usize = 100;
+/// The largest event, alone or in a batch (as compact JSON).
+pub const MAX_EVENT_BYTES: usize = crate::http::MAX_BODY_BYTES;
+
+/// Why one event of a batch was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    Invalid(FieldError),
+    /// Its size in bytes, over [`MAX_EVENT_BYTES`].
+    TooLarge(usize),
+}
+
+/// The events of a batch body `{"events": [...]}`, each checked on its own with its
+/// own `id`; Err when the body is not such a batch of 1 to [`MAX_BATCH_EVENTS`].
+pub fn parse_batch(
+    body: &Map<String, Value>,
+) -> Result<Vec<Result<NewEvent, Refusal>>, FieldError> {
+    if let Some(unknown) = body.keys().find(|k| k.as_str() != "events") {
+        return Err(FieldError::new(
+            unknown.as_str(),
+            "unknown field; a batch is `{\"events\": [...]}`",
+        ));
+    }
+    let events = match body.get("events") {
+        None | Some(Value::Null) => return Err(FieldError::new("events", "is required")),
+        Some(Value::Array(events)) => events,
+        Some(_) => return Err(FieldError::new("events", "must be an array of events")),
+    };
+    if events.is_empty() || events.len() > MAX_BATCH_EVENTS {
+        return Err(FieldError::new(
+            "events",
+            format!("must hold 1 to {MAX_BATCH_EVENTS} events"),
+        ));
+    }
+    Ok(events
+        .iter()
+        .map(|event| {
+            let Value::Object(object) = event else {
+                return Err(Refusal::Invalid(FieldError::new(
+                    "event",
+                    "must be a JSON object",
+                )));
+            };
+            let bytes = event.to_string().len();
+            if bytes > MAX_EVENT_BYTES {
+                return Err(Refusal::TooLarge(bytes));
+            }
+            parse(object, None).map_err(Refusal::Invalid)
+        })
+        .collect())
 }
 
 #[cfg(test)]
@@ -324,5 +410,71 @@ mod tests {
             assert_eq!(&error.field, field, "{value}");
             assert!(error.to_string().starts_with(field), "{error}");
         }
+    }
+
+    #[test]
+    fn the_fingerprint_is_the_event_as_sent_whatever_the_key_order() {
+        let fingerprint = |value: Value| parse(&body(value), None).unwrap().fingerprint();
+        let base = fingerprint(
+            json!({"event_type": "sample.created", "dataset": "jane/flowers", "object": {"a": 1, "b": {"x": [1, {"q": 1, "p": 2}], "y": 2}}}),
+        );
+        assert_eq!(base.len(), 64);
+        // Key order, the key itself and JSON spacing do not count.
+        assert_eq!(
+            base,
+            fingerprint(
+                json!({"id": "k1", "object": {"b": {"y": 2, "x": [1, {"p": 2, "q": 1}]}, "a": 1}, "dataset": "jane/flowers", "event_type": "sample.created"})
+            )
+        );
+        for changed in [
+            json!({"event_type": "sample.updated", "dataset": "jane/flowers", "object": {"a": 1, "b": {"x": [1, {"q": 1, "p": 2}], "y": 2}}}),
+            json!({"event_type": "sample.created", "dataset": "jane/trees", "object": {"a": 1, "b": {"x": [1, {"q": 1, "p": 2}], "y": 2}}}),
+            json!({"event_type": "sample.created", "dataset": "jane/flowers", "object": {"a": 2, "b": {"x": [1, {"q": 1, "p": 2}], "y": 2}}}),
+            // Array order counts.
+            json!({"event_type": "sample.created", "dataset": "jane/flowers", "object": {"a": 1, "b": {"x": [{"q": 1, "p": 2}, 1], "y": 2}}}),
+            json!({"event_type": "sample.created", "dataset": "jane/flowers", "object": {"a": 1, "b": {"x": [1, {"q": 1, "p": 2}], "y": 2}}, "text": "t"}),
+            json!({"event_type": "sample.created", "dataset": "jane/flowers", "object": {"a": 1, "b": {"x": [1, {"q": 1, "p": 2}], "y": 2}}, "created_at": "2021-08-09T14:40:19Z"}),
+            json!({"event_type": "sample.created", "dataset": "jane/flowers", "object": {"a": 1, "b": {"x": [1, {"q": 1, "p": 2}], "y": 2}}, "api_version": "2020-01-01"}),
+        ] {
+            assert_ne!(base, fingerprint(changed.clone()), "{changed}");
+        }
+    }
+
+    #[test]
+    fn a_batch_is_checked_as_a_whole_then_event_by_event() {
+        let good = minimal();
+        let refused_as_a_whole = [
+            json!({}),
+            json!({"events": null}),
+            json!({"events": {}}),
+            json!({"events": []}),
+            json!({"events": vec![good.clone(); MAX_BATCH_EVENTS + 1]}),
+            json!({"events": [good.clone()], "extra": 1}),
+        ];
+        for batch in refused_as_a_whole {
+            assert!(parse_batch(&body(batch.clone())).is_err(), "{batch}");
+        }
+        assert_eq!(
+            parse_batch(&body(
+                json!({"events": vec![good.clone(); MAX_BATCH_EVENTS]})
+            ))
+            .unwrap()
+            .len(),
+            MAX_BATCH_EVENTS
+        );
+
+        let huge = json!({"event_type": "sample.created", "dataset": "jane/flowers", "object": {"blob": "x".repeat(MAX_EVENT_BYTES)}});
+        let items = parse_batch(&body(json!({"events": [
+            good, 3, {"event_type": "sample.created"}, huge, {"event_type": "sample.created", "dataset": "jane/flowers", "object": {}, "id": "evt_1"}
+        ]})))
+        .unwrap();
+        assert!(items[0].is_ok());
+        assert!(matches!(&items[1], Err(Refusal::Invalid(e)) if e.field == "event"));
+        assert!(matches!(&items[2], Err(Refusal::Invalid(e)) if e.field == "dataset"));
+        assert!(matches!(&items[3], Err(Refusal::TooLarge(n)) if *n > MAX_EVENT_BYTES));
+        assert_eq!(
+            items[4].as_ref().unwrap().idempotency_key.as_deref(),
+            Some("evt_1")
+        );
     }
 }

@@ -10,8 +10,10 @@ use crate::event::FieldError;
 use crate::keys;
 use crate::store::Store;
 
-/// The largest request body accepted, checked before the body is parsed.
+/// The largest request body accepted, checked before the body is parsed…
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
+/// …and the largest of `POST /v1/events/batch`.
+pub const MAX_BATCH_BODY_BYTES: usize = 1024 * 1024;
 
 /// An error reply: `{"error": {"code": …, "message": …}}` with its status.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,6 +22,8 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     allow: Option<&'static str>,
+    /// Seconds for a `Retry-After` header.
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -29,6 +33,7 @@ impl ApiError {
             code,
             message: message.into(),
             allow: None,
+            retry_after: None,
         }
     }
 
@@ -64,11 +69,32 @@ impl ApiError {
         }
     }
 
-    pub fn payload_too_large() -> Self {
+    /// `what` (the body, an event) is over `limit` bytes.
+    pub fn payload_too_large(what: &str, limit: usize) -> Self {
         Self::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "payload_too_large",
-            format!("the body is over {} KiB", MAX_BODY_BYTES / 1024),
+            format!("{what} is over {} KiB", limit / 1024),
+        )
+    }
+
+    /// The first request with this idempotency key is still at work: try again after `retry_after`.
+    pub fn in_progress(retry_after: std::time::Duration) -> Self {
+        Self {
+            retry_after: Some(retry_after.as_secs().max(1)),
+            ..Self::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                "the first request with this idempotency key is still in progress; retry after the time in Retry-After",
+            )
+        }
+    }
+
+    pub fn idempotency_key_reused() -> Self {
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency_key_reused",
+            "this idempotency key was already used for a different event of this account",
         )
     }
 
@@ -89,13 +115,22 @@ impl ApiError {
         )
     }
 
+    /// The contract's error body, `{"error": {"code", "message"}}`.
+    pub fn body(&self) -> Value {
+        serde_json::json!({"error": {"code": self.code, "message": self.message}})
+    }
+
     pub fn into_response(self) -> Response<Body> {
-        let body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
-        let mut response = json(self.status, &body);
+        let mut response = json(self.status, &self.body());
         if let Some(allow) = self.allow {
             response
                 .headers_mut()
                 .insert(header::ALLOW, HeaderValue::from_static(allow));
+        }
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }
@@ -138,13 +173,18 @@ fn is_json_media_type(content_type: &str) -> bool {
         || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
-/// The body as a JSON object, or the contract's error: 413 over the limit (before
-/// any parsing), 415 for a non-JSON content type, 400 `invalid_json` otherwise.
+/// The body as a JSON object, or the contract's error: 413 over [`MAX_BODY_BYTES`]
+/// (before any parsing), 415 for a non-JSON content type, 400 `invalid_json` otherwise.
 /// An empty body reads as `{}`.
 pub fn json_object(req: &Request) -> Result<Map<String, Value>, ApiError> {
+    json_object_within(req, MAX_BODY_BYTES)
+}
+
+/// [`json_object`] with a limit of `max_bytes`.
+pub fn json_object_within(req: &Request, max_bytes: usize) -> Result<Map<String, Value>, ApiError> {
     let bytes: &[u8] = req.body().as_ref();
-    if bytes.len() > MAX_BODY_BYTES {
-        return Err(ApiError::payload_too_large());
+    if bytes.len() > max_bytes {
+        return Err(ApiError::payload_too_large("the body", max_bytes));
     }
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(Map::new());
@@ -223,6 +263,21 @@ mod tests {
         let error = json_object(&request(Some("application/json"), &huge)).unwrap_err();
         assert_eq!(error.status, StatusCode::PAYLOAD_TOO_LARGE);
         assert_eq!(error.code, "payload_too_large");
+        let batch = "x".repeat(MAX_BODY_BYTES * 2);
+        let request = request(Some("application/json"), &batch);
+        assert!(
+            json_object_within(&request, MAX_BATCH_BODY_BYTES)
+                .is_err_and(|e| e.code == "invalid_json")
+        );
+    }
+
+    #[test]
+    fn in_progress_says_when_to_retry() {
+        let response = ApiError::in_progress(std::time::Duration::from_millis(300)).into_response();
+        assert_eq!(response.status(), StatusCode::CONFLICT);
+        assert_eq!(response.headers()["retry-after"], "1");
+        let response = ApiError::in_progress(std::time::Duration::from_secs(7)).into_response();
+        assert_eq!(response.headers()["retry-after"], "7");
     }
 
     #[test]

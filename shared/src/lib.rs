@@ -18,6 +18,7 @@ pub mod redrive;
 pub mod retry;
 pub mod signing;
 pub mod store;
+pub mod task;
 pub mod timefmt;
 
 /// The `user-agent` of every delivery.

@@ -3,6 +3,7 @@
 //! child process, and waiting with a deadline instead of sleeping.
 
 pub mod faults;
+pub mod intercept;
 
 use std::future::Future;
 use std::io::{BufRead, BufReader};
@@ -111,6 +112,41 @@ impl TestEnv {
             sqs,
             dynamodb,
         }
+    }
+
+    /// The store and queues of these resources, on clients whose every call passes
+    /// `interceptor` first.
+    pub async fn intercepted(&self, interceptor: intercept::InjectAt) -> (Store, Queues) {
+        self.adapters_via(emulator_url(), Some(interceptor)).await
+    }
+
+    /// The store and queues of these resources, reached at `endpoint_url` (the
+    /// emulator, or a [`faults::FaultProxy`] before it), optionally through `interceptor`.
+    pub async fn adapters_via(
+        &self,
+        endpoint_url: &str,
+        interceptor: Option<intercept::InjectAt>,
+    ) -> (Store, Queues) {
+        let sdk = shared::aws::for_emulator(endpoint_url).await;
+        let mut dynamodb = aws_sdk_dynamodb::config::Builder::from(&sdk);
+        let mut sqs = aws_sdk_sqs::config::Builder::from(&sdk);
+        if let Some(interceptor) = interceptor {
+            dynamodb = dynamodb.interceptor(interceptor.clone());
+            sqs = sqs.interceptor(interceptor);
+        }
+        let (dynamodb, sqs) = (dynamodb.build(), sqs.build());
+        (
+            Store::new(
+                aws_sdk_dynamodb::Client::from_conf(dynamodb),
+                self.config.table.clone(),
+                self.config.retention(),
+            ),
+            Queues::new(
+                aws_sdk_sqs::Client::from_conf(sqs),
+                self.config.delivery_queue_url.clone(),
+                self.config.dlq_url.clone(),
+            ),
+        )
     }
 
     /// Stores a new platform key and returns it.

@@ -84,7 +84,7 @@ fn failed_ids(answer: &Value) -> Option<HashSet<String>> {
 }
 
 /// The event Lambda's SQS integration builds for a batch.
-fn sqs_event(batch: &[Received], queue_arn: &str) -> Value {
+pub fn sqs_event(batch: &[Received], queue_arn: &str) -> Value {
     let records: Vec<Value> = batch
         .iter()
         .map(|m| {

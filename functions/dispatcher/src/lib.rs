@@ -6,6 +6,7 @@
 pub mod cache;
 pub mod dns;
 mod send;
+mod task;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,6 +20,7 @@ use shared::model::{Attempt, AttemptStatus, DeliveryJob};
 use shared::queue::{Queues, max_visibility};
 use shared::retry::{FailureKind, next_delay};
 use shared::store::Store;
+use shared::task::Task;
 use shared::{USER_AGENT, payload};
 use time::OffsetDateTime;
 
@@ -136,6 +138,9 @@ fn attempt_number(deps: &Deps, record: &SqsMessage) -> u32 {
 
 async fn process(deps: &Deps, received: Instant, record: &SqsMessage) -> Outcome {
     let body = record.body.as_deref().unwrap_or_default();
+    if let Some(Ok(work)) = Task::from_body(body) {
+        return task::run(deps, received, record, &work).await;
+    }
     let job = match serde_json::from_str::<DeliveryJob>(body) {
         Ok(job) => job,
         Err(error) => {

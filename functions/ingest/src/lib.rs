@@ -1,17 +1,22 @@
-//! `POST /v1/events`, `GET /v1/event-types`, `GET /health`: accept an event, store it
-//! once, and enqueue one delivery job per subscribed endpoint.
+//! `POST /v1/events`, `POST /v1/events/batch`, `GET /v1/event-types`, `GET /health`:
+//! accept events, store each once, and enqueue one delivery job per subscribed endpoint.
+
+mod accept;
 
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
-use serde_json::json;
+use serde_json::{Value, json};
 use shared::catalog::EVENT_TYPES;
 use shared::config::Config;
-use shared::event;
-use shared::http::{ApiError, authenticate, header_value, json, json_object};
-use shared::model::{DeliveryJob, Message};
+use shared::event::{self, Refusal};
+use shared::http::{
+    ApiError, MAX_BATCH_BODY_BYTES, authenticate, header_value, json, json_object,
+    json_object_within,
+};
 use shared::queue::Queues;
-use shared::store::{Inserted, Store};
-use time::OffsetDateTime;
+use shared::store::Store;
+
+pub use accept::LARGE_FAN_OUT;
 
 /// What the handler needs, built once per instance.
 pub struct Deps {
@@ -41,82 +46,48 @@ async fn route(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiError> {
             accept_event(deps, req).await
         }
         "/v1/events" => Err(ApiError::method_not_allowed("POST")),
+        "/v1/events/batch" if method == Method::POST => {
+            authenticate(&deps.store, req).await?;
+            accept_batch(deps, req).await
+        }
+        "/v1/events/batch" => Err(ApiError::method_not_allowed("POST")),
         path => Err(ApiError::not_found(format!("no route {path}"))),
     }
 }
 
-fn internal(context: &'static str) -> impl FnOnce(&dyn std::fmt::Display) -> ApiError {
-    move |error| {
-        tracing::error!(%error, "{context}");
-        ApiError::internal()
-    }
-}
-
+/// `POST /v1/events` → 202 `{"id", "endpoints"}` (with `"duplicate": true` for a repeat).
 async fn accept_event(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiError> {
     let body = json_object(req)?;
     let event = event::parse(&body, header_value(req, "idempotency-key"))?;
-    let key = event.idempotency_key.clone();
-    let message = event.into_message(&deps.config.api_version, OffsetDateTime::now_utc());
-
-    let inserted = deps
-        .store
-        .insert_message(&message, key.as_deref())
+    let answer = accept::accept(deps, vec![event])
         .await
-        .map_err(|e| internal("could not store a message")(&e))?;
-    let message = match inserted {
-        Inserted::New => message,
-        Inserted::Duplicate(original) => {
-            tracing::info!(message_id = %original, "duplicate event; nothing enqueued");
-            return Ok(json(
-                StatusCode::ACCEPTED,
-                &json!({"id": original, "endpoints": 0, "duplicate": true}),
-            ));
-        }
-        // An earlier request with this key stored its message but did not enqueue it:
-        // this one finishes the job under the message's own id.
-        Inserted::Abandoned(original) => deps
-            .store
-            .get_message(&message.account, &original)
-            .await
-            .map_err(|e| internal("could not read a message")(&e))?
-            .ok_or_else(|| internal("an idempotency key names a missing message")(&original))?,
-    };
-
-    match fan_out(deps, &message).await {
-        Ok(count) => {
-            if let Err(error) = deps.store.complete_message(&message, key.as_deref()).await {
-                // The jobs are on the queue; a retry would at worst enqueue them again.
-                tracing::warn!(%error, message_id = %message.id, "could not mark a fan-out done");
-            }
-            tracing::info!(message_id = %message.id, event_type = %message.event_type, endpoints = count, "event accepted");
-            Ok(json(
-                StatusCode::ACCEPTED,
-                &json!({"id": message.id, "endpoints": count}),
-            ))
-        }
-        Err(error) => {
-            if let Err(undo) = deps.store.abandon_message(&message, key.as_deref()).await {
-                tracing::error!(error = %undo, message_id = %message.id, "could not let go of a message");
-            }
-            Err(internal("could not enqueue delivery jobs")(&error))
-        }
-    }
+        .pop()
+        .expect("one answer per event")?;
+    Ok(json(StatusCode::ACCEPTED, &answer))
 }
 
-/// One delivery job per subscribed endpoint; the number enqueued.
-async fn fan_out(deps: &Deps, message: &Message) -> Result<usize, String> {
-    let endpoints = deps
-        .store
-        .subscribed_endpoints(&message.account, &message.event_type, &message.dataset)
-        .await
-        .map_err(|e| e.to_string())?;
-    let jobs: Vec<DeliveryJob> = endpoints
+/// `POST /v1/events/batch` → 202 `{"data": [...]}`, one answer per event in order.
+async fn accept_batch(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiError> {
+    let body = json_object_within(req, MAX_BATCH_BODY_BYTES)?;
+    let items = event::parse_batch(&body)?;
+    let valid: Vec<event::NewEvent> = items.iter().filter_map(|i| i.clone().ok()).collect();
+    let mut answers = accept::accept(deps, valid).await.into_iter();
+    let data: Vec<Value> = items
         .into_iter()
-        .map(|endpoint| DeliveryJob::new(message, endpoint.id))
+        .map(|item| {
+            let answer = match item {
+                Ok(_) => answers.next().expect("one answer per valid event"),
+                Err(Refusal::Invalid(error)) => Err(error.into()),
+                Err(Refusal::TooLarge(_)) => Err(ApiError::payload_too_large(
+                    "the event",
+                    event::MAX_EVENT_BYTES,
+                )),
+            };
+            match answer {
+                Ok(accepted) => json!(accepted),
+                Err(error) => error.body(),
+            }
+        })
         .collect();
-    deps.queues
-        .send_jobs(&jobs)
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(jobs.len())
+    Ok(json(StatusCode::ACCEPTED, &json!({ "data": data })))
 }

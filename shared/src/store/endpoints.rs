@@ -190,14 +190,9 @@ impl Store {
             .expression_attribute_values(":ep", s(ENDPOINT_SK_PREFIX))
     }
 
-    /// The endpoints of `account` that take an event of `event_type` in `dataset`:
-    /// one Query over the account's partition (followed across pages), without secrets.
-    pub async fn subscribed_endpoints(
-        &self,
-        account: &str,
-        event_type: &str,
-        dataset: &str,
-    ) -> Result<Vec<Endpoint>, StoreError> {
+    /// Every endpoint of `account`, for a fan-out to pick its subscribers from: one
+    /// Query over the account's partition (followed across pages), without secrets.
+    pub async fn account_endpoints(&self, account: &str) -> Result<Vec<Endpoint>, StoreError> {
         let mut pages = self
             .endpoint_query(account)
             .projection_expression(
@@ -208,14 +203,11 @@ impl Store {
             .into_paginator()
             .items()
             .send();
-        let mut subscribed = Vec::new();
+        let mut endpoints = Vec::new();
         while let Some(item) = pages.next().await {
-            let endpoint = endpoint_from_item(&item.map_err(aws_error("Query"))?)?;
-            if endpoint.subscribes(event_type, dataset) {
-                subscribed.push(endpoint);
-            }
+            endpoints.push(endpoint_from_item(&item.map_err(aws_error("Query"))?)?);
         }
-        Ok(subscribed)
+        Ok(endpoints)
     }
 
     /// Marks an endpoint of `account` disabled; `false` when there is no such endpoint.

@@ -1,0 +1,309 @@
+//! Accepting events: each stored once (under its idempotency key, if any), then
+//! fanned out — inline with SendMessageBatch, or through a fan-out task the
+//! dispatcher completes (the outbox), so every 202 ends in deliveries.
+//!
+//! A batch goes through the same steps as one event, sharing the calls it can:
+//! one endpoint Query per account, and SendMessageBatch calls filled across events.
+
+use std::collections::HashMap;
+
+use futures::StreamExt;
+use serde::Serialize;
+use shared::event::NewEvent;
+use shared::http::ApiError;
+use shared::ids::{EndpointId, MessageId};
+use shared::model::{DeliveryJob, Endpoint, Message};
+use shared::store::{Inserted, StoreError};
+use shared::task::FanOut;
+use time::OffsetDateTime;
+
+use crate::Deps;
+
+/// A fan-out to more endpoints than this is handed to fan-out tasks at once, so
+/// the platform is answered after a few calls, however many endpoints subscribe.
+pub const LARGE_FAN_OUT: usize = 50;
+/// Events of a batch stored at the same time.
+const CONCURRENT_WRITES: usize = 16;
+
+/// The 202 body of one accepted event.
+#[derive(Debug, Clone, Serialize)]
+pub struct Accepted {
+    pub id: MessageId,
+    /// Delivery jobs enqueued, or handed to fan-out tasks.
+    pub endpoints: usize,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub duplicate: bool,
+}
+
+/// One event whose message is stored and whose fan-out is ours to do.
+struct Pending {
+    /// Its place among the events given.
+    index: usize,
+    message: Message,
+    key: Option<String>,
+    endpoint_ids: Vec<EndpointId>,
+    /// Whether any job or task of it may be on the queue.
+    enqueued_any: bool,
+    failed: bool,
+}
+
+fn internal(context: &str, error: &dyn std::fmt::Display) -> ApiError {
+    tracing::error!(%error, "{context}");
+    ApiError::internal()
+}
+
+/// Accepts `events`; one answer each, in order.
+pub async fn accept(deps: &Deps, events: Vec<NewEvent>) -> Vec<Result<Accepted, ApiError>> {
+    let now = OffsetDateTime::now_utc();
+    let mut answers: Vec<Option<Result<Accepted, ApiError>>> = vec![None; events.len()];
+    let repeats = repeated_keys(&events);
+    let firsts = events
+        .into_iter()
+        .enumerate()
+        .filter(|(index, _)| !repeats.iter().any(|r| r.index == *index));
+    let stored: Vec<(usize, Result<Stored, ApiError>)> = futures::stream::iter(firsts)
+        .map(|(index, event)| async move { (index, store(deps, event, now).await) })
+        .buffered(CONCURRENT_WRITES)
+        .collect()
+        .await;
+    let mut pending = Vec::new();
+    for (index, outcome) in stored {
+        match outcome {
+            Ok(Stored::Ours(message, key)) => pending.push(Pending {
+                index,
+                message,
+                key,
+                endpoint_ids: Vec::new(),
+                enqueued_any: false,
+                failed: false,
+            }),
+            Ok(Stored::Duplicate(id)) => {
+                tracing::info!(message_id = %id, "duplicate event; nothing enqueued");
+                answers[index] = Some(Ok(Accepted {
+                    id,
+                    endpoints: 0,
+                    duplicate: true,
+                }));
+            }
+            Err(error) => answers[index] = Some(Err(error)),
+        }
+    }
+
+    find_endpoints(deps, &mut pending).await;
+    fan_out(deps, &mut pending).await;
+
+    let finished: Vec<(usize, Result<Accepted, ApiError>)> = futures::stream::iter(pending)
+        .map(|event| async move { (event.index, finish(deps, event).await) })
+        .buffered(CONCURRENT_WRITES)
+        .collect()
+        .await;
+    for (index, answer) in finished {
+        answers[index] = Some(answer);
+    }
+    for repeat in repeats {
+        answers[repeat.index] = Some(if repeat.same_event {
+            answers[repeat.first]
+                .clone()
+                .expect("the first is answered")
+                .map(|first| Accepted {
+                    endpoints: 0,
+                    duplicate: true,
+                    ..first
+                })
+        } else {
+            Err(ApiError::idempotency_key_reused())
+        });
+    }
+    answers
+        .into_iter()
+        .map(|answer| answer.expect("every event is answered"))
+        .collect()
+}
+
+/// A later event of a batch with the idempotency key (and account) of an earlier one:
+/// answered as if sent after it.
+struct Repeat {
+    index: usize,
+    first: usize,
+    same_event: bool,
+}
+
+fn repeated_keys(events: &[NewEvent]) -> Vec<Repeat> {
+    let mut firsts: HashMap<(&str, &str), usize> = HashMap::new();
+    let mut repeats = Vec::new();
+    for (index, event) in events.iter().enumerate() {
+        let Some(key) = event.idempotency_key.as_deref() else {
+            continue;
+        };
+        match firsts.get(&(event.account.as_str(), key)) {
+            Some(&first) => repeats.push(Repeat {
+                index,
+                first,
+                same_event: events[first].fingerprint() == event.fingerprint(),
+            }),
+            None => {
+                firsts.insert((event.account.as_str(), key), index);
+            }
+        }
+    }
+    repeats
+}
+
+/// What storing an event came to.
+enum Stored {
+    /// The message is stored and this request fans it out: a new one, or one whose
+    /// first request died before its fan-out was done.
+    Ours(Message, Option<String>),
+    Duplicate(MessageId),
+}
+
+async fn store(deps: &Deps, event: NewEvent, now: OffsetDateTime) -> Result<Stored, ApiError> {
+    let key = event.idempotency_key.clone();
+    let message = event.into_message(&deps.config.api_version, now);
+    let inserted = deps
+        .store
+        .insert_message(&message, key.as_deref())
+        .await
+        .map_err(|e| internal("could not store a message", &e))?;
+    match inserted {
+        Inserted::New => Ok(Stored::Ours(message, key)),
+        Inserted::Duplicate(original) => Ok(Stored::Duplicate(original)),
+        // An earlier request with this key stored its message but did not finish:
+        // this one fans it out under the message's own id.
+        Inserted::Abandoned(original) => {
+            let message = deps
+                .store
+                .get_message(&message.account, &original)
+                .await
+                .map_err(|e| internal("could not read a message", &e))?
+                .ok_or_else(|| internal("an idempotency key names a missing message", &original))?;
+            Ok(Stored::Ours(message, key))
+        }
+    }
+}
+
+/// The subscribed endpoints of each pending event: one Query per account.
+async fn find_endpoints(deps: &Deps, pending: &mut [Pending]) {
+    let mut accounts: Vec<&str> = pending.iter().map(|p| p.message.account.as_str()).collect();
+    accounts.sort_unstable();
+    accounts.dedup();
+    let found: HashMap<String, Result<Vec<Endpoint>, StoreError>> =
+        futures::future::join_all(accounts.into_iter().map(|account| async move {
+            (
+                account.to_string(),
+                deps.store.account_endpoints(account).await,
+            )
+        }))
+        .await
+        .into_iter()
+        .collect();
+    for event in pending {
+        match &found[&event.message.account] {
+            Ok(endpoints) => {
+                event.endpoint_ids = endpoints
+                    .iter()
+                    .filter(|e| e.subscribes(&event.message.event_type, &event.message.dataset))
+                    .map(|e| e.id.clone())
+                    .collect();
+            }
+            Err(error) => {
+                tracing::error!(%error, message_id = %event.message.id, "could not read the endpoints");
+                event.failed = true;
+            }
+        }
+    }
+}
+
+/// Enqueues every pending event's jobs: small fan-outs inline, filling
+/// SendMessageBatch calls across events; large ones, and whatever SQS did not take,
+/// as fan-out tasks. An event whose tasks could not be enqueued either is `failed`.
+async fn fan_out(deps: &Deps, pending: &mut [Pending]) {
+    let mut jobs = Vec::new();
+    // (event, endpoint) of each job.
+    let mut owners = Vec::new();
+    let mut handed_over: Vec<Vec<EndpointId>> = vec![Vec::new(); pending.len()];
+    for (position, event) in pending.iter().enumerate() {
+        if event.failed {
+            continue;
+        }
+        if event.endpoint_ids.len() > LARGE_FAN_OUT {
+            handed_over[position] = event.endpoint_ids.clone();
+            continue;
+        }
+        for job in DeliveryJob::for_endpoints(&event.message, event.endpoint_ids.clone()) {
+            owners.push(position);
+            jobs.push(job);
+        }
+    }
+    let unsent = match deps.queues.send_jobs(&jobs).await {
+        Ok(()) => Vec::new(),
+        Err(error) => {
+            tracing::warn!(%error, "fan-out stopped part-way; the rest goes to fan-out tasks");
+            error.unsent(jobs.len())
+        }
+    };
+    for (index, &position) in owners.iter().enumerate() {
+        pending[position].enqueued_any |= unsent.binary_search(&index).is_err();
+    }
+    for index in unsent {
+        handed_over[owners[index]].push(jobs[index].endpoint_id.clone());
+    }
+
+    let mut tasks = Vec::new();
+    let mut task_owners = Vec::new();
+    for (position, endpoint_ids) in handed_over.iter().enumerate() {
+        let message = &pending[position].message;
+        for task in FanOut::split(&message.id, &message.account, endpoint_ids) {
+            task_owners.push(position);
+            tasks.push(task.to_body());
+        }
+    }
+    if tasks.is_empty() {
+        return;
+    }
+    let unsent = match deps.queues.send_bodies(&tasks).await {
+        Ok(()) => Vec::new(),
+        Err(error) => {
+            tracing::error!(%error, "could not enqueue fan-out tasks");
+            error.unsent(tasks.len())
+        }
+    };
+    for (index, &position) in task_owners.iter().enumerate() {
+        if unsent.binary_search(&index).is_ok() {
+            pending[position].failed = true;
+        } else {
+            pending[position].enqueued_any = true;
+        }
+    }
+}
+
+/// The answer for one event: after a complete fan-out, its key marked done and
+/// 202; otherwise 500, with the key let go (the platform's retry finishes the same
+/// message) or, without a key, the message taken back if nothing of it was enqueued.
+async fn finish(deps: &Deps, event: Pending) -> Result<Accepted, ApiError> {
+    let Pending { message, key, .. } = &event;
+    if event.failed {
+        let undo = if key.is_some() || !event.enqueued_any {
+            deps.store.abandon_message(message, key.as_deref()).await
+        } else {
+            Ok(())
+        };
+        if let Err(error) = undo {
+            tracing::error!(%error, message_id = %message.id, "could not let go of a message");
+        }
+        return Err(internal(
+            "could not enqueue an event's delivery jobs",
+            &message.id,
+        ));
+    }
+    if let Err(error) = deps.store.complete_message(message, key.as_deref()).await {
+        // The jobs are on the queue; a retry with the key would at worst enqueue them again.
+        tracing::warn!(%error, message_id = %message.id, "could not mark a fan-out done");
+    }
+    tracing::info!(message_id = %message.id, event_type = %message.event_type, endpoints = event.endpoint_ids.len(), "event accepted");
+    Ok(Accepted {
+        id: message.id.clone(),
+        endpoints: event.endpoint_ids.len(),
+        duplicate: false,
+    })
+}

@@ -1,0 +1,107 @@
+//! Queue bodies that are not delivery jobs: work the dispatcher does itself. They
+//! travel on the delivery queue beside the jobs and carry a `kind`, which a job has not.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{EndpointId, MessageId};
+
+/// A queue body that is not a delivery job: work the dispatcher does itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Task {
+    FanOut(FanOut),
+}
+
+/// Endpoints of one stored message whose delivery jobs are still to be enqueued:
+/// the rest of a fan-out that stopped part-way, or a fan-out too large to do while
+/// the platform waits. Done twice, it only enqueues jobs again under the same message id.
+///
+/// It never carries the payload: the dispatcher reads the message, so a task whose
+/// message was taken back (a request answered 500) enqueues nothing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FanOut {
+    pub message_id: MessageId,
+    pub account: String,
+    pub endpoint_ids: Vec<EndpointId>,
+}
+
+/// Endpoints one fan-out task names at most: a task is done (and on failure redone)
+/// within one dispatcher invocation, and large fan-outs spread over several.
+pub const FAN_OUT_TASK_ENDPOINTS: usize = 100;
+
+impl FanOut {
+    /// The tasks that enqueue `message_id`'s jobs for `endpoint_ids`, at most
+    /// [`FAN_OUT_TASK_ENDPOINTS`] each.
+    pub fn split(message_id: &MessageId, account: &str, endpoint_ids: &[EndpointId]) -> Vec<Task> {
+        endpoint_ids
+            .chunks(FAN_OUT_TASK_ENDPOINTS)
+            .map(|chunk| {
+                Task::FanOut(FanOut {
+                    message_id: message_id.clone(),
+                    account: account.to_string(),
+                    endpoint_ids: chunk.to_vec(),
+                })
+            })
+            .collect()
+    }
+}
+
+/// Only the field that tells a task from a delivery job; the rest is skipped unread.
+#[derive(Deserialize)]
+struct Kind {
+    kind: Option<serde::de::IgnoredAny>,
+}
+
+impl Task {
+    /// The task a queue body holds; `None` for a body without a `kind` (a delivery job).
+    /// A body with a `kind` that is not a valid task is `Some(Err)`: malformed.
+    pub fn from_body(body: &str) -> Option<Result<Task, serde_json::Error>> {
+        let kind: Kind = serde_json::from_str(body).ok()?;
+        kind.kind?;
+        Some(serde_json::from_str(body))
+    }
+
+    pub fn to_body(&self) -> String {
+        crate::queue::message_body(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::DeliveryJob;
+
+    #[test]
+    fn a_task_reads_back_and_a_delivery_job_is_not_one() {
+        let message = MessageId::new();
+        let endpoints: Vec<EndpointId> = (0..250).map(|_| EndpointId::new()).collect();
+        let tasks = FanOut::split(&message, "jane", &endpoints);
+        assert_eq!(tasks.len(), 3);
+        let named: Vec<EndpointId> = tasks
+            .iter()
+            .flat_map(|Task::FanOut(f)| f.endpoint_ids.clone())
+            .collect();
+        assert_eq!(named, endpoints);
+        for task in &tasks {
+            let body = task.to_body();
+            assert!(
+                body.starts_with(r#"{"kind":"fan_out","message_id":"msg_"#),
+                "{body}"
+            );
+            assert_eq!(&Task::from_body(&body).unwrap().unwrap(), task);
+            assert!(body.len() < 8 * 1024, "{}", body.len());
+        }
+
+        let job = DeliveryJob {
+            message_id: message,
+            endpoint_id: EndpointId::new(),
+            account: "jane".into(),
+            event_type: "sample.created".into(),
+            payload: Some(r#"{"kind":"fan_out"}"#.into()),
+        };
+        assert!(Task::from_body(&job.to_body()).is_none());
+        assert!(Task::from_body("{not json").is_none());
+        assert!(Task::from_body(r#"{"kind":"fan_out"}"#).unwrap().is_err());
+        assert!(Task::from_body(r#"{"kind":"explode"}"#).unwrap().is_err());
+    }
+}
