@@ -1,9 +1,13 @@
-//! Stored items to and from the domain types. The attribute names here are the
-//! table's: other code and tests read them, so they change only with a migration.
+//! Stored items to and from the domain types, through one record struct per kind of
+//! item. The attribute names are the table's: other code and tests read them, so
+//! they change only with a migration. A record's field is optional only where the
+//! item may lack it by design; anything else missing or mistyped is
+//! [`StoreError::Corrupt`], never a default.
 
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::StoreError;
@@ -30,216 +34,506 @@ pub(super) fn list(values: &[String]) -> AttributeValue {
     AttributeValue::L(values.iter().map(|v| s(v.as_str())).collect())
 }
 
-/// Reads typed attributes out of an item, naming what is missing.
-pub(super) struct Reader<'a>(pub(super) &'a Item);
+fn to_item(record: impl Serialize) -> Item {
+    serde_dynamo::to_item(record).expect("a record of strings, numbers, lists and flags serializes")
+}
 
-impl Reader<'_> {
-    pub(super) fn string(&self, name: &str) -> Result<String, StoreError> {
-        match self.0.get(name) {
-            Some(AttributeValue::S(v)) => Ok(v.clone()),
-            _ => Err(StoreError::Corrupt(format!("`{name}` is not a string"))),
-        }
-    }
-
-    pub(super) fn optional_string(&self, name: &str) -> Option<String> {
-        match self.0.get(name) {
-            Some(AttributeValue::S(v)) => Some(v.clone()),
-            _ => None,
-        }
-    }
-
-    pub(super) fn number<T: std::str::FromStr>(&self, name: &str) -> Result<T, StoreError> {
-        match self.0.get(name) {
-            Some(AttributeValue::N(v)) => v
-                .parse()
-                .map_err(|_| StoreError::Corrupt(format!("`{name}` is out of range"))),
-            _ => Err(StoreError::Corrupt(format!("`{name}` is not a number"))),
-        }
-    }
-
-    pub(super) fn optional_number<T: std::str::FromStr>(
-        &self,
-        name: &str,
-    ) -> Result<Option<T>, StoreError> {
-        match self.0.get(name) {
-            None | Some(AttributeValue::Null(_)) => Ok(None),
-            Some(_) => self.number(name).map(Some),
-        }
-    }
-
-    fn boolean(&self, name: &str) -> bool {
-        matches!(self.0.get(name), Some(AttributeValue::Bool(true)))
-    }
-
-    fn strings(&self, name: &str) -> Result<Option<Vec<String>>, StoreError> {
-        match self.0.get(name) {
-            None | Some(AttributeValue::Null(_)) => Ok(None),
-            Some(AttributeValue::L(values)) => values
-                .iter()
-                .map(|v| match v {
-                    AttributeValue::S(s) => Ok(s.clone()),
-                    _ => Err(StoreError::Corrupt(format!("`{name}` holds a non-string"))),
-                })
-                .collect::<Result<Vec<_>, _>>()
-                .map(Some),
-            _ => Err(StoreError::Corrupt(format!("`{name}` is not a list"))),
-        }
-    }
-
-    fn time(&self, name: &str) -> Result<OffsetDateTime, StoreError> {
-        timefmt::parse(&self.string(name)?)
-            .ok_or_else(|| StoreError::Corrupt(format!("`{name}` is not an RFC 3339 time")))
-    }
-
-    fn optional_time(&self, name: &str) -> Result<Option<OffsetDateTime>, StoreError> {
-        match self.0.get(name) {
-            None | Some(AttributeValue::Null(_)) => Ok(None),
-            Some(_) => self.time(name).map(Some),
-        }
-    }
-
-    pub(super) fn id<T>(&self, name: &str, parse: fn(&str) -> Option<T>) -> Result<T, StoreError> {
-        let text = self.string(name)?;
-        parse(&text).ok_or_else(|| StoreError::Corrupt(format!("`{name}` is not an id: {text}")))
-    }
+/// Reads a record out of an item; `what` names the kind of item in the error.
+fn from_item<'a, T: Deserialize<'a>>(item: &Item, what: &str) -> Result<T, StoreError> {
+    serde_dynamo::from_item(item.clone()).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
 }
 
 // --- endpoints ---
 
+/// An endpoint's settings as stored; its secrets are [`SecretsRecord`], in the same item.
+#[derive(Serialize, Deserialize)]
+struct EndpointRecord {
+    id: EndpointId,
+    account: String,
+    url: String,
+    description: String,
+    version: u32,
+    event_types: Vec<String>,
+    /// Absent: every dataset of the account (absent by design, not by default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    datasets: Option<Vec<String>>,
+    format: Format,
+    disabled: bool,
+    #[serde(with = "crate::timefmt")]
+    created_at: OffsetDateTime,
+    #[serde(with = "crate::timefmt")]
+    updated_at: OffsetDateTime,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SecretsRecord {
+    secret: String,
+    /// Present, with its expiry, only after a rotation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    previous_secret: Option<String>,
+    #[serde(
+        default,
+        with = "crate::timefmt::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    previous_secret_expires_at: Option<OffsetDateTime>,
+}
+
 /// An endpoint's attributes with its secrets, without its key.
 pub(super) fn endpoint_item(endpoint: &Endpoint, secrets: &EndpointSecrets) -> Item {
-    let mut item: Item = HashMap::from([
-        ("id".into(), s(endpoint.id.as_str())),
-        ("account".into(), s(endpoint.account.as_str())),
-        ("url".into(), s(endpoint.url.as_str())),
-        ("description".into(), s(endpoint.description.as_str())),
-        ("version".into(), n(endpoint.version)),
-        ("event_types".into(), list(&endpoint.event_types)),
-        ("format".into(), s(endpoint.format.as_str())),
-        ("disabled".into(), AttributeValue::Bool(endpoint.disabled)),
-        ("created_at".into(), s(time_text(endpoint.created_at))),
-        ("updated_at".into(), s(time_text(endpoint.updated_at))),
-        ("secret".into(), s(secrets.current.expose())),
-    ]);
-    if let Some(datasets) = &endpoint.datasets {
-        item.insert("datasets".into(), list(datasets));
-    }
-    if let Some((previous, expires_at)) = &secrets.previous {
-        item.insert("previous_secret".into(), s(previous.expose()));
-        item.insert(
-            "previous_secret_expires_at".into(),
-            s(time_text(*expires_at)),
-        );
-    }
+    let mut item = settings_item(endpoint);
+    item.extend(secrets_item(secrets));
     item
 }
 
+/// An endpoint's attributes without its secrets and key.
+pub(super) fn settings_item(endpoint: &Endpoint) -> Item {
+    to_item(EndpointRecord {
+        id: endpoint.id.clone(),
+        account: endpoint.account.clone(),
+        url: endpoint.url.clone(),
+        description: endpoint.description.clone(),
+        version: endpoint.version,
+        event_types: endpoint.event_types.clone(),
+        datasets: endpoint.datasets.clone(),
+        format: endpoint.format,
+        disabled: endpoint.disabled,
+        created_at: endpoint.created_at,
+        updated_at: endpoint.updated_at,
+    })
+}
+
+pub(super) fn secrets_item(secrets: &EndpointSecrets) -> Item {
+    to_item(SecretsRecord {
+        secret: secrets.current.expose().to_string(),
+        previous_secret: secrets
+            .previous
+            .as_ref()
+            .map(|(secret, _)| secret.expose().to_string()),
+        previous_secret_expires_at: secrets.previous.as_ref().map(|(_, expires_at)| *expires_at),
+    })
+}
+
 pub(super) fn endpoint_from_item(item: &Item) -> Result<Endpoint, StoreError> {
-    let r = Reader(item);
+    let r: EndpointRecord = from_item(item, "an endpoint")?;
     Ok(Endpoint {
-        id: r.id("id", EndpointId::parse)?,
-        account: r.string("account")?,
-        url: r.string("url")?,
-        description: r.optional_string("description").unwrap_or_default(),
-        version: r.number("version")?,
-        event_types: r.strings("event_types")?.unwrap_or_default(),
-        datasets: r.strings("datasets")?,
-        format: Format::parse(&r.string("format")?)
-            .ok_or_else(|| StoreError::Corrupt("`format` is unknown".into()))?,
-        disabled: r.boolean("disabled"),
-        created_at: r.time("created_at")?,
-        updated_at: r.time("updated_at")?,
+        id: r.id,
+        account: r.account,
+        url: r.url,
+        description: r.description,
+        version: r.version,
+        event_types: r.event_types,
+        datasets: r.datasets,
+        format: r.format,
+        disabled: r.disabled,
+        created_at: r.created_at,
+        updated_at: r.updated_at,
     })
 }
 
 pub(super) fn secrets_from_item(item: &Item) -> Result<EndpointSecrets, StoreError> {
-    let r = Reader(item);
-    let parse = |text: String| {
-        Secret::parse(&text).map_err(|e| StoreError::Corrupt(format!("a secret: {e}")))
+    let r: SecretsRecord = from_item(item, "an endpoint's secrets")?;
+    let parse =
+        |text: &str| Secret::parse(text).map_err(|e| StoreError::Corrupt(format!("a secret: {e}")));
+    let previous = match (r.previous_secret, r.previous_secret_expires_at) {
+        (Some(secret), Some(expires_at)) => Some((parse(&secret)?, expires_at)),
+        (None, None) => None,
+        _ => {
+            return Err(StoreError::Corrupt(
+                "a previous secret without its expiry, or an expiry without its secret".into(),
+            ));
+        }
     };
-    let current = parse(r.string("secret")?)?;
-    let previous = match (
-        r.optional_string("previous_secret"),
-        r.optional_time("previous_secret_expires_at")?,
-    ) {
-        (Some(secret), Some(expires_at)) => Some((parse(secret)?, expires_at)),
-        _ => None,
-    };
-    Ok(EndpointSecrets { current, previous })
+    Ok(EndpointSecrets {
+        current: parse(&r.secret)?,
+        previous,
+    })
 }
 
 // --- messages ---
 
+#[derive(Serialize, Deserialize)]
+struct MessageRecord {
+    id: MessageId,
+    account: String,
+    event_type: String,
+    dataset: String,
+    created_at: String,
+    payload: String,
+    #[serde(with = "crate::timefmt")]
+    received_at: OffsetDateTime,
+}
+
 /// A message's attributes, without its key and expiry.
 pub(super) fn message_item(message: &Message) -> Item {
-    HashMap::from([
-        ("id".into(), s(message.id.as_str())),
-        ("account".into(), s(message.account.as_str())),
-        ("event_type".into(), s(message.event_type.as_str())),
-        ("dataset".into(), s(message.dataset.as_str())),
-        ("created_at".into(), s(message.created_at.as_str())),
-        ("payload".into(), s(message.payload.as_str())),
-        ("received_at".into(), s(time_text(message.received_at))),
-    ])
+    to_item(MessageRecord {
+        id: message.id.clone(),
+        account: message.account.clone(),
+        event_type: message.event_type.clone(),
+        dataset: message.dataset.clone(),
+        created_at: message.created_at.clone(),
+        payload: message.payload.clone(),
+        received_at: message.received_at,
+    })
 }
 
 pub(super) fn message_from_item(item: &Item) -> Result<Message, StoreError> {
-    let r = Reader(item);
+    let r: MessageRecord = from_item(item, "a message")?;
     Ok(Message {
-        id: r.id("id", MessageId::parse)?,
-        account: r.string("account")?,
-        event_type: r.string("event_type")?,
-        dataset: r.string("dataset")?,
-        created_at: r.string("created_at")?,
-        payload: r.string("payload")?,
-        received_at: r.time("received_at")?,
+        id: r.id,
+        account: r.account,
+        event_type: r.event_type,
+        dataset: r.dataset,
+        created_at: r.created_at,
+        payload: r.payload,
+        received_at: r.received_at,
     })
+}
+
+/// An idempotency record as a repeat reads it: whose message, and whether its
+/// fan-out is done (`state`) or still leased (`lease_until`, epoch milliseconds).
+#[derive(Debug, Deserialize)]
+pub(super) struct ClaimRecord {
+    pub(super) message_id: MessageId,
+    pub(super) state: String,
+    /// Removed once the fan-out is done.
+    #[serde(default)]
+    pub(super) lease_until: Option<i64>,
+}
+
+pub(super) fn claim_from_item(item: &Item) -> Result<ClaimRecord, StoreError> {
+    from_item(item, "an idempotency record")
 }
 
 // --- attempts ---
 
+#[derive(Serialize, Deserialize)]
+struct AttemptRecord {
+    id: AttemptId,
+    message_id: MessageId,
+    endpoint_id: EndpointId,
+    account: String,
+    event_type: String,
+    attempt: u32,
+    status: AttemptStatus,
+    /// Absent when no answer came (a refused connection, a timeout).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    response_status: Option<u16>,
+    response_body: String,
+    /// Absent when the endpoint answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    duration_ms: u64,
+    #[serde(with = "crate::timefmt")]
+    timestamp: OffsetDateTime,
+    /// Absent after the last attempt, or a success.
+    #[serde(
+        default,
+        with = "crate::timefmt::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    next_attempt_at: Option<OffsetDateTime>,
+}
+
 /// An attempt's attributes, without its keys and expiry.
 pub(super) fn attempt_item(attempt: &Attempt) -> Item {
-    let mut item: Item = HashMap::from([
-        ("id".into(), s(attempt.id.as_str())),
-        ("message_id".into(), s(attempt.message_id.as_str())),
-        ("endpoint_id".into(), s(attempt.endpoint_id.as_str())),
-        ("account".into(), s(attempt.account.as_str())),
-        ("event_type".into(), s(attempt.event_type.as_str())),
-        ("attempt".into(), n(attempt.attempt)),
-        ("status".into(), s(attempt.status.as_str())),
-        ("response_body".into(), s(attempt.response_body.as_str())),
-        ("duration_ms".into(), n(attempt.duration_ms)),
-        ("timestamp".into(), s(time_text(attempt.timestamp))),
-    ]);
-    if let Some(status) = attempt.response_status {
-        item.insert("response_status".into(), n(status));
-    }
-    if let Some(error) = &attempt.error {
-        item.insert("error".into(), s(error.as_str()));
-    }
-    if let Some(next) = attempt.next_attempt_at {
-        item.insert("next_attempt_at".into(), s(time_text(next)));
-    }
-    item
+    to_item(AttemptRecord {
+        id: attempt.id.clone(),
+        message_id: attempt.message_id.clone(),
+        endpoint_id: attempt.endpoint_id.clone(),
+        account: attempt.account.clone(),
+        event_type: attempt.event_type.clone(),
+        attempt: attempt.attempt,
+        status: attempt.status,
+        response_status: attempt.response_status,
+        response_body: attempt.response_body.clone(),
+        error: attempt.error.clone(),
+        duration_ms: attempt.duration_ms,
+        timestamp: attempt.timestamp,
+        next_attempt_at: attempt.next_attempt_at,
+    })
 }
 
 pub(super) fn attempt_from_item(item: &Item) -> Result<Attempt, StoreError> {
-    let r = Reader(item);
+    let r: AttemptRecord = from_item(item, "an attempt")?;
     Ok(Attempt {
-        id: r.id("id", AttemptId::parse)?,
-        message_id: r.id("message_id", MessageId::parse)?,
-        endpoint_id: r.id("endpoint_id", EndpointId::parse)?,
-        account: r.string("account")?,
-        event_type: r.string("event_type")?,
-        attempt: r.number("attempt")?,
-        status: AttemptStatus::parse(&r.string("status")?)
-            .ok_or_else(|| StoreError::Corrupt("`status` is unknown".into()))?,
-        response_status: r.optional_number("response_status")?,
-        response_body: r.optional_string("response_body").unwrap_or_default(),
-        error: r.optional_string("error"),
-        duration_ms: r.number("duration_ms")?,
-        timestamp: r.time("timestamp")?,
-        next_attempt_at: r.optional_time("next_attempt_at")?,
+        id: r.id,
+        message_id: r.message_id,
+        endpoint_id: r.endpoint_id,
+        account: r.account,
+        event_type: r.event_type,
+        attempt: r.attempt,
+        status: r.status,
+        response_status: r.response_status,
+        response_body: r.response_body,
+        error: r.error,
+        duration_ms: r.duration_ms,
+        timestamp: r.timestamp,
+        next_attempt_at: r.next_attempt_at,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn endpoint() -> (Endpoint, EndpointSecrets) {
+        let now = OffsetDateTime::now_utc();
+        let endpoint = Endpoint {
+            id: EndpointId::new(),
+            account: "jane".into(),
+            url: "https://example.com/hook".into(),
+            description: "orders".into(),
+            version: 1,
+            event_types: vec!["sample.created".into()],
+            datasets: Some(vec!["jane/flowers".into()]),
+            format: Format::Slack,
+            disabled: true,
+            created_at: now,
+            updated_at: now,
+        };
+        let secrets = EndpointSecrets {
+            current: Secret::generate(),
+            previous: Some((Secret::generate(), now)),
+        };
+        (endpoint, secrets)
+    }
+
+    fn attempt() -> Attempt {
+        Attempt {
+            id: AttemptId::new(),
+            message_id: MessageId::new(),
+            endpoint_id: EndpointId::new(),
+            account: "jane".into(),
+            event_type: "sample.created".into(),
+            attempt: 2,
+            status: AttemptStatus::Failed,
+            response_status: Some(503),
+            response_body: "busy".into(),
+            error: None,
+            duration_ms: 12,
+            timestamp: OffsetDateTime::now_utc(),
+            next_attempt_at: Some(OffsetDateTime::now_utc()),
+        }
+    }
+
+    fn message() -> Message {
+        Message {
+            id: MessageId::new(),
+            account: "jane".into(),
+            event_type: "sample.created".into(),
+            dataset: "jane/flowers".into(),
+            created_at: "2021-08-09T14:40:19.987691Z".into(),
+            payload: "{}".into(),
+            received_at: OffsetDateTime::now_utc(),
+        }
+    }
+
+    /// Every way an attribute can be corrupt: missing, null, of another type, or
+    /// (for a string) a word outside its domain.
+    fn corruptions() -> Vec<Option<AttributeValue>> {
+        vec![
+            None,
+            Some(AttributeValue::Null(true)),
+            Some(n(1)),
+            Some(AttributeValue::Bool(false)),
+            Some(AttributeValue::L(vec![n(1)])),
+            Some(s("enabled")),
+        ]
+    }
+
+    /// Reading `item` with `name` corrupted is [`StoreError::Corrupt`], for every
+    /// corruption but a value of the attribute's own type (which may be valid) and,
+    /// for an `optional` attribute, absence or null.
+    fn assert_refused<T: std::fmt::Debug>(
+        item: &Item,
+        name: &str,
+        read: impl Fn(&Item) -> Result<T, StoreError>,
+        optional: bool,
+    ) {
+        read(item).expect("the valid item reads");
+        let own_type = std::mem::discriminant(&item[name]);
+        for value in corruptions() {
+            let valid = match &value {
+                None | Some(AttributeValue::Null(_)) => optional,
+                Some(value) => std::mem::discriminant(value) == own_type,
+            };
+            if valid {
+                continue;
+            }
+            let mut corrupt = item.clone();
+            match value.clone() {
+                Some(value) => corrupt.insert(name.into(), value),
+                None => corrupt.remove(name),
+            };
+            match read(&corrupt) {
+                Err(StoreError::Corrupt(_)) => {}
+                other => panic!("`{name}` as {value:?}: {other:?}"),
+            }
+        }
+    }
+
+    /// Reading `item` with `name` set to a string outside its domain is corrupt.
+    fn assert_unknown_word_refused<T: std::fmt::Debug>(
+        item: &Item,
+        name: &str,
+        read: impl Fn(&Item) -> Result<T, StoreError>,
+    ) {
+        let mut corrupt = item.clone();
+        corrupt.insert(name.into(), s("enabled"));
+        assert!(
+            matches!(read(&corrupt), Err(StoreError::Corrupt(_))),
+            "`{name}`"
+        );
+    }
+
+    #[test]
+    fn endpoints_round_trip_with_the_table_s_attribute_names() {
+        let (endpoint, secrets) = endpoint();
+        let item = endpoint_item(&endpoint, &secrets);
+        let mut names: Vec<_> = item.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        assert_eq!(
+            names,
+            [
+                "account",
+                "created_at",
+                "datasets",
+                "description",
+                "disabled",
+                "event_types",
+                "format",
+                "id",
+                "previous_secret",
+                "previous_secret_expires_at",
+                "secret",
+                "updated_at",
+                "url",
+                "version"
+            ]
+        );
+        assert_eq!(item["disabled"], AttributeValue::Bool(true));
+        assert_eq!(item["format"], s("slack"));
+        assert_eq!(item["event_types"], list(&endpoint.event_types));
+        let read = endpoint_from_item(&item).unwrap();
+        assert_eq!(settings_item(&read), settings_item(&endpoint));
+        assert_eq!(
+            secrets_item(&secrets_from_item(&item).unwrap()),
+            secrets_item(&secrets)
+        );
+    }
+
+    #[test]
+    fn an_endpoint_without_datasets_or_rotation_stores_no_such_attribute() {
+        let (mut endpoint, _) = endpoint();
+        endpoint.datasets = None;
+        let secrets = EndpointSecrets::new(Secret::generate());
+        let item = endpoint_item(&endpoint, &secrets);
+        for absent in ["datasets", "previous_secret", "previous_secret_expires_at"] {
+            assert!(!item.contains_key(absent), "{absent}");
+        }
+        assert_eq!(endpoint_from_item(&item).unwrap().datasets, None);
+        assert_eq!(secrets_from_item(&item).unwrap().previous, None);
+    }
+
+    #[test]
+    fn a_corrupt_endpoint_field_is_an_error_never_a_default() {
+        let (endpoint, secrets) = endpoint();
+        let item = endpoint_item(&endpoint, &secrets);
+        for name in [
+            "disabled",
+            "format",
+            "event_types",
+            "version",
+            "id",
+            "account",
+            "url",
+            "description",
+            "created_at",
+            "updated_at",
+        ] {
+            assert_refused(&item, name, endpoint_from_item, false);
+        }
+        for name in ["format", "id", "created_at"] {
+            assert_unknown_word_refused(&item, name, endpoint_from_item);
+        }
+        // Absent means every dataset, by design; anything but a list of strings is corrupt.
+        assert_refused(&item, "datasets", endpoint_from_item, true);
+        let mut mixed = item.clone();
+        mixed.insert("event_types".into(), AttributeValue::L(vec![s("a"), n(1)]));
+        assert!(matches!(
+            endpoint_from_item(&mixed),
+            Err(StoreError::Corrupt(_))
+        ));
+    }
+
+    #[test]
+    fn a_corrupt_secret_is_an_error() {
+        let (endpoint, secrets) = endpoint();
+        let item = endpoint_item(&endpoint, &secrets);
+        assert_refused(&item, "secret", secrets_from_item, false);
+        // A previous secret comes with its expiry: one without the other is corrupt.
+        assert_refused(&item, "previous_secret", secrets_from_item, false);
+        assert_refused(
+            &item,
+            "previous_secret_expires_at",
+            secrets_from_item,
+            false,
+        );
+        for name in ["secret", "previous_secret", "previous_secret_expires_at"] {
+            assert_unknown_word_refused(&item, name, secrets_from_item);
+        }
+    }
+
+    #[test]
+    fn a_corrupt_attempt_field_is_an_error() {
+        let item = attempt_item(&attempt());
+        assert_eq!(attempt_item(&attempt_from_item(&item).unwrap()), item);
+        for name in [
+            "id",
+            "message_id",
+            "endpoint_id",
+            "account",
+            "event_type",
+            "attempt",
+            "status",
+            "response_body",
+            "duration_ms",
+            "timestamp",
+        ] {
+            assert_refused(&item, name, attempt_from_item, false);
+        }
+        assert_unknown_word_refused(&item, "status", attempt_from_item);
+        // Absent when no answer came, or after the last attempt; never mistyped.
+        for name in ["response_status", "next_attempt_at"] {
+            assert_refused(&item, name, attempt_from_item, true);
+        }
+    }
+
+    #[test]
+    fn a_corrupt_message_or_claim_is_an_error() {
+        let item = message_item(&message());
+        assert_eq!(message_item(&message_from_item(&item).unwrap()), item);
+        for name in [
+            "id",
+            "account",
+            "event_type",
+            "dataset",
+            "created_at",
+            "payload",
+            "received_at",
+        ] {
+            assert_refused(&item, name, message_from_item, false);
+        }
+        assert_unknown_word_refused(&item, "received_at", message_from_item);
+        let claim: Item = HashMap::from([
+            ("message_id".into(), s(MessageId::new().as_str())),
+            ("state".into(), s("pending")),
+            ("lease_until".into(), n(0)),
+        ]);
+        assert_refused(&claim, "message_id", claim_from_item, false);
+        assert_refused(&claim, "state", claim_from_item, false);
+        // Removed once the fan-out is done.
+        assert_refused(&claim, "lease_until", claim_from_item, true);
+    }
 }

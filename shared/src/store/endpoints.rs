@@ -4,10 +4,13 @@
 use aws_sdk_dynamodb::types::AttributeValue;
 use time::OffsetDateTime;
 
-use super::codec::{endpoint_from_item, endpoint_item, list, n, s, secrets_from_item, time_text};
+use super::codec::{
+    endpoint_from_item, endpoint_item, list, n, s, secrets_from_item, secrets_item, settings_item,
+    time_text,
+};
 use super::keys::{ENDPOINT_SK_PREFIX, account_pk, endpoint_key};
 use super::schema::{PARTITION_KEY as PK, SORT_KEY as SK};
-use super::{Page, Store, StoreError, applied, aws_error};
+use super::{Page, Store, StoreError, applied, aws_error, is_condition_failure};
 use crate::ids::EndpointId;
 use crate::model::{Endpoint, EndpointSecrets};
 use crate::signing::Secret;
@@ -21,16 +24,45 @@ impl Store {
     ) -> Result<(), StoreError> {
         let mut item = endpoint_key(&endpoint.account, &endpoint.id);
         item.extend(endpoint_item(endpoint, secrets));
-        self.client
+        let put = self
+            .client
             .put_item()
             .table_name(&self.table)
             .set_item(Some(item))
             .condition_expression("attribute_not_exists(#pk)")
             .expression_attribute_names("#pk", PK)
             .send()
-            .await
-            .map_err(aws_error("PutItem"))?;
-        Ok(())
+            .await;
+        match put {
+            Ok(_) => Ok(()),
+            Err(e)
+                if is_condition_failure(&e)
+                    && self.holds(endpoint, Some(endpoint), Some(secrets)).await? =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(aws_error("PutItem")(e)),
+        }
+    }
+
+    /// After a conditional write failed its condition: whether the endpoint is stored
+    /// with these settings and secrets anyway — when the SDK retried this very write
+    /// after its answer was lost, the first try took effect and the retry saw it.
+    async fn holds(
+        &self,
+        endpoint: &Endpoint,
+        settings: Option<&Endpoint>,
+        secrets: Option<&EndpointSecrets>,
+    ) -> Result<bool, StoreError> {
+        let Some((stored, stored_secrets)) =
+            self.get_endpoint(&endpoint.account, &endpoint.id).await?
+        else {
+            return Ok(false);
+        };
+        Ok(
+            settings.is_none_or(|ours| settings_item(ours) == settings_item(&stored))
+                && secrets.is_none_or(|ours| secrets_item(ours) == secrets_item(&stored_secrets)),
+        )
     }
 
     /// An endpoint of `account` with its secrets; `None` when there is none, or it is another account's.
@@ -55,7 +87,8 @@ impl Store {
     }
 
     /// Writes `endpoint`'s settings (not its secrets) if it still exists and was last
-    /// changed at `expected_updated_at`; `false` when either is no longer so.
+    /// changed at `expected_updated_at` (or already holds them: see [`Store::holds`]);
+    /// `false` when either is no longer so.
     pub async fn update_endpoint(
         &self,
         endpoint: &Endpoint,
@@ -89,7 +122,8 @@ impl Store {
             }
             None => set.push_str(" REMOVE datasets"),
         }
-        applied(request.update_expression(set).send().await, "UpdateItem")
+        let updated = applied(request.update_expression(set).send().await, "UpdateItem")?;
+        Ok(updated || self.holds(endpoint, Some(endpoint), None).await?)
     }
 
     /// Stores rotated secrets if the endpoint still signs with `expected_current`;
@@ -123,7 +157,8 @@ impl Store {
             .expression_attribute_values(":expected", s(expected_current.expose()))
             .send()
             .await;
-        applied(result, "UpdateItem")
+        // A rotated secret is random: stored, it can only be this request's.
+        Ok(applied(result, "UpdateItem")? || self.holds(endpoint, None, Some(secrets)).await?)
     }
 
     /// Deletes an endpoint of `account`; `false` when there was none.

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use super::codec::{Reader, message_from_item, message_item, n, s};
+use super::codec::{claim_from_item, message_from_item, message_item, n, s};
 use super::keys::{idempotency_record_key, message_key};
 use super::schema::{PARTITION_KEY as PK, TTL_ATTRIBUTE};
 use super::{Store, StoreError, applied, aws_error, is_condition_failure};
@@ -105,10 +105,10 @@ impl Store {
         let item = output
             .item
             .ok_or_else(|| StoreError::Corrupt("an idempotency record vanished".into()))?;
-        let r = Reader(&item);
-        let original = r.id("message_id", MessageId::parse)?;
-        let lease: i64 = r.optional_number("lease_until")?.unwrap_or(0);
-        if r.optional_string("state").as_deref() != Some("pending") || lease > now_millis() {
+        let claim = claim_from_item(&item)?;
+        let original = claim.message_id;
+        let lease = claim.lease_until.unwrap_or(0);
+        if claim.state != "pending" || lease > now_millis() {
             return Ok(Inserted::Duplicate(original));
         }
         let taken = self
@@ -214,9 +214,7 @@ impl Store {
         let Some(item) = output.item else {
             return Ok(None);
         };
-        if Reader(&item).string("account")? != account {
-            return Ok(None);
-        }
-        message_from_item(&item).map(Some)
+        let message = message_from_item(&item)?;
+        Ok((message.account == account).then_some(message))
     }
 }

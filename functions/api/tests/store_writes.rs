@@ -1,0 +1,115 @@
+//! The endpoint writes the API makes, against the emulator's table: each is
+//! conditional, and each recognises its own earlier success — when the SDK
+//! retries a write whose answer was lost, the retry's condition fails on the
+//! first try's effect, and the write must still report success.
+
+use hookline_tests::TestEnv;
+use shared::endpoint;
+use shared::model::EndpointSecrets;
+use shared::signing::Secret;
+use time::OffsetDateTime;
+
+#[tokio::test]
+async fn a_repeated_create_succeeds_and_a_different_one_with_the_same_id_fails() {
+    let env = TestEnv::new("").await;
+    let (endpoint, secret) = env
+        .add_endpoint("jane", "https://example.com/a", |_| {})
+        .await;
+    let secrets = EndpointSecrets::new(secret);
+    env.store
+        .create_endpoint(&endpoint, &secrets)
+        .await
+        .expect("the same write again is the same success");
+
+    let other = EndpointSecrets::new(Secret::generate());
+    assert!(env.store.create_endpoint(&endpoint, &other).await.is_err());
+    let mut moved = endpoint.clone();
+    moved.url = "https://example.com/b".into();
+    assert!(env.store.create_endpoint(&moved, &secrets).await.is_err());
+    let (stored, stored_secrets) = env
+        .store
+        .get_endpoint("jane", &endpoint.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.url, endpoint.url);
+    assert_eq!(stored_secrets.current, secrets.current);
+}
+
+#[tokio::test]
+async fn a_repeated_update_succeeds_and_a_stale_one_fails() {
+    let env = TestEnv::new("").await;
+    let (original, _) = env
+        .add_endpoint("jane", "https://example.com/a", |_| {})
+        .await;
+    let (current, _) = env
+        .store
+        .get_endpoint("jane", &original.id)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut changed = current.clone();
+    changed.url = "https://example.com/b".into();
+    changed.updated_at = OffsetDateTime::now_utc();
+    for _ in 0..2 {
+        assert!(
+            env.store
+                .update_endpoint(&changed, current.updated_at)
+                .await
+                .unwrap()
+        );
+    }
+
+    // Another change made from the same stale read: refused, and nothing written.
+    let mut stale = current.clone();
+    stale.url = "https://example.com/c".into();
+    stale.updated_at = OffsetDateTime::now_utc();
+    assert!(
+        !env.store
+            .update_endpoint(&stale, current.updated_at)
+            .await
+            .unwrap()
+    );
+    let (stored, _) = env
+        .store
+        .get_endpoint("jane", &original.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.url, "https://example.com/b");
+}
+
+#[tokio::test]
+async fn a_repeated_rotation_succeeds_and_a_racing_one_fails() {
+    let env = TestEnv::new("").await;
+    let (endpoint, secret) = env
+        .add_endpoint("jane", "https://example.com/a", |_| {})
+        .await;
+    let before = EndpointSecrets::new(secret.clone());
+    let now = OffsetDateTime::now_utc();
+    let rotated = endpoint::rotated(&before, Secret::generate(), now);
+    for _ in 0..2 {
+        assert!(
+            env.store
+                .rotate_secret(&endpoint, &rotated, &secret, now)
+                .await
+                .unwrap()
+        );
+    }
+
+    // A second rotation from the same read lost the race: refused, the first one stays.
+    let racing = endpoint::rotated(&before, Secret::generate(), now);
+    assert!(
+        !env.store
+            .rotate_secret(&endpoint, &racing, &secret, now)
+            .await
+            .unwrap()
+    );
+    let (_, stored) = env
+        .store
+        .get_endpoint("jane", &endpoint.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.current, rotated.current);
+}
