@@ -1,8 +1,9 @@
 //! `hookline keys …` and `hookline endpoints …`: the API's operations on the
 //! configured table (an AWS account, or the emulator through `AWS_ENDPOINT_URL`).
 
+use api::views::{EndpointOut, EndpointWithSecret};
 use clap::Subcommand;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, json};
 use shared::config::{self, Config, ConfigError};
 use shared::endpoint;
 use shared::ids::EndpointId;
@@ -89,7 +90,8 @@ pub async fn endpoints(command: EndpointsCommand) -> Result<(), String> {
                     .await
                     .map_err(|e| e.to_string())?;
                 for endpoint in &page.items {
-                    println!("{}", serde_json::to_string(endpoint).expect("serialises"));
+                    let printed = serde_json::to_string(&EndpointOut::from(endpoint));
+                    println!("{}", printed.expect("serialises"));
                 }
                 match page.next_cursor.as_deref().and_then(EndpointId::parse) {
                     Some(next) => cursor = Some(next),
@@ -131,9 +133,11 @@ pub async fn endpoints(command: EndpointsCommand) -> Result<(), String> {
                 .create_endpoint(&endpoint, &secrets)
                 .await
                 .map_err(|e| e.to_string())?;
-            let mut printed = serde_json::to_value(&endpoint).expect("serialises");
-            printed["secret"] = Value::String(secrets.current.expose().to_string());
-            println!("{printed}");
+            let printed = serde_json::to_string(&EndpointWithSecret {
+                endpoint: EndpointOut::from(&endpoint),
+                secret: secrets.current.expose(),
+            });
+            println!("{}", printed.expect("serialises"));
             Ok(())
         }
         EndpointsCommand::Delete { account, id } => {

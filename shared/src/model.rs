@@ -34,10 +34,9 @@ impl Format {
 }
 
 /// An endpoint as its owner sees it; secrets travel separately (see [`EndpointSecrets`]).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Endpoint {
     pub id: EndpointId,
-    #[serde(skip)]
     pub account: String,
     pub url: String,
     pub description: String,
@@ -48,9 +47,7 @@ pub struct Endpoint {
     pub datasets: Option<Vec<String>>,
     pub format: Format,
     pub disabled: bool,
-    #[serde(with = "crate::timefmt")]
     pub created_at: OffsetDateTime,
-    #[serde(with = "crate::timefmt")]
     pub updated_at: OffsetDateTime,
 }
 
@@ -180,13 +177,12 @@ impl AttemptStatus {
     }
 }
 
-/// The record of one delivery attempt, as CONTRACT's attempt object.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// The record of one delivery attempt.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Attempt {
     pub id: AttemptId,
     pub message_id: MessageId,
     pub endpoint_id: EndpointId,
-    #[serde(skip)]
     pub account: String,
     pub event_type: String,
     pub attempt: u32,
@@ -195,9 +191,7 @@ pub struct Attempt {
     pub response_body: String,
     pub error: Option<String>,
     pub duration_ms: u64,
-    #[serde(with = "crate::timefmt")]
     pub timestamp: OffsetDateTime,
-    #[serde(with = "crate::timefmt::option")]
     pub next_attempt_at: Option<OffsetDateTime>,
 }
 

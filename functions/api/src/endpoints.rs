@@ -2,7 +2,6 @@
 
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, RequestExt, Response};
-use serde::Serialize;
 use serde_json::json;
 use shared::endpoint;
 use shared::http::{ApiError, json, json_object, no_content};
@@ -11,19 +10,11 @@ use shared::model::{AttemptStatus, Endpoint, EndpointSecrets};
 use shared::signing::Secret;
 use time::OffsetDateTime;
 
+use crate::views::{AttemptOut, EndpointOut, EndpointWithSecret, PageOut};
 use crate::{Deps, internal, page_cursor, page_limit};
 
 /// How often a PATCH or rotation re-reads an endpoint that changed under it.
 const WRITE_ATTEMPTS: usize = 3;
-
-/// An endpoint as creation returns it: with its secret, which only creation, `GET …/secret`
-/// and rotation ever show.
-#[derive(Serialize)]
-struct WithSecret<'a> {
-    #[serde(flatten)]
-    endpoint: &'a Endpoint,
-    secret: &'a str,
-}
 
 fn not_found(id: &str) -> ApiError {
     ApiError::not_found(format!("no endpoint {id}"))
@@ -55,8 +46,8 @@ pub async fn create(deps: &Deps, account: &str, req: &Request) -> Result<Respons
     tracing::info!(endpoint_id = %endpoint.id, account, "endpoint created");
     Ok(json(
         StatusCode::CREATED,
-        &WithSecret {
-            endpoint: &endpoint,
+        &EndpointWithSecret {
+            endpoint: EndpointOut::from(&endpoint),
             secret: secrets.current.expose(),
         },
     ))
@@ -70,15 +61,12 @@ pub async fn list(deps: &Deps, account: &str, req: &Request) -> Result<Response<
         .list_endpoints(account, limit, cursor.as_ref())
         .await
         .map_err(internal("could not list endpoints"))?;
-    Ok(json(
-        StatusCode::OK,
-        &json!({"data": page.items, "next_cursor": page.next_cursor}),
-    ))
+    Ok(json(StatusCode::OK, &PageOut::<EndpointOut>::new(&page)))
 }
 
 pub async fn get(deps: &Deps, account: &str, id: &str) -> Result<Response<Body>, ApiError> {
     let (endpoint, _) = load(deps, account, id).await?;
-    Ok(json(StatusCode::OK, &endpoint))
+    Ok(json(StatusCode::OK, &EndpointOut::from(&endpoint)))
 }
 
 pub async fn patch(
@@ -95,7 +83,7 @@ pub async fn patch(
     for _ in 0..WRITE_ATTEMPTS {
         let (current, _) = load(deps, account, id).await?;
         if changes.is_empty() {
-            return Ok(json(StatusCode::OK, &current));
+            return Ok(json(StatusCode::OK, &EndpointOut::from(&current)));
         }
         // Never before the last change, so the optimistic check below stays meaningful.
         let now =
@@ -108,7 +96,7 @@ pub async fn patch(
             .map_err(internal("could not update an endpoint"))?;
         if written {
             tracing::info!(endpoint_id = %changed.id, account, "endpoint updated");
-            return Ok(json(StatusCode::OK, &changed));
+            return Ok(json(StatusCode::OK, &EndpointOut::from(&changed)));
         }
     }
     tracing::error!(endpoint_id = id, "an endpoint kept changing during a PATCH");
@@ -190,8 +178,5 @@ pub async fn attempts(
         .endpoint_attempts(account, &endpoint.id, status, limit, cursor.as_ref())
         .await
         .map_err(internal("could not list attempts"))?;
-    Ok(json(
-        StatusCode::OK,
-        &json!({"data": page.items, "next_cursor": page.next_cursor}),
-    ))
+    Ok(json(StatusCode::OK, &PageOut::<AttemptOut>::new(&page)))
 }

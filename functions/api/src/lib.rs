@@ -6,6 +6,7 @@ pub mod recovery;
 
 mod endpoints;
 mod messages;
+pub mod views;
 
 use lambda_http::http::Method;
 use lambda_http::{Body, Request, RequestExt, Response};

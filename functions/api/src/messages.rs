@@ -2,10 +2,11 @@
 
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Response};
-use serde_json::{Value, json};
+use serde_json::Value;
 use shared::http::{ApiError, json};
 use shared::ids::MessageId;
 
+use crate::views::MessageOut;
 use crate::{Deps, internal};
 
 pub async fn get(deps: &Deps, account: &str, id: &str) -> Result<Response<Body>, ApiError> {
@@ -28,13 +29,6 @@ pub async fn get(deps: &Deps, account: &str, id: &str) -> Result<Response<Body>,
     })?;
     Ok(json(
         StatusCode::OK,
-        &json!({
-            "id": message.id,
-            "event_type": message.event_type,
-            "dataset": message.dataset,
-            "created_at": message.created_at,
-            "payload": payload,
-            "attempts": attempts,
-        }),
+        &MessageOut::new(&message, payload, &attempts),
     ))
 }
