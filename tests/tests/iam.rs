@@ -13,7 +13,8 @@ use hookline_cli::emulator::Emulator;
 use hookline_cli::local::runtime::{self, Function, FunctionSpec};
 use hookline_cli::local::{DELIVERY_QUEUE, DLQ, TABLE};
 use hookline_tests::iam::{self, AccessKey, Authorization, Grant};
-use hookline_tests::{Dev, Receiver, binary, poll_until};
+use hookline_tests::{Delivery, Dev, Receiver, binary, poll_until};
+use ingest::LARGE_FAN_OUT;
 use reqwest::Method;
 use serde_json::{Value, json};
 use tokio::sync::watch;
@@ -26,12 +27,14 @@ const GET: Method = Method::GET;
 const POST: Method = Method::POST;
 const PATCH: Method = Method::PATCH;
 const DELETE: Method = Method::DELETE;
-/// What the functions' logs must never say.
-const REFUSALS: [&str; 5] = [
+/// What dev's and the functions' logs must never say: a refused call, or any
+/// warning or error (a refusal the SDK could not parse shows only as one).
+const REFUSALS: [&str; 6] = [
     "AccessDenied",
     "not authorized",
     "InvalidClientTokenId",
     "SignatureDoesNotMatch",
+    " WARN ",
     " ERROR ",
 ];
 
@@ -190,8 +193,10 @@ async fn moto_api(url: &str, path: &str, body: &'static str) {
     assert!(answer.status().is_success(), "/moto-api/{path}");
 }
 
-/// A call to dev's HTTP API (no body when `body` is null); no path may answer 5xx.
+/// A call to dev's HTTP API (no body when `body` is null); no path may answer 5xx,
+/// and nothing may have been refused before it.
 async fn send(dev: &Dev, method: Method, path: &str, body: &Value) -> (u16, Value) {
+    assert_nothing_refused(dev);
     let client = reqwest::Client::new();
     let mut request = dev.request(&client, method.clone(), path);
     if !body.is_null() {
@@ -213,6 +218,25 @@ async fn answer(dev: &Dev, method: Method, path: &str, body: Value, status: u16)
 
 async fn dlq_depth(dev: &Dev) -> Value {
     send(dev, GET, "/v1/dlq", &Value::Null).await.1["approximate_messages"].clone()
+}
+
+/// Fails at the first log line that says a call was refused or went wrong.
+fn assert_nothing_refused(dev: &Dev) {
+    let log = dev.log();
+    let found = log
+        .lines()
+        .find(|line| REFUSALS.iter().any(|refusal| line.contains(refusal)));
+    assert!(found.is_none(), "a call failed: {found:?}");
+}
+
+/// Waits for `receiver` to have `count` requests, failing at once on a refusal.
+async fn delivered(dev: &Dev, receiver: &Receiver, count: usize) -> Vec<Delivery> {
+    poll_until(WAIT, &format!("{count} requests"), || async {
+        assert_nothing_refused(dev);
+        let deliveries = receiver.deliveries();
+        (deliveries.len() >= count).then_some(deliveries)
+    })
+    .await
 }
 
 fn count(page: &Value) -> usize {
@@ -290,11 +314,11 @@ async fn every_path_runs_with_exactly_its_roles_grants() {
     assert_eq!(again["duplicate"], true);
 
     // Delivery: a success, a retry through visibility, a 410, three jobs to the DLQ.
-    healthy.wait_for(1, WAIT).await;
-    flaky.wait_for(2, WAIT).await;
-    gone.wait_for(1, WAIT).await;
+    delivered(&dev, &healthy, 1).await;
+    delivered(&dev, &flaky, 2).await;
+    delivered(&dev, &gone, 1).await;
     for receiver in &failing {
-        receiver.wait_for(ATTEMPTS, WAIT).await;
+        delivered(&dev, receiver, ATTEMPTS).await;
     }
     poll_until(WAIT, "the 410 endpoint disabled", || async {
         let endpoint = send(&dev, GET, &paths["gone"], &Value::Null).await.1;
@@ -333,7 +357,7 @@ async fn every_path_runs_with_exactly_its_roles_grants() {
     .await;
     let replay = format!("{}/messages/{message}/replay", paths["healthy"]);
     answer(&dev, POST, &replay, Value::Null, 202).await;
-    let to_healthy = healthy.wait_for(3, WAIT).await;
+    let to_healthy = delivered(&dev, &healthy, 3).await;
     let with_id = to_healthy
         .iter()
         .filter(|d| d.header("webhook-id") == message);
@@ -343,14 +367,14 @@ async fn every_path_runs_with_exactly_its_roles_grants() {
     let recover = format!("{}/recover", paths["a"]);
     let recovered = answer(&dev, POST, &recover, json!({"since": started}), 202).await;
     assert_eq!(recovered["queued"], 1);
-    failing[0].wait_for(ATTEMPTS + 1, WAIT).await;
+    delivered(&dev, &failing[0], ATTEMPTS + 1).await;
 
     // A filtered DLQ replay through the API: `a`'s job moves, the others stay.
     let a_id = paths["a"].rsplit('/').next().expect("an id");
     let filter = json!({"endpoint_id": a_id});
     let replayed = answer(&dev, POST, "/v1/dlq/replay", filter, 200).await;
     assert_eq!(replayed, json!({"replayed": 1, "skipped": 2}));
-    let to_a = failing[0].wait_for(ATTEMPTS + 2, WAIT).await;
+    let to_a = delivered(&dev, &failing[0], ATTEMPTS + 2).await;
     assert_eq!(to_a[ATTEMPTS + 1].header("webhook-id"), message);
 
     // The replay function, with a filter, moves `b`'s job and leaves `c`'s.
@@ -359,23 +383,57 @@ async fn every_path_runs_with_exactly_its_roles_grants() {
     let outcome = replay.invoke(json!({"endpoint_id": b_id})).await;
     let _ = stop.send(true);
     assert_eq!(outcome, Ok(json!({"replayed": 1, "skipped": 1})));
-    failing[1].wait_for(ATTEMPTS + 1, WAIT).await;
+    delivered(&dev, &failing[1], ATTEMPTS + 1).await;
 
     // An unfiltered replay through the API moves the last one.
     let replayed = answer(&dev, POST, "/v1/dlq/replay", json!({}), 200).await;
     assert_eq!(replayed, json!({"replayed": 1, "skipped": 0}));
-    failing[2].wait_for(ATTEMPTS + 1, WAIT).await;
+    delivered(&dev, &failing[2], ATTEMPTS + 1).await;
     poll_until(WAIT, "an empty DLQ", || async {
         (dlq_depth(&dev).await == 0).then_some(())
     })
     .await;
 
-    // Nothing was refused on the way.
-    let log = dev.log();
-    for refusal in REFUSALS {
-        let found = log.lines().find(|line| line.contains(refusal));
-        assert!(found.is_none(), "a call failed: {found:?}");
+    // A batch to an account with more endpoints than ingest fans out inline: the
+    // dispatcher enqueues their jobs from fan-out tasks.
+    let bulk = Receiver::start().await;
+    let subscribers = LARGE_FAN_OUT + 1;
+    for _ in 0..subscribers {
+        let body = json!({"url": bulk.url("/bulk")});
+        answer(&dev, POST, "/v1/accounts/bulk/endpoints", body, 201).await;
     }
+    let events: Vec<Value> = (1..=2)
+        .map(|n| {
+            json!({
+                "event_type": "dataset.updated",
+                "dataset": "bulk/set",
+                "object": {"name": "set"},
+                "id": format!("evt_bulk_{n}"),
+            })
+        })
+        .collect();
+    let batch = answer(
+        &dev,
+        POST,
+        "/v1/events/batch",
+        json!({"events": events}),
+        202,
+    )
+    .await;
+    let items = batch["data"].as_array().expect("one answer per event");
+    assert!(
+        items.iter().all(|item| item["endpoints"] == subscribers),
+        "{batch}"
+    );
+    let deliveries = delivered(&dev, &bulk, 2 * subscribers).await;
+    for item in items {
+        let id = item["id"].as_str().expect("a message id");
+        let to_each = deliveries.iter().filter(|d| d.header("webhook-id") == id);
+        assert_eq!(to_each.count(), subscribers, "every endpoint gets {id}");
+    }
+
+    // Nothing was refused on the way.
+    assert_nothing_refused(&dev);
 
     // Every call, held to the template exactly; every grant used.
     let mut needed = moto.needed();

@@ -456,3 +456,24 @@ fn no_iam_statement_grants_on_every_resource() {
         );
     }
 }
+
+#[test]
+fn the_http_api_routes_to_ingest_what_the_local_gateway_does() {
+    let template = template();
+    let (name, ingest) = functions(&template)
+        .into_iter()
+        .find(|(_, f)| f["Metadata"]["BuildProperties"]["Binary"] == "ingest")
+        .expect("a function runs the ingest binary");
+    let routed: BTreeSet<String> = ingest["Properties"]["Events"]
+        .as_object()
+        .unwrap_or_else(|| panic!("{name} has no events"))
+        .values()
+        .filter(|event| event["Type"] == "HttpApi")
+        .map(|event| scalar_text(&event["Properties"]["Path"]))
+        .collect();
+    let local: BTreeSet<String> = hookline_cli::local::gateway::INGEST_PATHS
+        .iter()
+        .map(|path| path.to_string())
+        .collect();
+    assert_eq!(routed, local, "{name}'s routes and hookline dev's differ");
+}

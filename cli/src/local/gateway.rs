@@ -20,7 +20,12 @@ use super::runtime::{Function, InvokeError};
 pub const MAX_EVENT_BODY: usize = 6 * 1024 * 1024;
 
 /// Paths served by `ingest`; everything else goes to `api`, as `infra/template.yaml` routes them.
-pub const INGEST_PATHS: &[&str] = &["/v1/events", "/v1/event-types", "/health"];
+pub const INGEST_PATHS: &[&str] = &[
+    "/v1/events",
+    "/v1/events/batch",
+    "/v1/event-types",
+    "/health",
+];
 
 #[derive(Clone)]
 pub struct Gateway {
