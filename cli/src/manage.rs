@@ -7,7 +7,7 @@ use serde_json::{Map, json};
 use shared::config::{self, Config, ConfigError};
 use shared::endpoint;
 use shared::ids::EndpointId;
-use shared::store::Store;
+use shared::store::{Creation, MAX_ENDPOINTS_PER_ACCOUNT, Store};
 use time::OffsetDateTime;
 
 #[derive(Debug, Subcommand)]
@@ -129,10 +129,15 @@ pub async fn endpoints(command: EndpointsCommand) -> Result<(), String> {
                 .map_err(|e| e.to_string())?;
             let (endpoint, secrets) =
                 endpoint::new_endpoint(&account, input, OffsetDateTime::now_utc());
-            store
+            let creation = store
                 .create_endpoint(&endpoint, &secrets)
                 .await
                 .map_err(|e| e.to_string())?;
+            if creation == Creation::AccountFull {
+                return Err(format!(
+                    "account {account} has {MAX_ENDPOINTS_PER_ACCOUNT} endpoints, the most it may have"
+                ));
+            }
             let printed = serde_json::to_string(&EndpointWithSecret {
                 endpoint: EndpointOut::from(&endpoint),
                 secret: secrets.current.expose(),

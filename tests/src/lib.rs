@@ -183,13 +183,19 @@ impl TestEnv {
         };
         edit(&mut endpoint);
         let secret = shared::signing::Secret::generate();
-        self.store
+        let created = self
+            .store
             .create_endpoint(
                 &endpoint,
                 &shared::model::EndpointSecrets::new(secret.clone()),
             )
             .await
             .expect("the endpoint is stored");
+        assert_eq!(
+            created,
+            shared::store::Creation::Created,
+            "the account has room"
+        );
         (endpoint, secret)
     }
 

@@ -8,6 +8,7 @@ use shared::http::{ApiError, json, json_object, no_content};
 use shared::ids::{AttemptId, EndpointId};
 use shared::model::{AttemptStatus, Endpoint, EndpointSecrets};
 use shared::signing::Secret;
+use shared::store::{Creation, MAX_ENDPOINTS_PER_ACCOUNT};
 use time::OffsetDateTime;
 
 use crate::views::{AttemptOut, EndpointOut, EndpointWithSecret, PageOut};
@@ -39,10 +40,16 @@ pub async fn create(deps: &Deps, account: &str, req: &Request) -> Result<Respons
     let input = endpoint::parse_new(&body, account, deps.config.allow_private_targets)?;
     endpoint::refuse_private_host(&input.url, deps.config.allow_private_targets).await?;
     let (endpoint, secrets) = endpoint::new_endpoint(account, input, OffsetDateTime::now_utc());
-    deps.store
+    let creation = deps
+        .store
         .create_endpoint(&endpoint, &secrets)
         .await
         .map_err(internal("could not store an endpoint"))?;
+    if creation == Creation::AccountFull {
+        return Err(ApiError::validation(format!(
+            "an account has at most {MAX_ENDPOINTS_PER_ACCOUNT} endpoints; delete one to make room"
+        )));
+    }
     tracing::info!(endpoint_id = %endpoint.id, account, "endpoint created");
     Ok(json(
         StatusCode::CREATED,

@@ -1,13 +1,20 @@
 //! The management API in-process, against the emulator's DynamoDB and SQS: every
 //! route, every error row, tenant isolation, pagination.
 
+use std::time::Duration;
+
 use api::{Deps, handle};
-use hookline_tests::TestEnv;
+use aws_sdk_dynamodb::config::retry::RetryConfig;
+use hookline_tests::faults::{FaultKind, FaultPlan, FaultProxy};
+use hookline_tests::{TestEnv, emulator_url};
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt};
 use serde_json::{Value, json};
+use shared::endpoint;
 use shared::ids::{AttemptId, EndpointId, MessageId};
 use shared::model::{Attempt, AttemptStatus};
+use shared::store::{Creation, MAX_ENDPOINTS_PER_ACCOUNT, Store};
+use time::OffsetDateTime;
 
 struct Api {
     env: TestEnv,
@@ -606,4 +613,88 @@ async fn every_error_row_and_nothing_stored_for_a_refused_request() {
 
     let response = handle(&api.deps, api.request(Method::PUT, endpoints, None)).await;
     assert_eq!(response.headers()["allow"], "GET, POST");
+}
+
+async fn endpoint_count(env: &TestEnv, account: &str) -> usize {
+    let page = env.store.list_endpoints(account, 1000, None).await.unwrap();
+    page.items.len()
+}
+
+/// A store over the same table whose calls go through `proxy`, retried at once.
+async fn store_through(proxy: &FaultProxy, env: &TestEnv) -> Store {
+    let sdk = shared::aws::for_emulator(proxy.url()).await;
+    let retry = RetryConfig::standard().with_initial_backoff(Duration::from_millis(5));
+    let client = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(&sdk)
+            .retry_config(retry)
+            .build(),
+    );
+    Store::new(client, env.config.table.clone(), env.config.retention())
+}
+
+/// Creates an endpoint of `account`, sending the same create again while it fails.
+async fn create_until_answered(store: &Store, account: &str) {
+    let input = endpoint::parse_new(
+        json!({"url": "https://example.com/hook"})
+            .as_object()
+            .unwrap(),
+        account,
+        false,
+    )
+    .unwrap();
+    let (endpoint, secrets) = endpoint::new_endpoint(account, input, OffsetDateTime::now_utc());
+    for _ in 0..10 {
+        if let Ok(created) = store.create_endpoint(&endpoint, &secrets).await {
+            assert_eq!(created, Creation::Created, "the account has room");
+            return;
+        }
+    }
+    panic!("a create failed ten times over");
+}
+
+#[tokio::test]
+async fn an_account_holds_at_most_500_endpoints_and_a_deletion_makes_room() {
+    assert_eq!(MAX_ENDPOINTS_PER_ACCOUNT, 500);
+    let api = Api::new().await;
+    let endpoints = "/v1/accounts/jane/endpoints";
+    let body = json!({"url": "https://example.com/hook"});
+    // All but one through the store, with a tenth of its calls failing, a third of
+    // those after taking effect: a create sent again after its answer was lost
+    // recognises its own endpoint, and the count counts it once.
+    let proxy = FaultProxy::start(emulator_url(), 500);
+    let faulty = store_through(&proxy, &api.env).await;
+    proxy.arm(FaultPlan::share(0.1));
+    for _ in 1..MAX_ENDPOINTS_PER_ACCOUNT {
+        create_until_answered(&faulty, "jane").await;
+    }
+    proxy.disarm();
+    let counts = proxy.counts();
+    println!("{counts}");
+    assert!(counts.faults_of(FaultKind::AnswerLost) > 0);
+
+    let last = api.create("jane", body.clone()).await;
+    let (status, refused) = api.call(Method::POST, endpoints, Some(body.clone())).await;
+    assert_eq!(
+        (status, code(&refused)),
+        (StatusCode::BAD_REQUEST, "validation_error")
+    );
+    let message = refused["error"]["message"].as_str().unwrap();
+    assert!(message.contains("at most 500 endpoints"), "{message}");
+    assert_eq!(endpoint_count(&api.env, "jane").await, 500);
+
+    // Each account has a limit of its own.
+    api.create("john", body.clone()).await;
+
+    // A deletion makes room for one; a deletion of nothing makes none.
+    let last = format!("{endpoints}/{}", last["id"].as_str().unwrap());
+    let (status, _) = api.call(Method::DELETE, &last, None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = api.call(Method::DELETE, &last, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    api.create("jane", body.clone()).await;
+    let (status, refused) = api.call(Method::POST, endpoints, Some(body)).await;
+    assert_eq!(
+        (status, code(&refused)),
+        (StatusCode::BAD_REQUEST, "validation_error")
+    );
 }

@@ -7,6 +7,7 @@ use hookline_tests::TestEnv;
 use shared::endpoint;
 use shared::model::EndpointSecrets;
 use shared::signing::Secret;
+use shared::store::Creation;
 use time::OffsetDateTime;
 
 #[tokio::test]
@@ -16,10 +17,11 @@ async fn a_repeated_create_succeeds_and_a_different_one_with_the_same_id_fails()
         .add_endpoint("jane", "https://example.com/a", |_| {})
         .await;
     let secrets = EndpointSecrets::new(secret);
-    env.store
-        .create_endpoint(&endpoint, &secrets)
-        .await
-        .expect("the same write again is the same success");
+    let again = env.store.create_endpoint(&endpoint, &secrets).await;
+    assert_eq!(
+        again.expect("the same write again is the same success"),
+        Creation::Created
+    );
 
     let other = EndpointSecrets::new(Secret::generate());
     assert!(env.store.create_endpoint(&endpoint, &other).await.is_err());

@@ -428,10 +428,8 @@ async fn during_rotation_both_secrets_sign_and_each_verifies() {
         current: current.clone(),
         previous: Some((previous.clone(), now + time::Duration::hours(24))),
     };
-    env.store
-        .create_endpoint(&endpoint, &secrets)
-        .await
-        .unwrap();
+    let created = env.store.create_endpoint(&endpoint, &secrets).await;
+    assert_eq!(created.unwrap(), shared::store::Creation::Created);
     deliver_once(&env, &deps, &job(&endpoint.id)).await;
     let delivery = &receiver.wait_for(1, Duration::from_secs(5)).await[0];
     assert_eq!(delivery.header("webhook-signature").split(' ').count(), 2);

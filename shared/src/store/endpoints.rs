@@ -1,47 +1,87 @@
 //! Endpoints: an account's endpoints share its partition (`ACCT#<account>`), so
 //! fan-out and listing are one Query; changes are conditional on what was read.
 
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, Update};
 use time::OffsetDateTime;
 
 use super::codec::{
     endpoint_from_item, endpoint_item, list, n, s, secrets_from_item, secrets_item, settings_item,
     time_text,
 };
-use super::keys::{ENDPOINT_SK_PREFIX, account_pk, endpoint_key};
+use super::keys::{ENDPOINT_SK_PREFIX, account_pk, endpoint_count_key, endpoint_key};
 use super::schema::{PARTITION_KEY as PK, SORT_KEY as SK};
-use super::{Page, Store, StoreError, applied, aws_error, is_condition_failure};
+use super::{Page, Store, StoreError, applied, aws_error, cancelled, is_condition_failed};
 use crate::ids::EndpointId;
 use crate::model::{Endpoint, EndpointSecrets};
 use crate::signing::Secret;
 
+/// The most endpoints one account may have.
+pub const MAX_ENDPOINTS_PER_ACCOUNT: u32 = 500;
+
+/// The count item's attribute: how many endpoints the account has.
+const ENDPOINT_COUNT: &str = "endpoints";
+
+/// What creating an endpoint did.
+#[must_use]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Creation {
+    Created,
+    /// The account already has [`MAX_ENDPOINTS_PER_ACCOUNT`]; nothing was stored.
+    AccountFull,
+}
+
 impl Store {
-    /// Stores a new endpoint; fails rather than overwrite one with the same id.
+    /// Stores a new endpoint, unless its account already has
+    /// [`MAX_ENDPOINTS_PER_ACCOUNT`]. The endpoint and the account's count are
+    /// written in one transaction, so concurrent creates cannot pass the limit. A
+    /// transaction whose answer was lost and that is sent again finds the endpoint
+    /// there and recognises it as its own: it counts once.
     pub async fn create_endpoint(
         &self,
         endpoint: &Endpoint,
         secrets: &EndpointSecrets,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Creation, StoreError> {
         let mut item = endpoint_key(&endpoint.account, &endpoint.id);
         item.extend(endpoint_item(endpoint, secrets));
-        let put = self
-            .client
-            .put_item()
+        let count = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(endpoint_count_key(&endpoint.account)))
+            .update_expression("ADD #count :one")
+            .condition_expression("attribute_not_exists(#count) OR #count < :max")
+            .expression_attribute_names("#count", ENDPOINT_COUNT)
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":max", n(MAX_ENDPOINTS_PER_ACCOUNT))
+            .build()
+            .map_err(aws_error("TransactWriteItems"))?;
+        let put = Put::builder()
             .table_name(&self.table)
             .set_item(Some(item))
             .condition_expression("attribute_not_exists(#pk)")
             .expression_attribute_names("#pk", PK)
-            .send()
-            .await;
-        match put {
-            Ok(_) => Ok(()),
-            Err(e)
-                if is_condition_failure(&e)
-                    && self.holds(endpoint, Some(endpoint), Some(secrets)).await? =>
-            {
-                Ok(())
+            .build()
+            .map_err(aws_error("TransactWriteItems"))?;
+        let Some(reasons) = self
+            .transact(vec![
+                TransactWriteItem::builder().update(count).build(),
+                TransactWriteItem::builder().put(put).build(),
+            ])
+            .await?
+        else {
+            return Ok(Creation::Created);
+        };
+        match reasons.as_slice() {
+            [_, put] if is_condition_failed(put) => {
+                if self.holds(endpoint, Some(endpoint), Some(secrets)).await? {
+                    Ok(Creation::Created)
+                } else {
+                    Err(StoreError::Corrupt(format!(
+                        "another endpoint is stored under the new id {}",
+                        endpoint.id
+                    )))
+                }
             }
-            Err(e) => Err(aws_error("PutItem")(e)),
+            [count, _] if is_condition_failed(count) => Ok(Creation::AccountFull),
+            _ => Err(cancelled(&reasons)),
         }
     }
 
@@ -161,22 +201,41 @@ impl Store {
         Ok(applied(result, "UpdateItem")? || self.holds(endpoint, None, Some(secrets)).await?)
     }
 
-    /// Deletes an endpoint of `account`; `false` when there was none.
+    /// Deletes an endpoint of `account` and takes it off the account's count, in one
+    /// transaction; `false` when there was none.
     pub async fn delete_endpoint(
         &self,
         account: &str,
         id: &EndpointId,
     ) -> Result<bool, StoreError> {
-        let result = self
-            .client
-            .delete_item()
+        let delete = Delete::builder()
             .table_name(&self.table)
             .set_key(Some(endpoint_key(account, id)))
             .condition_expression("attribute_exists(#pk)")
             .expression_attribute_names("#pk", PK)
-            .send()
-            .await;
-        applied(result, "DeleteItem")
+            .build()
+            .map_err(aws_error("TransactWriteItems"))?;
+        let count = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(endpoint_count_key(account)))
+            .update_expression("ADD #count :minus_one")
+            .expression_attribute_names("#count", ENDPOINT_COUNT)
+            .expression_attribute_values(":minus_one", n(-1))
+            .build()
+            .map_err(aws_error("TransactWriteItems"))?;
+        let Some(reasons) = self
+            .transact(vec![
+                TransactWriteItem::builder().delete(delete).build(),
+                TransactWriteItem::builder().update(count).build(),
+            ])
+            .await?
+        else {
+            return Ok(true);
+        };
+        match reasons.as_slice() {
+            [delete, _] if is_condition_failed(delete) => Ok(false),
+            _ => Err(cancelled(&reasons)),
+        }
     }
 
     /// A page of an account's endpoints, oldest first. `cursor` is the last id of the page before.

@@ -5,6 +5,7 @@
 //! | --- | --- | --- | --- |
 //! | platform key | `KEY#<sha256 hex>` | `KEY` | |
 //! | endpoint | `ACCT#<account>` | `EP#<ep_id>` | |
+//! | endpoint count | `ACCT#<account>` | `COUNT` | |
 //! | message | `MSG#<msg_id>` | `MSG` | |
 //! | idempotency record | `IDEM#<account>#<key>` | `IDEM` | |
 //! | attempt | `MSG#<msg_id>` | `ATT#<atmpt_id>` | `gsi1pk = EPATT#<account>#<ep_id>`, `gsi1sk = <atmpt_id>`; `gsi2pk = EPATT#<account>#<ep_id>#<status>`, `gsi2sk = <atmpt_id>` |
@@ -40,6 +41,12 @@ pub(super) const ENDPOINT_SK_PREFIX: &str = "EP#";
 
 pub(super) fn endpoint_key(account: &str, id: &EndpointId) -> Item {
     key(account_pk(account), format!("{ENDPOINT_SK_PREFIX}{id}"))
+}
+
+/// The item that counts an account's endpoints: in their partition, outside
+/// their sort keys.
+pub(super) fn endpoint_count_key(account: &str) -> Item {
+    key(account_pk(account), "COUNT")
 }
 
 // --- messages and their idempotency records ---

@@ -8,6 +8,8 @@
 //!   - `api_keys`: a platform key is one GetItem by its hash;
 //!   - `endpoints`: an account's endpoints share its partition, so fan-out
 //!     and listing are one Query; updates are conditional on what was read;
+//!     a create or delete changes the account's endpoint count in the same
+//!     transaction, which keeps an account within its limit;
 //!   - `messages`: a message is one item in its own partition, stored once per
 //!     idempotency key through a conditional claim;
 //!   - `attempts`: an attempt sits in its message's partition and is indexed
@@ -17,7 +19,8 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata};
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{AttributeValue, CancellationReason, TransactWriteItem};
 use time::OffsetDateTime;
 
 mod api_keys;
@@ -28,6 +31,7 @@ mod keys;
 mod messages;
 pub mod schema;
 
+pub use endpoints::{Creation, MAX_ENDPOINTS_PER_ACCOUNT};
 pub use messages::{FAN_OUT_LEASE, Inserted};
 
 use codec::n;
@@ -52,6 +56,9 @@ where
         message: DisplayErrorContext(&error).to_string(),
     }
 }
+
+/// How often a transaction that a concurrent one on the same items cancelled is sent.
+const TRANSACTION_ATTEMPTS: usize = 3;
 
 /// One page of a listing, and where the next one starts.
 #[derive(Debug, Clone, PartialEq)]
@@ -79,6 +86,43 @@ impl Store {
     fn expires_at(&self) -> AttributeValue {
         n((OffsetDateTime::now_utc() + self.retention).unix_timestamp())
     }
+
+    /// Writes `items` in one transaction: `None` when written, else why it was
+    /// cancelled (one reason per item, in order). One cancelled by a concurrent
+    /// transaction on the same items is sent again. The SDK gives each call a
+    /// `ClientRequestToken` and keeps it across its own retries, so in DynamoDB a
+    /// call whose answer was lost takes effect once; the emulator ignores the
+    /// token, so callers also recognise their own earlier write by its conditions.
+    async fn transact(
+        &self,
+        items: Vec<TransactWriteItem>,
+    ) -> Result<Option<Vec<CancellationReason>>, StoreError> {
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let result = self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(items.clone()))
+                .send()
+                .await;
+            let reasons = match result {
+                Ok(_) => return Ok(None),
+                Err(error) => match error.as_service_error() {
+                    Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => {
+                        cancelled.cancellation_reasons().to_vec()
+                    }
+                    _ => return Err(aws_error("TransactWriteItems")(error)),
+                },
+            };
+            let conflict = reasons
+                .iter()
+                .any(|reason| reason.code() == Some("TransactionConflict"));
+            if !conflict || attempts == TRANSACTION_ATTEMPTS {
+                return Ok(Some(reasons));
+            }
+        }
+    }
 }
 
 /// A conditional write's outcome: `true` when written, `false` when its condition did not hold.
@@ -94,6 +138,23 @@ where
         Ok(_) => Ok(true),
         Err(e) if is_condition_failure(&e) => Ok(false),
         Err(e) => Err(aws_error(operation)(e)),
+    }
+}
+
+/// Whether a transaction's item was cancelled because its condition did not hold.
+fn is_condition_failed(reason: &CancellationReason) -> bool {
+    reason.code() == Some("ConditionalCheckFailed")
+}
+
+/// A cancelled transaction none of whose conditions explains the cancellation.
+fn cancelled(reasons: &[CancellationReason]) -> StoreError {
+    let codes: Vec<&str> = reasons
+        .iter()
+        .filter_map(CancellationReason::code)
+        .collect();
+    StoreError::Aws {
+        operation: "TransactWriteItems",
+        message: format!("the transaction was cancelled: {}", codes.join(", ")),
     }
 }
 
