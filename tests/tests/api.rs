@@ -4,7 +4,7 @@
 use std::process::Command;
 
 use hookline_cli::emulator::Emulator;
-use hookline_tests::{Dev, binary};
+use hookline_tests::{Dev, Receiver, binary};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -207,6 +207,108 @@ async fn an_oversized_or_non_json_body_is_refused_at_the_edge() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_platform_posts_a_batch_retries_it_and_each_keyed_event_arrives_once() {
+    let dev = Dev::start(&[]);
+    let client = reqwest::Client::new();
+    let receiver = Receiver::start().await;
+    let (_, created) = call(
+        &dev,
+        &client,
+        Method::POST,
+        "/v1/accounts/jane/endpoints",
+        Some(json!({"url": receiver.url("/hook")})),
+    )
+    .await;
+    let secret = created["secret"].as_str().unwrap().to_string();
+    let event = |name: &str, id: Option<&str>| {
+        let mut event = json!({"event_type": "sample.created", "dataset": "jane/flowers", "object": {"name": name}});
+        if let Some(id) = id {
+            event["id"] = json!(id);
+        }
+        event
+    };
+    let batch = json!({"events": [
+        event("rose.png", Some("k1")),
+        event("tulip.png", Some("k2")),
+        {"event_type": "sample.created", "dataset": "jane"},
+        event("daisy.png", None),
+    ]});
+
+    let (status, first) = call(
+        &dev,
+        &client,
+        Method::POST,
+        "/v1/events/batch",
+        Some(batch.clone()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{first}");
+    let first = first["data"].as_array().unwrap().clone();
+    assert_eq!(first.len(), 4);
+    assert!(
+        first[..2]
+            .iter()
+            .all(|item| item["endpoints"] == 1 && item.get("duplicate").is_none())
+    );
+    assert_eq!(first[2]["error"]["code"], "validation_error");
+    assert_eq!(first[3]["endpoints"], 1);
+
+    // The platform did not see the answer and sends the batch again: the keyed
+    // events are duplicates, the unkeyed one is a new event.
+    let (status, again) = call(&dev, &client, Method::POST, "/v1/events/batch", Some(batch)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{again}");
+    let again = again["data"].as_array().unwrap().clone();
+    for i in 0..2 {
+        assert_eq!(
+            again[i],
+            json!({"id": first[i]["id"], "endpoints": 0, "duplicate": true})
+        );
+    }
+    assert_eq!(again[2]["error"]["code"], "validation_error");
+    assert_ne!(again[3]["id"], first[3]["id"]);
+
+    // A key used for another event is refused, alone as in a batch.
+    let (status, reused) = call(
+        &dev,
+        &client,
+        Method::POST,
+        "/v1/events",
+        Some(event("lily.png", Some("k1"))),
+    )
+    .await;
+    assert_eq!(
+        (status, &reused["error"]["code"]),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &json!("idempotency_key_reused")
+        )
+    );
+
+    let deliveries = receiver
+        .wait_for(4, std::time::Duration::from_secs(30))
+        .await;
+    let mut ids: Vec<&str> = deliveries.iter().map(|d| d.header("webhook-id")).collect();
+    ids.sort_unstable();
+    let mut expected = vec![
+        &first[0]["id"],
+        &first[1]["id"],
+        &first[3]["id"],
+        &again[3]["id"],
+    ]
+    .into_iter()
+    .map(|id| id.as_str().unwrap())
+    .collect::<Vec<_>>();
+    expected.sort_unstable();
+    assert_eq!(ids, expected);
+    for delivery in &deliveries {
+        standardwebhooks::Webhook::new(&secret)
+            .unwrap()
+            .verify(&delivery.body, &delivery.headers)
+            .unwrap();
+    }
 }
 
 fn hookline(emulator: &Emulator, args: &[&str]) -> (bool, String, String) {

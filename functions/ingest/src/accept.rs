@@ -6,6 +6,7 @@
 //! one endpoint Query per account, and SendMessageBatch calls filled across events.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use futures::StreamExt;
 use serde::Serialize;
@@ -13,7 +14,7 @@ use shared::event::NewEvent;
 use shared::http::ApiError;
 use shared::ids::{EndpointId, MessageId};
 use shared::model::{DeliveryJob, Endpoint, Message};
-use shared::store::{Inserted, StoreError};
+use shared::store::{Claim, Inserted, StoreError};
 use shared::task::FanOut;
 use time::OffsetDateTime;
 
@@ -24,6 +25,13 @@ use crate::Deps;
 pub const LARGE_FAN_OUT: usize = 50;
 /// Events of a batch stored at the same time.
 const CONCURRENT_WRITES: usize = 16;
+/// How long a request waits for the first request with its key to finish before
+/// answering 409, and how often it looks.
+const IN_PROGRESS_WAIT: Duration = Duration::from_secs(2);
+const IN_PROGRESS_POLL: Duration = Duration::from_millis(200);
+/// The longest `Retry-After` of a 409: a first request that died is taken over
+/// when its lease ends, one that lives ends sooner.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(5);
 
 /// The 202 body of one accepted event.
 #[derive(Debug, Clone, Serialize)]
@@ -159,15 +167,38 @@ enum Stored {
 
 async fn store(deps: &Deps, event: NewEvent, now: OffsetDateTime) -> Result<Stored, ApiError> {
     let key = event.idempotency_key.clone();
+    let fingerprint = event.fingerprint();
+    let claim = key.as_deref().map(|key| Claim {
+        key,
+        fingerprint: &fingerprint,
+    });
     let message = event.into_message(&deps.config.api_version, now);
-    let inserted = deps
+    let store_error = |e: StoreError| internal("could not store a message", &e);
+    let mut inserted = deps
         .store
-        .insert_message(&message, key.as_deref())
+        .insert_message(&message, claim)
         .await
-        .map_err(|e| internal("could not store a message", &e))?;
+        .map_err(store_error)?;
+    // The key's first request is still at work: wait a moment for it to finish.
+    let deadline = tokio::time::Instant::now() + IN_PROGRESS_WAIT;
+    while let (Inserted::InProgress(_), Some(claim)) = (&inserted, claim) {
+        if tokio::time::Instant::now() + IN_PROGRESS_POLL > deadline {
+            break;
+        }
+        tokio::time::sleep(IN_PROGRESS_POLL).await;
+        inserted = deps
+            .store
+            .recheck_claim(&message.account, claim, &message.id)
+            .await
+            .map_err(store_error)?;
+    }
     match inserted {
         Inserted::New => Ok(Stored::Ours(message, key)),
         Inserted::Duplicate(original) => Ok(Stored::Duplicate(original)),
+        Inserted::Reused => Err(ApiError::idempotency_key_reused()),
+        Inserted::InProgress(lease_left) => {
+            Err(ApiError::in_progress(lease_left.min(MAX_RETRY_AFTER)))
+        }
         // An earlier request with this key stored its message but did not finish:
         // this one fans it out under the message's own id.
         Inserted::Abandoned(original) => {

@@ -199,6 +199,10 @@ pub(super) struct ClaimRecord {
     /// Removed once the fan-out is done.
     #[serde(default)]
     pub(super) lease_until: Option<i64>,
+    /// SHA-256 of the event the key came with; absent from claims written before
+    /// fingerprints were kept.
+    #[serde(default)]
+    pub(super) fingerprint: Option<String>,
 }
 
 pub(super) fn claim_from_item(item: &Item) -> Result<ClaimRecord, StoreError> {

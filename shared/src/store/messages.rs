@@ -1,27 +1,42 @@
 //! Messages and their idempotency records: a message is one item in its own
-//! partition (`MSG#<id>`); with an idempotency key it is stored once per key,
-//! through a conditional claim of `IDEM#<account>#<key>` that holds a lease
-//! while its request fans the message out.
+//! partition (`MSG#<id>`); with an idempotency key it is stored together with a
+//! claim of `IDEM#<account>#<key>` in one transaction, and the claim holds a lease
+//! while its request fans the message out (ADR 5).
 
 use std::time::Duration;
 
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
 use time::OffsetDateTime;
 
-use super::codec::{claim_from_item, message_from_item, message_item, n, s};
+use super::codec::{Item, claim_from_item, message_from_item, message_item, n, s};
 use super::keys::{idempotency_record_key, message_key};
 use super::schema::{PARTITION_KEY as PK, TTL_ATTRIBUTE};
-use super::{Store, StoreError, applied, aws_error, is_condition_failure};
+use super::{Store, StoreError, applied, aws_error};
 use crate::ids::MessageId;
 use crate::model::Message;
 
-/// The outcome of storing a message under an idempotency key.
+/// An idempotency key, and the fingerprint of the event it came with
+/// ([`crate::event::NewEvent::fingerprint`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Claim<'a> {
+    pub key: &'a str,
+    pub fingerprint: &'a str,
+}
+
+/// The outcome of storing a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Inserted {
+    /// Stored, by this request (perhaps by a try of it whose answer was lost).
     New,
-    /// The key was seen before for this account; here is the message it made.
+    /// The key's first request fanned its message out; here is that message.
     Duplicate(MessageId),
-    /// The key's first request stored this message but did not finish its fan-out;
-    /// this request now holds the lease and fans it out again.
+    /// The key's first request is still at work; its lease runs this much longer.
+    InProgress(Duration),
+    /// The key came with a different event before.
+    Reused,
+    /// The key's first request stored this message but let go of it, or died, before
+    /// its fan-out was done; this request now holds the lease and fans it out.
     Abandoned(MessageId),
 }
 
@@ -37,107 +52,138 @@ fn lease_until() -> i64 {
     now_millis() + i64::try_from(FAN_OUT_LEASE.as_millis()).unwrap_or(i64::MAX)
 }
 
+/// A claim's states: fanning out under a lease, or done.
+const PENDING: &str = "pending";
+const DONE: &str = "done";
+
 impl Store {
-    /// Stores a message once. With an idempotency key, the key is claimed first with a
-    /// conditional put, so a repeat (or a racing twin) gets the first message's id back,
-    /// and the claim holds a lease of [`FAN_OUT_LEASE`] until [`Store::complete_message`].
+    /// Stores a message once. Without a claim, a conditional put; with one, the claim
+    /// and the message in one transaction, each put only if absent, so a failed write
+    /// stores neither. When the condition fails, the claim says what to do: ours
+    /// (its message id is this message's: an earlier try whose answer was lost),
+    /// a duplicate, another event, still in progress, or abandoned.
     pub async fn insert_message(
         &self,
         message: &Message,
-        idempotency_key: Option<&str>,
+        claim: Option<Claim<'_>>,
     ) -> Result<Inserted, StoreError> {
-        if let Some(key) = idempotency_key {
-            let claimed = self
+        let mut item = message_key(&message.id);
+        item.extend(message_item(message));
+        item.insert(TTL_ATTRIBUTE.into(), self.expires_at());
+        let Some(claim) = claim else {
+            let stored = self
                 .client
                 .put_item()
                 .table_name(&self.table)
-                .set_item(Some(idempotency_record_key(&message.account, key)))
-                .item("message_id", s(message.id.as_str()))
-                .item("state", s("pending"))
-                .item("lease_until", n(lease_until()))
-                .item(TTL_ATTRIBUTE, self.expires_at())
+                .set_item(Some(item))
                 .condition_expression("attribute_not_exists(#pk)")
                 .expression_attribute_names("#pk", PK)
                 .send()
                 .await;
-            match claimed {
-                Ok(_) => {}
-                Err(e) if is_condition_failure(&e) => {
-                    return self.earlier_claim(&message.account, key).await;
-                }
-                Err(e) => return Err(aws_error("PutItem")(e)),
-            }
-        }
-        let mut item = message_key(&message.id);
-        item.extend(message_item(message));
-        let stored = self
+            // Message ids are new ULIDs: the item can only be there from this
+            // request's own earlier try, whose answer was lost.
+            applied(stored, "PutItem")?;
+            return Ok(Inserted::New);
+        };
+        let mut claim_item = idempotency_record_key(&message.account, claim.key);
+        claim_item.extend([
+            ("message_id".into(), s(message.id.as_str())),
+            ("fingerprint".into(), s(claim.fingerprint)),
+            ("state".into(), s(PENDING)),
+            ("lease_until".into(), n(lease_until())),
+            (TTL_ATTRIBUTE.into(), self.expires_at()),
+        ]);
+        let written = self
             .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .item(TTL_ATTRIBUTE, self.expires_at())
-            .condition_expression("attribute_not_exists(#pk)")
-            .expression_attribute_names("#pk", PK)
+            .transact_write_items()
+            .transact_items(self.put_if_absent(claim_item))
+            .transact_items(self.put_if_absent(item))
             .send()
             .await;
-        if let Err(e) = stored {
-            if let Some(key) = idempotency_key {
-                self.delete_idempotency_record(&message.account, key)
-                    .await?;
+        match written {
+            Ok(_) => Ok(Inserted::New),
+            Err(e) if is_claim_taken(&e) => {
+                self.recheck_claim(&message.account, claim, &message.id)
+                    .await
             }
-            return Err(aws_error("PutItem")(e));
+            Err(e) => Err(aws_error("TransactWriteItems")(e)),
         }
-        Ok(Inserted::New)
     }
 
-    /// What an earlier claim of `key` says: done, still in hand, or abandoned — in
-    /// which case this request takes the lease over (a conditional write, so one wins).
-    async fn earlier_claim(&self, account: &str, key: &str) -> Result<Inserted, StoreError> {
+    fn put_if_absent(&self, item: Item) -> TransactWriteItem {
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(#pk)")
+            .expression_attribute_names("#pk", PK)
+            .build()
+            .expect("table and item are set");
+        TransactWriteItem::builder().put(put).build()
+    }
+
+    /// What the claim of `claim.key` says to a request storing message `ours`; an
+    /// abandoned claim is taken over (a conditional write, so one request wins).
+    pub async fn recheck_claim(
+        &self,
+        account: &str,
+        claim: Claim<'_>,
+        ours: &MessageId,
+    ) -> Result<Inserted, StoreError> {
         let output = self
             .client
             .get_item()
             .table_name(&self.table)
-            .set_key(Some(idempotency_record_key(account, key)))
+            .set_key(Some(idempotency_record_key(account, claim.key)))
             .consistent_read(true)
             .send()
             .await
             .map_err(aws_error("GetItem"))?;
-        let item = output
-            .item
-            .ok_or_else(|| StoreError::Corrupt("an idempotency record vanished".into()))?;
-        let claim = claim_from_item(&item)?;
-        let original = claim.message_id;
-        let lease = claim.lease_until.unwrap_or(0);
-        if claim.state != "pending" || lease > now_millis() {
-            return Ok(Inserted::Duplicate(original));
+        let item = output.item.ok_or_else(|| {
+            StoreError::Corrupt("an idempotency claim refused a write but is not there".into())
+        })?;
+        let record = claim_from_item(&item)?;
+        if record.message_id == *ours {
+            return Ok(Inserted::New);
+        }
+        let original = record.message_id;
+        // Claims written before fingerprints were kept cannot tell: taken as the same event.
+        if record.fingerprint.is_some_and(|f| f != claim.fingerprint) {
+            return Ok(Inserted::Reused);
+        }
+        let lease = match (record.state.as_str(), record.lease_until) {
+            (DONE, _) => return Ok(Inserted::Duplicate(original)),
+            (PENDING, Some(lease)) => lease,
+            (state, _) => {
+                return Err(StoreError::Corrupt(format!(
+                    "an idempotency record in state `{state}` without a lease"
+                )));
+            }
+        };
+        let left = lease - now_millis();
+        if left > 0 {
+            return Ok(Inserted::InProgress(Duration::from_millis(
+                left.unsigned_abs(),
+            )));
         }
         let taken = self
             .client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(idempotency_record_key(account, key)))
+            .set_key(Some(idempotency_record_key(account, claim.key)))
             .update_expression("SET lease_until = :lease")
-            .condition_expression("lease_until = :seen")
+            .condition_expression("#state = :pending AND lease_until = :seen")
+            .expression_attribute_names("#state", "state")
             .expression_attribute_values(":lease", n(lease_until()))
+            .expression_attribute_values(":pending", s(PENDING))
             .expression_attribute_values(":seen", n(lease))
             .send()
             .await;
         if applied(taken, "UpdateItem")? {
             Ok(Inserted::Abandoned(original))
         } else {
-            Ok(Inserted::Duplicate(original))
+            // Another retry took it over (or finished it) just now.
+            Ok(Inserted::InProgress(FAN_OUT_LEASE))
         }
-    }
-
-    async fn delete_idempotency_record(&self, account: &str, key: &str) -> Result<(), StoreError> {
-        self.client
-            .delete_item()
-            .table_name(&self.table)
-            .set_key(Some(idempotency_record_key(account, key)))
-            .send()
-            .await
-            .map_err(aws_error("DeleteItem"))?;
-        Ok(())
     }
 
     /// Marks a message's fan-out done: from now on its key only answers duplicates.
@@ -155,7 +201,7 @@ impl Store {
             .set_key(Some(idempotency_record_key(&message.account, key)))
             .update_expression("SET #state = :done REMOVE lease_until")
             .expression_attribute_names("#state", "state")
-            .expression_attribute_values(":done", s("done"))
+            .expression_attribute_values(":done", s(DONE))
             .send()
             .await
             .map_err(aws_error("UpdateItem"))?;
@@ -217,4 +263,24 @@ impl Store {
         let message = message_from_item(&item)?;
         Ok((message.account == account).then_some(message))
     }
+}
+
+/// Whether a claim transaction was refused because the claim (or the message) is
+/// there already, or another request's transaction holds it this moment.
+fn is_claim_taken<R>(
+    error: &aws_sdk_dynamodb::error::SdkError<TransactWriteItemsError, R>,
+) -> bool {
+    let Some(TransactWriteItemsError::TransactionCanceledException(canceled)) =
+        error.as_service_error()
+    else {
+        return false;
+    };
+    let reasons = canceled.cancellation_reasons();
+    reasons.is_empty()
+        || reasons.iter().any(|reason| {
+            matches!(
+                reason.code(),
+                Some("ConditionalCheckFailed" | "TransactionConflict")
+            )
+        })
 }

@@ -11,7 +11,7 @@
 //!     a create or delete changes the account's endpoint count in the same
 //!     transaction, which keeps an account within its limit;
 //!   - `messages`: a message is one item in its own partition, stored once per
-//!     idempotency key through a conditional claim;
+//!     idempotency key through a claim written in the same transaction;
 //!   - `attempts`: an attempt sits in its message's partition and is indexed
 //!     by endpoint (`gsi1`) and by endpoint and status (`gsi2`).
 
@@ -32,7 +32,7 @@ mod messages;
 pub mod schema;
 
 pub use endpoints::{Creation, MAX_ENDPOINTS_PER_ACCOUNT};
-pub use messages::{FAN_OUT_LEASE, Inserted};
+pub use messages::{Claim, FAN_OUT_LEASE, Inserted};
 
 use codec::n;
 
