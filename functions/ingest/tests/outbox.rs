@@ -12,10 +12,10 @@ use ingest::{Deps, LARGE_FAN_OUT, handle};
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request};
 use serde_json::{Value, json};
-use shared::ids::EndpointId;
+use shared::ids::{EndpointId, MessageId};
 use shared::model::DeliveryJob;
 use shared::queue::Received;
-use shared::task::{FAN_OUT_TASK_ENDPOINTS, Task};
+use shared::task::{FAN_OUT_TASK_ENDPOINTS, FanOut, Task};
 
 fn post(path: &str, key: &str, body: &str) -> Request {
     lambda_http::http::Request::builder()
@@ -84,16 +84,25 @@ async fn drain(env: &TestEnv) -> (Vec<DeliveryJob>, Vec<(Task, Received)>) {
 async fn run_tasks(env: &TestEnv, tasks: &[(Task, Received)]) {
     let dispatcher =
         dispatcher::Deps::new(env.store.clone(), env.queues.clone(), env.config.clone());
+    assert_eq!(dispatch(&dispatcher, tasks).await, 0);
+}
+
+/// Hands `tasks` to the dispatcher as Lambda would; how many it reported failed.
+async fn dispatch(dispatcher: &dispatcher::Deps, tasks: &[(Task, Received)]) -> usize {
     let received: Vec<Received> = tasks.iter().map(|(_, r)| r.clone()).collect();
+    let mut failed = 0;
     for batch in received.chunks(10) {
         let event: SqsEvent = serde_json::from_value(hookline_cli::local::event_source::sqs_event(
             batch,
             "arn:aws:sqs:us-east-1:123456789012:delivery",
         ))
         .unwrap();
-        let response = dispatcher::handle(&dispatcher, event).await;
-        assert!(response.batch_item_failures.is_empty(), "{response:?}");
+        failed += dispatcher::handle(dispatcher, event)
+            .await
+            .batch_item_failures
+            .len();
     }
+    failed
 }
 
 /// How many jobs each endpoint has, checking they all carry `message_id`.
@@ -194,4 +203,45 @@ async fn when_not_even_a_task_can_be_sent_the_answer_is_500_and_the_retry_delive
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(env.count_items("MSG#").await, 1);
     assert!(drain(&env).await.0.is_empty());
+}
+
+#[tokio::test]
+async fn a_task_is_deleted_only_once_its_jobs_are_sent_and_never_revives_a_message_taken_back() {
+    let (env, key, endpoints) = setup(3).await;
+    let (status, body) = call(
+        &deps(&env, (env.store.clone(), env.queues.clone())),
+        post("/v1/events", &key, EVENT),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    drain(&env).await;
+    let stored = MessageId::parse(body["id"].as_str().unwrap()).unwrap();
+    let tasks: Vec<String> = [MessageId::new(), stored.clone()]
+        .iter()
+        .flat_map(|id| FanOut::split(id, "jane", &endpoints))
+        .map(|task| task.to_body())
+        .collect();
+    env.queues.send_bodies(&tasks).await.unwrap();
+    let (_, received) = drain(&env).await;
+    assert_eq!(received.len(), 2);
+
+    // The jobs cannot be sent: the task with a message is reported failed, to come back.
+    let unsendable = dispatcher::Deps::new(
+        env.store.clone(),
+        shared::queue::Queues::new(
+            env.sqs.clone(),
+            format!("{}-missing", env.queues.delivery_url()),
+            env.queues.dlq_url(),
+        ),
+        env.config.clone(),
+    );
+    assert_eq!(dispatch(&unsendable, &received).await, 1);
+
+    // Then it can: the jobs of the stored message go out; the other task finds no
+    // message (taken back by a request that answered 500) and enqueues nothing.
+    run_tasks(&env, &received).await;
+    let (jobs, _) = drain(&env).await;
+    let counts = per_endpoint(&jobs, &json!(stored));
+    assert!(endpoints.iter().all(|e| counts[e] == 1), "{counts:?}");
+    assert_eq!(jobs.len(), endpoints.len());
 }
