@@ -10,7 +10,7 @@ SVIX_VERSION := 2.9.1
 # moto_server from the venv is found by `hookline dev` and the tests.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup build test demo lint fmt clean
+.PHONY: setup build test bench demo lint fmt clean
 
 setup: $(VENV)/.ready
 
@@ -28,6 +28,10 @@ build:
 # End-to-end tests run the debug binaries, so they are built first.
 test: setup build lint-infra
 	cargo test --workspace
+
+# Benchmarks print their figures; each is an ignored test, named here.
+bench: setup build
+	cargo test -p hookline-api --test recovery -- --ignored --nocapture recover_of_ten_thousand
 
 demo: setup build
 	$(VENV)/bin/python scripts/demo.py

@@ -14,6 +14,7 @@ pub mod model;
 pub mod net;
 pub mod payload;
 pub mod queue;
+pub mod recover;
 pub mod redrive;
 pub mod retry;
 pub mod signing;

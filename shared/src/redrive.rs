@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::ids::EndpointId;
 use crate::model::DeliveryJob;
 use crate::queue::{MAX_BATCH, QueueError, Queues, Received};
+use crate::task::Task;
 
 /// How long a received DLQ job stays hidden while a redrive looks at the rest;
 /// held skipped jobs are made visible again at the end, well before this runs out.
@@ -48,6 +49,9 @@ impl Filter {
     /// Whether a DLQ message body is a job this filter replays. A body that is not a
     /// job never matches: it stays in the DLQ for a person to look at.
     pub fn matches(&self, body: &str) -> bool {
+        if let Some(task) = Task::from_body(body) {
+            return task.is_ok_and(|task| self.matches_task(&task));
+        }
         let Ok(job) = serde_json::from_str::<DeliveryJob>(body) else {
             return false;
         };
@@ -58,6 +62,20 @@ impl Filter {
                 .event_type
                 .as_deref()
                 .is_none_or(|t| t == job.event_type)
+    }
+
+    /// A task is work rather than one delivery: a replay that names an event type
+    /// takes none, and one that names an endpoint takes that endpoint's recoveries
+    /// only (a fan-out's jobs would go to other endpoints too).
+    fn matches_task(&self, task: &Task) -> bool {
+        if self.event_type.is_some() {
+            return false;
+        }
+        match (&self.endpoint_id, task) {
+            (None, _) => true,
+            (Some(id), Task::Recover(part)) => part.endpoint_id == *id,
+            (Some(_), Task::FanOut(_)) => false,
+        }
     }
 
     fn room(&self, replayed: usize) -> bool {
@@ -321,6 +339,36 @@ mod tests {
         assert!(a_issues.matches(&job(&a, "issue.created")));
         assert!(!a_issues.matches(&job(&a, "sample.created")));
         assert!(!a_issues.matches(&job(&b, "issue.created")));
+    }
+
+    #[test]
+    fn tasks_are_replayed_unless_the_filter_names_what_they_do_not_hold() {
+        let (a, b) = (EndpointId::new(), EndpointId::new());
+        let recover = Task::Recover(crate::task::Recover {
+            account: "jane".into(),
+            endpoint_id: a.clone(),
+            since: time::OffsetDateTime::UNIX_EPOCH,
+            until: time::OffsetDateTime::UNIX_EPOCH,
+            before: None,
+        })
+        .to_body();
+        let fan_out =
+            crate::task::FanOut::split(&MessageId::new(), "jane", std::slice::from_ref(&a))
+                .remove(0)
+                .to_body();
+        let endpoint = |id: &EndpointId| Filter {
+            endpoint_id: Some(id.clone()),
+            ..Filter::default()
+        };
+        let event_type = Filter {
+            event_type: Some("sample.created".into()),
+            ..Filter::default()
+        };
+        assert!(Filter::default().matches(&recover) && Filter::default().matches(&fan_out));
+        assert!(endpoint(&a).matches(&recover) && !endpoint(&b).matches(&recover));
+        assert!(!endpoint(&a).matches(&fan_out));
+        assert!(!event_type.matches(&recover) && !event_type.matches(&fan_out));
+        assert!(!Filter::default().matches(r#"{"kind": "explode"}"#));
     }
 
     #[test]

@@ -3,13 +3,16 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{EndpointId, MessageId};
+use time::OffsetDateTime;
+
+use crate::ids::{AttemptId, EndpointId, MessageId};
 
 /// A queue body that is not a delivery job: work the dispatcher does itself.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Task {
     FanOut(FanOut),
+    Recover(Recover),
 }
 
 /// Endpoints of one stored message whose delivery jobs are still to be enqueued:
@@ -46,6 +49,21 @@ impl FanOut {
     }
 }
 
+/// Recovery of an endpoint: deliver again every message whose last attempt to it
+/// within `[since, until]` failed (see [`crate::recover`]). The attempts from
+/// `before` on are done already; `None` before the first part.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Recover {
+    pub account: String,
+    pub endpoint_id: EndpointId,
+    #[serde(with = "crate::timefmt")]
+    pub since: OffsetDateTime,
+    #[serde(with = "crate::timefmt")]
+    pub until: OffsetDateTime,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<AttemptId>,
+}
+
 /// Only the field that tells a task from a delivery job; the rest is skipped unread.
 #[derive(Deserialize)]
 struct Kind {
@@ -79,7 +97,10 @@ mod tests {
         assert_eq!(tasks.len(), 3);
         let named: Vec<EndpointId> = tasks
             .iter()
-            .flat_map(|Task::FanOut(f)| f.endpoint_ids.clone())
+            .flat_map(|task| match task {
+                Task::FanOut(f) => f.endpoint_ids.clone(),
+                Task::Recover(_) => unreachable!("a fan-out splits into fan-outs"),
+            })
             .collect();
         assert_eq!(named, endpoints);
         for task in &tasks {
@@ -103,5 +124,21 @@ mod tests {
         assert!(Task::from_body("{not json").is_none());
         assert!(Task::from_body(r#"{"kind":"fan_out"}"#).unwrap().is_err());
         assert!(Task::from_body(r#"{"kind":"explode"}"#).unwrap().is_err());
+    }
+
+    #[test]
+    fn a_recover_task_names_its_kind_and_reads_back_the_same() {
+        let task = Task::Recover(Recover {
+            account: "jane".into(),
+            endpoint_id: EndpointId::new(),
+            since: OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap(),
+            until: OffsetDateTime::from_unix_timestamp(1_700_000_060).unwrap(),
+            before: Some(AttemptId::new()),
+        });
+        let body = task.to_body();
+        let value: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(value["kind"], "recover");
+        assert_eq!(value["since"], "2023-11-14T22:13:20.000000Z");
+        assert_eq!(Task::from_body(&body).unwrap().unwrap(), task);
     }
 }

@@ -832,7 +832,13 @@ async fn an_owner_recovers_an_outage_replays_a_message_and_sends_a_test_event() 
             Some(json!({"since": since})),
         )
         .await;
-    assert_eq!((status, body), (StatusCode::ACCEPTED, json!({"queued": 3})));
+    assert_eq!(
+        (status, body),
+        (
+            StatusCode::ACCEPTED,
+            json!({"queued": 3, "continuing": false})
+        )
+    );
     let recovered: HashSet<String> = receiver
         .wait_for(1 + 3 + 3, SETTLE)
         .await

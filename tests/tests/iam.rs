@@ -17,6 +17,9 @@ use hookline_tests::{Delivery, Dev, Receiver, binary, poll_until};
 use ingest::LARGE_FAN_OUT;
 use reqwest::Method;
 use serde_json::{Value, json};
+use shared::ids::{AttemptId, EndpointId};
+use shared::task::{Recover, Task};
+use time::format_description::well_known::Rfc3339;
 use tokio::sync::watch;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -106,6 +109,25 @@ impl EnforcingEmulator {
             ));
         }
         env
+    }
+
+    /// Puts `body` on the delivery queue, as the operator.
+    async fn enqueue(&self, body: &str) {
+        let sdk = shared::aws::for_emulator_as(
+            self.url(),
+            &self.operator.access_key_id,
+            &self.operator.secret_access_key,
+        )
+        .await;
+        let sqs = aws_sdk_sqs::Client::new(&sdk);
+        let found = sqs.get_queue_url().queue_name(DELIVERY_QUEUE).send().await;
+        let url = found.expect("dev made the queue").queue_url;
+        sqs.send_message()
+            .queue_url(url.expect("a queue URL"))
+            .message_body(body)
+            .send()
+            .await
+            .expect("the operator may send");
     }
 
     /// The `replay` function behind the local Runtime API, with its own key.
@@ -266,7 +288,7 @@ async fn every_path_runs_with_exactly_its_roles_grants() {
     let gone = Receiver::statuses(&[410]).await;
     let failing = always_failing(3).await;
     let started = (time::OffsetDateTime::now_utc() - time::Duration::seconds(5))
-        .format(&time::format_description::well_known::Rfc3339)
+        .format(&Rfc3339)
         .expect("a time");
 
     // Endpoints: create, list, read, change, delete; a secret read and rotated.
@@ -364,18 +386,35 @@ async fn every_path_runs_with_exactly_its_roles_grants() {
     assert_eq!(with_id.count(), 2, "the event and its replay keep their id");
 
     // Recover: the failed message to `a`, again.
+    let failed_until = time::OffsetDateTime::now_utc();
     let recover = format!("{}/recover", paths["a"]);
     let recovered = answer(&dev, POST, &recover, json!({"since": started}), 202).await;
-    assert_eq!(recovered["queued"], 1);
+    assert_eq!(recovered, json!({"queued": 1, "continuing": false}));
     delivered(&dev, &failing[0], ATTEMPTS + 1).await;
 
-    // A filtered DLQ replay through the API: `a`'s job moves, the others stay.
+    // The rest of a recovery, as the API hands it on when its time runs short: the
+    // dispatcher continues it (with nothing done yet but the window's last instant).
     let a_id = paths["a"].rsplit('/').next().expect("an id");
+    let window_end = (failed_until.unix_timestamp_nanos() / 1_000_000) as u64;
+    let rest = Task::Recover(Recover {
+        account: "jane".into(),
+        endpoint_id: EndpointId::parse(a_id).expect("an endpoint id"),
+        since: time::OffsetDateTime::parse(&started, &Rfc3339).expect("a time"),
+        until: failed_until,
+        before: Some(AttemptId::from_ulid(ulid::Ulid::from_parts(
+            window_end,
+            u128::MAX,
+        ))),
+    });
+    moto.enqueue(&rest.to_body()).await;
+    delivered(&dev, &failing[0], ATTEMPTS + 2).await;
+
+    // A filtered DLQ replay through the API: `a`'s job moves, the others stay.
     let filter = json!({"endpoint_id": a_id});
     let replayed = answer(&dev, POST, "/v1/dlq/replay", filter, 200).await;
     assert_eq!(replayed, json!({"replayed": 1, "skipped": 2}));
-    let to_a = delivered(&dev, &failing[0], ATTEMPTS + 2).await;
-    assert_eq!(to_a[ATTEMPTS + 1].header("webhook-id"), message);
+    let to_a = delivered(&dev, &failing[0], ATTEMPTS + 3).await;
+    assert!(to_a.iter().all(|d| d.header("webhook-id") == message));
 
     // The replay function, with a filter, moves `b`'s job and leaves `c`'s.
     let (replay, stop) = moto.start_replay().await;

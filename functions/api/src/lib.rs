@@ -14,7 +14,7 @@ use shared::config::Config;
 use shared::event::is_valid_name;
 use shared::http::{ApiError, authenticate};
 use shared::queue::Queues;
-use shared::store::{Store, StoreError};
+use shared::store::Store;
 
 /// Page sizes for listings: CONTRACT's bounds.
 pub const DEFAULT_PAGE: usize = 50;
@@ -117,7 +117,9 @@ async fn route(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiError> {
         (Route::ReplayMessage(account, id, message), _) => {
             recovery::replay_message(deps, account, id, message).await
         }
-        (Route::Recover(account, id), _) => recovery::recover(deps, account, id, req).await,
+        (Route::Recover(account, id), _) => {
+            recovery::recover(deps, account, id, req, shared::recover::BUDGET).await
+        }
         (Route::Message(account, id), _) => messages::get(deps, account, id).await,
         (Route::Dlq, _) => dlq::stats(deps).await,
         (Route::DlqReplay, _) => dlq::replay(deps, req).await,
@@ -125,7 +127,7 @@ async fn route(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiError> {
 }
 
 /// Logs a store failure and answers 500; the caller learns nothing of the inside.
-fn internal(context: &'static str) -> impl FnOnce(StoreError) -> ApiError {
+fn internal<E: std::fmt::Display>(context: &'static str) -> impl FnOnce(E) -> ApiError {
     move |error| {
         tracing::error!(%error, "{context}");
         ApiError::internal()

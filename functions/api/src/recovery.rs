@@ -1,7 +1,7 @@
 //! Redelivery on an endpoint owner's request: a test event, one message again, and
 //! every message whose last attempt in a time window failed.
 
-use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, Response};
@@ -10,7 +10,8 @@ use shared::catalog;
 use shared::event::NewEvent;
 use shared::http::{ApiError, json, json_object};
 use shared::ids::MessageId;
-use shared::model::{Attempt, AttemptStatus, DeliveryJob, Endpoint};
+use shared::model::{DeliveryJob, Endpoint};
+use shared::task::Recover;
 use shared::timefmt;
 use time::OffsetDateTime;
 
@@ -114,32 +115,34 @@ pub async fn replay_message(
 }
 
 /// `POST …/endpoints/{id}/recover` with `since` (and `until`, default now) →
-/// 202 `{"queued": n}`: every message whose last attempt in the window failed.
+/// 202 `{"queued": n, "continuing": bool}`: every message whose last attempt in
+/// the window failed, queued within `budget`; what is left then is queued in the
+/// background (see [`shared::recover`]).
 pub async fn recover(
     deps: &Deps,
     account: &str,
     endpoint_id: &str,
     req: &Request,
+    budget: Duration,
 ) -> Result<Response<Body>, ApiError> {
+    let deadline = Instant::now() + budget;
     let (endpoint, _) = endpoints::load(deps, account, endpoint_id).await?;
     let (since, until) = parse_window(&json_object(req)?, OffsetDateTime::now_utc())?;
-    let attempts = deps
-        .store
-        .attempts_of_endpoint_between(account, &endpoint.id, since, until)
+    let part = Recover {
+        account: account.to_string(),
+        endpoint_id: endpoint.id.clone(),
+        since,
+        until,
+        before: None,
+    };
+    let progress = shared::recover::run(&deps.store, &deps.queues, &part, deadline)
         .await
-        .map_err(internal("could not read an endpoint's attempts"))?;
-    let mut jobs = Vec::new();
-    for message_id in last_failed(&attempts) {
-        match deps.store.get_message(account, &message_id).await {
-            Ok(Some(message)) => jobs.push(DeliveryJob::new(&message, endpoint.id.clone())),
-            // Past its retention: nothing left to send.
-            Ok(None) => {}
-            Err(error) => return Err(internal("could not read a message")(error)),
-        }
-    }
-    enqueue(deps, &jobs).await?;
-    tracing::info!(endpoint_id = %endpoint.id, queued = jobs.len(), "endpoint recovered");
-    Ok(json(StatusCode::ACCEPTED, &json!({ "queued": jobs.len() })))
+        .map_err(internal("could not recover an endpoint"))?;
+    tracing::info!(endpoint_id = %endpoint.id, queued = progress.queued, continuing = progress.continuing, "endpoint recovered");
+    Ok(json(
+        StatusCode::ACCEPTED,
+        &json!({ "queued": progress.queued, "continuing": progress.continuing }),
+    ))
 }
 
 /// `since` and `until` (RFC 3339; `until` defaults to `now`), in order.
@@ -174,68 +177,9 @@ pub fn parse_window(
     Ok((since, until))
 }
 
-/// The messages whose latest attempt among `attempts` failed, in the order first seen.
-pub fn last_failed(attempts: &[Attempt]) -> Vec<MessageId> {
-    let mut latest: HashMap<&MessageId, &Attempt> = HashMap::new();
-    let mut order = Vec::new();
-    for attempt in attempts {
-        match latest.get(&attempt.message_id) {
-            None => {
-                order.push(&attempt.message_id);
-                latest.insert(&attempt.message_id, attempt);
-            }
-            // Ids alone do not order attempts made within one millisecond.
-            Some(seen) if (seen.timestamp, &seen.id) < (attempt.timestamp, &attempt.id) => {
-                latest.insert(&attempt.message_id, attempt);
-            }
-            Some(_) => {}
-        }
-    }
-    order
-        .into_iter()
-        .filter(|id| latest[id].status == AttemptStatus::Failed)
-        .cloned()
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
-    use shared::ids::{AttemptId, EndpointId};
-
     use super::*;
-
-    fn attempt(message: &MessageId, status: AttemptStatus, second: i64) -> Attempt {
-        Attempt {
-            id: AttemptId::new(),
-            message_id: message.clone(),
-            endpoint_id: EndpointId::new(),
-            account: "jane".into(),
-            event_type: "sample.created".into(),
-            attempt: 1,
-            status,
-            response_status: None,
-            response_body: String::new(),
-            error: None,
-            duration_ms: 1,
-            timestamp: OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(second),
-            next_attempt_at: None,
-        }
-    }
-
-    #[test]
-    fn only_messages_whose_last_attempt_failed_are_recovered() {
-        let (recovered, failed_only, delivered) =
-            (MessageId::new(), MessageId::new(), MessageId::new());
-        let attempts = vec![
-            attempt(&recovered, AttemptStatus::Failed, 1),
-            attempt(&delivered, AttemptStatus::Failed, 2),
-            attempt(&failed_only, AttemptStatus::Failed, 3),
-            attempt(&delivered, AttemptStatus::Succeeded, 4),
-            attempt(&recovered, AttemptStatus::Failed, 5),
-        ];
-        assert_eq!(last_failed(&attempts), vec![recovered, failed_only]);
-        assert!(last_failed(&[]).is_empty());
-    }
 
     #[test]
     fn a_window_needs_since_and_keeps_its_order() {

@@ -10,6 +10,8 @@ use lambda_http::{Body, Request, Response};
 use serde_json::{Value, json};
 use shared::ids::{AttemptId, EndpointId, MessageId};
 use shared::model::{Attempt, AttemptStatus, DeliveryJob, Message};
+use shared::recover::BUDGET;
+use shared::task::Task;
 use time::OffsetDateTime;
 
 async fn setup() -> (TestEnv, Deps) {
@@ -306,18 +308,38 @@ async fn recover_redelivers_what_last_failed_within_the_window() {
             "jane",
             endpoint.as_str(),
             &request(Some(window.clone())),
+            BUDGET,
         )
         .await,
     );
-    assert_eq!((status, body), (StatusCode::ACCEPTED, json!({"queued": 1})));
+    assert_eq!(
+        (status, body),
+        (
+            StatusCode::ACCEPTED,
+            json!({"queued": 1, "continuing": false})
+        )
+    );
     let jobs = queued_jobs(&env).await;
-    assert_eq!(jobs, vec![DeliveryJob::new(&failed, endpoint.clone())]);
+    // The dispatcher reads the message when it delivers.
+    let expected = DeliveryJob {
+        payload: None,
+        ..DeliveryJob::new(&failed, endpoint.clone())
+    };
+    assert_eq!(jobs, vec![expected]);
 
     let (status, body) =
-        read(recovery::recover(&deps, "jane", endpoint.as_str(), &request(None)).await);
+        read(recovery::recover(&deps, "jane", endpoint.as_str(), &request(None), BUDGET).await);
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-    let (status, _) =
-        read(recovery::recover(&deps, "john", endpoint.as_str(), &request(Some(window))).await);
+    let (status, _) = read(
+        recovery::recover(
+            &deps,
+            "john",
+            endpoint.as_str(),
+            &request(Some(window)),
+            BUDGET,
+        )
+        .await,
+    );
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
@@ -381,4 +403,166 @@ async fn a_replay_out_of_time_says_it_is_incomplete_and_the_next_does_the_rest()
         sorted(jobs.into_iter().map(|j| j.message_id).collect())
     );
     assert_eq!(env.queue_depth(env.queues.dlq_url()).await, 0);
+}
+
+/// Attempts to `endpoint` in which `count` messages last failed, plus attempts that
+/// must not change that: an earlier failure of every third message, and messages
+/// whose last attempt succeeded. Written 25 at a time. Returns the failed ones.
+async fn seed_failures(env: &TestEnv, endpoint: &EndpointId, count: usize) -> Vec<MessageId> {
+    let attempt = |message: &MessageId, status| Attempt {
+        id: AttemptId::new(),
+        message_id: message.clone(),
+        endpoint_id: endpoint.clone(),
+        account: "jane".into(),
+        event_type: "sample.created".into(),
+        attempt: 1,
+        status,
+        response_status: Some(500),
+        response_body: String::new(),
+        error: None,
+        duration_ms: 3,
+        timestamp: OffsetDateTime::now_utc(),
+        next_attempt_at: None,
+    };
+    let failed: Vec<MessageId> = (0..count).map(|_| MessageId::new()).collect();
+    let delivered: Vec<MessageId> = (0..count / 10).map(|_| MessageId::new()).collect();
+    let mut attempts: Vec<Attempt> = failed
+        .iter()
+        .step_by(3)
+        .chain(&delivered)
+        .map(|m| attempt(m, AttemptStatus::Failed))
+        .collect();
+    // Attempt ids are ULIDs, ordered by their millisecond only: those made a
+    // millisecond later are the messages' last attempts.
+    std::thread::sleep(Duration::from_millis(2));
+    attempts.extend(failed.iter().map(|m| attempt(m, AttemptStatus::Failed)));
+    attempts.extend(
+        delivered
+            .iter()
+            .map(|m| attempt(m, AttemptStatus::Succeeded)),
+    );
+    env.store.put_attempts(&attempts).await.unwrap();
+    failed
+}
+
+/// Drains the delivery queue, continuing every recover task found there as the
+/// dispatcher does (within `budget` each); returns the message ids of every job,
+/// duplicates kept, sorted, and the number of tasks run.
+async fn drain_recovery(env: &TestEnv, budget: Duration) -> (Vec<MessageId>, usize) {
+    let mut ids = Vec::new();
+    let mut tasks = 0;
+    loop {
+        let batch = env
+            .queues
+            .receive_delivery(10, Duration::ZERO)
+            .await
+            .unwrap();
+        if batch.is_empty() {
+            ids.sort();
+            return (ids, tasks);
+        }
+        let handles: Vec<String> = batch.iter().map(|r| r.receipt_handle.clone()).collect();
+        env.queues.delete_delivered(&handles).await.unwrap();
+        for received in batch {
+            if let Some(task) = Task::from_body(&received.body) {
+                let Ok(Task::Recover(part)) = task else {
+                    panic!("not a recover task: {}", received.body);
+                };
+                assert!(
+                    part.before.is_some(),
+                    "a continuation starts after a cursor"
+                );
+                let deadline = Instant::now() + budget;
+                shared::recover::run(&env.store, &env.queues, &part, deadline)
+                    .await
+                    .unwrap();
+                tasks += 1;
+            } else {
+                let job: DeliveryJob = serde_json::from_str(&received.body).unwrap();
+                assert_eq!(job.payload, None);
+                ids.push(job.message_id);
+            }
+        }
+    }
+}
+
+/// What recovering many failed messages came to.
+struct Recovered {
+    /// The API's answer.
+    answer: Value,
+    /// The message ids of every job queued, duplicates kept, sorted.
+    queued: Vec<MessageId>,
+    /// The message ids that last failed, sorted.
+    failed: Vec<MessageId>,
+    /// Continuations run.
+    tasks: usize,
+    /// From the API call to the last job queued, seeding aside.
+    took: Duration,
+}
+
+/// Recovers `count` failed messages with `budget` per part.
+async fn recover_many(count: usize, budget: Duration) -> Recovered {
+    let (env, deps) = setup().await;
+    let endpoint = add_endpoint(&env, "jane").await;
+    let since = OffsetDateTime::now_utc() - time::Duration::seconds(1);
+    let failed = sorted(seed_failures(&env, &endpoint, count).await);
+    let window = json!({"since": shared::timefmt::format(since)});
+    let started = Instant::now();
+    let (status, answer) = read(
+        recovery::recover(
+            &deps,
+            "jane",
+            endpoint.as_str(),
+            &request(Some(window)),
+            budget,
+        )
+        .await,
+    );
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    let (queued, tasks) = drain_recovery(&env, budget).await;
+    Recovered {
+        answer,
+        queued,
+        failed,
+        tasks,
+        took: started.elapsed(),
+    }
+}
+
+#[tokio::test]
+async fn recover_queues_each_failed_message_once_across_continuations() {
+    // No time at all: every part reads one page and hands the rest on.
+    let run = recover_many(800, Duration::ZERO).await;
+    assert_eq!(run.answer["continuing"], true, "{}", run.answer);
+    assert!(
+        run.tasks >= 2,
+        "the rest went on in {} continuations",
+        run.tasks
+    );
+    let first = usize::try_from(run.answer["queued"].as_u64().unwrap()).unwrap();
+    assert!(0 < first && first < run.failed.len(), "{}", run.answer);
+    assert_eq!(run.queued.len(), run.failed.len(), "none twice");
+    assert_eq!(run.queued, run.failed, "every one once");
+}
+
+/// `make bench`: 10,000 failed messages with the API's own budget; prints the
+/// time and the process's peak memory.
+#[tokio::test]
+#[ignore = "a benchmark: make bench"]
+async fn recover_of_ten_thousand_failed_messages() {
+    let run = recover_many(10_000, BUDGET).await;
+    assert_eq!(run.queued, run.failed, "every one once");
+    let peak = std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:").map(str::trim).map(String::from))
+        .unwrap_or_default();
+    println!(
+        "recover of {} failed messages: {:.1?} in all, {} continuations; the API answered {}; \
+         peak memory of the test process (VmHWM) {peak}",
+        run.failed.len(),
+        run.took,
+        run.tasks,
+        run.answer
+    );
 }

@@ -1,5 +1,6 @@
 //! The work on the delivery queue that is not a delivery: fan-out tasks ingest
-//! handed over, done here and deleted only once every job is enqueued. A task that
+//! handed over and the rest of recoveries the API began, done here and deleted
+//! only once every job is enqueued. A task that
 //! fails comes back on the retry schedule and, after the last attempt, is parked
 //! in the DLQ like a job, to be replayed from there.
 
@@ -8,7 +9,7 @@ use std::time::Instant;
 use aws_lambda_events::event::sqs::SqsMessage;
 use shared::model::DeliveryJob;
 use shared::retry::FailureKind;
-use shared::task::{FanOut, Task};
+use shared::task::{FanOut, Recover, Task};
 
 use crate::{Deps, Outcome, attempt_number, park, retry_after, retry_delay};
 
@@ -21,6 +22,7 @@ pub(crate) async fn run(
 ) -> Outcome {
     let done = match task {
         Task::FanOut(fan_out) => enqueue_jobs(deps, fan_out).await,
+        Task::Recover(part) => recover(deps, received, part).await,
     };
     let Err(error) = done else {
         return Outcome::Done;
@@ -31,6 +33,23 @@ pub(crate) async fn run(
         Some(delay) => retry_after(deps, record, delay).await,
         None => park(deps, record, record.body.as_deref().unwrap_or_default()).await,
     }
+}
+
+/// Continues a recovery for [`shared::recover::BUDGET`] from when the batch came,
+/// handing the rest on again if need be. A repeat after a failure queues again
+/// what this part had queued, under the same message ids.
+async fn recover(deps: &Deps, received: Instant, part: &Recover) -> Result<(), String> {
+    let deadline = received + shared::recover::BUDGET;
+    let progress = shared::recover::run(&deps.store, &deps.queues, part, deadline)
+        .await
+        .map_err(|error| error.to_string())?;
+    tracing::info!(
+        endpoint_id = %part.endpoint_id,
+        queued = progress.queued,
+        continuing = progress.continuing,
+        "recovery continued"
+    );
+    Ok(())
 }
 
 /// Enqueues the delivery jobs a fan-out task names. A repeat after a partial send

@@ -130,7 +130,9 @@ async fn a_fan_out_that_stops_part_way_is_finished_by_its_task() {
     assert_eq!(body["endpoints"], 23);
     let (jobs, tasks) = drain(&env).await;
     assert_eq!((jobs.len(), tasks.len()), (10, 1));
-    let Task::FanOut(fan_out) = &tasks[0].0;
+    let Task::FanOut(fan_out) = &tasks[0].0 else {
+        panic!("a fan-out task: {:?}", tasks[0].0);
+    };
     assert_eq!(fan_out.endpoint_ids.len(), 13);
     assert_eq!(json!(fan_out.message_id), body["id"]);
 

@@ -5,10 +5,15 @@
 
 use std::collections::HashMap;
 
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
 use time::OffsetDateTime;
 use ulid::Ulid;
 
-use super::codec::{Item, attempt_from_item, attempt_item, s};
+use super::codec::{
+    Item, attempt_endpoint_from_item, attempt_from_item, attempt_item, attempt_outcome_from_item, s,
+};
 use super::keys::{
     ATTEMPT_SK_PREFIX, attempt_sk, endpoint_attempts_by_status_pk, endpoint_attempts_pk, message_pk,
 };
@@ -19,7 +24,7 @@ use crate::model::{Attempt, AttemptStatus};
 
 /// The smallest and largest attempt ids made within `[since, until]`: attempt ids
 /// are ULIDs, so their order is their creation time's.
-fn attempt_id_bounds(since: OffsetDateTime, until: OffsetDateTime) -> (AttemptId, AttemptId) {
+pub fn attempt_id_bounds(since: OffsetDateTime, until: OffsetDateTime) -> (AttemptId, AttemptId) {
     let millis =
         |t: OffsetDateTime| u64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
     (
@@ -28,9 +33,19 @@ fn attempt_id_bounds(since: OffsetDateTime, until: OffsetDateTime) -> (AttemptId
     )
 }
 
+/// BatchWriteItem takes at most 25 writes…
+const BATCH_WRITE: usize = 25;
+/// …and what it leaves unprocessed is written again after these pauses.
+const BATCH_WRITE_PAUSES: [Duration; 4] = [
+    Duration::from_millis(50),
+    Duration::from_millis(200),
+    Duration::from_millis(800),
+    Duration::ZERO,
+];
+
 impl Store {
-    /// Records an attempt: one write, indexed under its endpoint for the attempt views.
-    pub async fn put_attempt(&self, attempt: &Attempt) -> Result<(), StoreError> {
+    /// An attempt's item, indexed under its endpoint for the attempt views.
+    fn attempt_record(&self, attempt: &Attempt) -> Item {
         let (gsi1, gsi2) = (schema::INDEXES[0], schema::INDEXES[1]);
         let mut item: Item = HashMap::from([
             (PK.into(), s(message_pk(&attempt.message_id))),
@@ -52,13 +67,59 @@ impl Store {
             (TTL_ATTRIBUTE.into(), self.expires_at()),
         ]);
         item.extend(attempt_item(attempt));
+        item
+    }
+
+    /// Records an attempt: one write.
+    pub async fn put_attempt(&self, attempt: &Attempt) -> Result<(), StoreError> {
         self.client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(item))
+            .set_item(Some(self.attempt_record(attempt)))
             .send()
             .await
             .map_err(aws_error("PutItem"))?;
+        Ok(())
+    }
+
+    /// Records many attempts, 25 per BatchWriteItem, writing again what DynamoDB
+    /// left unprocessed after a pause: to import or seed a history at once.
+    pub async fn put_attempts(&self, attempts: &[Attempt]) -> Result<(), StoreError> {
+        for chunk in attempts.chunks(BATCH_WRITE) {
+            let mut requests: Vec<WriteRequest> = chunk
+                .iter()
+                .map(|attempt| {
+                    let put = PutRequest::builder()
+                        .set_item(Some(self.attempt_record(attempt)))
+                        .build()
+                        .expect("the item is set");
+                    WriteRequest::builder().put_request(put).build()
+                })
+                .collect();
+            for pause in BATCH_WRITE_PAUSES {
+                let output = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, requests)
+                    .send()
+                    .await
+                    .map_err(aws_error("BatchWriteItem"))?;
+                requests = output
+                    .unprocessed_items
+                    .and_then(|mut left| left.remove(&self.table))
+                    .unwrap_or_default();
+                if requests.is_empty() {
+                    break;
+                }
+                tokio::time::sleep(pause).await;
+            }
+            if !requests.is_empty() {
+                return Err(StoreError::Aws {
+                    operation: "BatchWriteItem",
+                    message: format!("{} items left unprocessed", requests.len()),
+                });
+            }
+        }
         Ok(())
     }
 
@@ -145,33 +206,106 @@ impl Store {
         Ok(attempts)
     }
 
-    /// The attempts to an endpoint of `account` made within `[since, until]`, oldest first.
-    pub async fn attempts_of_endpoint_between(
+    /// A page of the attempts to an endpoint of `account` with ids within
+    /// `[first, last]`, newest first, with only what recovery reads of them.
+    /// `next_cursor` (the last id read) is set when more may follow.
+    pub async fn attempt_outcomes(
         &self,
         account: &str,
         endpoint: &EndpointId,
-        since: OffsetDateTime,
-        until: OffsetDateTime,
-    ) -> Result<Vec<Attempt>, StoreError> {
-        let (first, last) = attempt_id_bounds(since, until);
+        (first, last): (&AttemptId, &AttemptId),
+        limit: usize,
+    ) -> Result<Page<AttemptOutcome>, StoreError> {
+        if last < first {
+            return Ok(Page {
+                items: Vec::new(),
+                next_cursor: None,
+            });
+        }
+        let (index, hash, range) = schema::INDEXES[0];
+        let output = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(index)
+            .key_condition_expression("#h = :h AND #r BETWEEN :first AND :last")
+            .expression_attribute_names("#h", hash)
+            .expression_attribute_names("#r", range)
+            .expression_attribute_values(":h", s(endpoint_attempts_pk(account, endpoint)))
+            .expression_attribute_values(":first", s(first.as_str()))
+            .expression_attribute_values(":last", s(last.as_str()))
+            .projection_expression("#id, message_id, #status, event_type")
+            .expression_attribute_names("#id", "id")
+            .expression_attribute_names("#status", "status")
+            .scan_index_forward(false)
+            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+            .send()
+            .await
+            .map_err(aws_error("Query"))?;
+        let items = output
+            .items
+            .unwrap_or_default()
+            .iter()
+            .map(attempt_outcome_from_item)
+            .collect::<Result<Vec<_>, _>>()?;
+        let next_cursor = output
+            .last_evaluated_key
+            .and(items.last())
+            .map(|last| last.id.to_string());
+        Ok(Page { items, next_cursor })
+    }
+
+    /// Whether a message was attempted to an endpoint with an attempt id within
+    /// `[first, last]`.
+    pub async fn attempted_between(
+        &self,
+        message: &MessageId,
+        endpoint: &EndpointId,
+        (first, last): (&AttemptId, &AttemptId),
+    ) -> Result<bool, StoreError> {
+        if last < first {
+            return Ok(false);
+        }
+        // A message has few attempts in a range: they are read and looked at here.
         let mut pages = self
             .client
             .query()
             .table_name(&self.table)
-            .index_name("gsi1")
-            .key_condition_expression("gsi1pk = :pk AND gsi1sk BETWEEN :first AND :last")
-            .expression_attribute_values(":pk", s(endpoint_attempts_pk(account, endpoint)))
-            .expression_attribute_values(":first", s(first.as_str()))
-            .expression_attribute_values(":last", s(last.as_str()))
+            .key_condition_expression("#pk = :pk AND #sk BETWEEN :first AND :last")
+            .projection_expression("endpoint_id")
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_names("#sk", SK)
+            .expression_attribute_values(":pk", s(message_pk(message)))
+            .expression_attribute_values(":first", s(attempt_sk(first)))
+            .expression_attribute_values(":last", s(attempt_sk(last)))
             .into_paginator()
             .items()
             .send();
-        let mut attempts = Vec::new();
         while let Some(item) = pages.next().await {
-            attempts.push(attempt_from_item(&item.map_err(aws_error("Query"))?)?);
+            let item = item.map_err(aws_error("Query"))?;
+            if attempt_endpoint_from_item(&item)? == *endpoint {
+                return Ok(true);
+            }
         }
-        Ok(attempts)
+        Ok(false)
     }
+}
+
+/// What recovery reads of an attempt.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct AttemptOutcome {
+    pub id: AttemptId,
+    pub message_id: MessageId,
+    pub status: AttemptStatus,
+    pub event_type: String,
+}
+
+/// The attempt id just before `id` in the table's order; `None` for the first
+/// possible one or an id that is not ours.
+pub fn attempt_id_before(id: &AttemptId) -> Option<AttemptId> {
+    let ulid = Ulid::from_string(id.as_str().strip_prefix(AttemptId::PREFIX)?).ok()?;
+    let previous = u128::from(ulid).checked_sub(1)?;
+    Some(AttemptId::from_ulid(Ulid::from(previous)))
 }
 
 #[cfg(test)]
@@ -193,5 +327,30 @@ mod tests {
         }
         assert!(inside(since - time::Duration::milliseconds(1)) < first);
         assert!(inside(until + time::Duration::milliseconds(1)) > last);
+    }
+
+    #[test]
+    fn the_id_just_before_is_the_greatest_smaller_one() {
+        let id = AttemptId::from_ulid(Ulid::from_parts(1_700_000_000_000, 5));
+        let previous = attempt_id_before(&id).unwrap();
+        assert_eq!(
+            previous,
+            AttemptId::from_ulid(Ulid::from_parts(1_700_000_000_000, 4))
+        );
+        let carry = AttemptId::from_ulid(Ulid::from_parts(1_700_000_000_001, 0));
+        let previous = attempt_id_before(&carry).unwrap();
+        assert_eq!(
+            previous,
+            AttemptId::from_ulid(Ulid::from_parts(1_700_000_000_000, (1 << 80) - 1))
+        );
+        assert!(previous < carry);
+        assert_eq!(
+            attempt_id_before(&AttemptId::from_ulid(Ulid::from(0u128))),
+            None
+        );
+        assert_eq!(
+            attempt_id_before(&AttemptId::parse("atmpt_nope").unwrap()),
+            None
+        );
     }
 }

@@ -10,7 +10,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use super::StoreError;
+use super::{AttemptOutcome, StoreError};
 use crate::ids::{AttemptId, EndpointId, MessageId};
 use crate::model::{Attempt, AttemptStatus, Endpoint, EndpointSecrets, Format, Message};
 use crate::signing::Secret;
@@ -275,6 +275,20 @@ pub(super) fn attempt_from_item(item: &Item) -> Result<Attempt, StoreError> {
         timestamp: r.timestamp,
         next_attempt_at: r.next_attempt_at,
     })
+}
+
+/// What recovery reads of an attempt: a projection of its item.
+pub(super) fn attempt_outcome_from_item(item: &Item) -> Result<AttemptOutcome, StoreError> {
+    from_item(item, "an attempt")
+}
+
+/// The endpoint an attempt went to: a projection of its item.
+pub(super) fn attempt_endpoint_from_item(item: &Item) -> Result<EndpointId, StoreError> {
+    #[derive(Deserialize)]
+    struct Projected {
+        endpoint_id: EndpointId,
+    }
+    from_item::<Projected>(item, "an attempt").map(|p| p.endpoint_id)
 }
 
 #[cfg(test)]

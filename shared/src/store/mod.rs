@@ -31,6 +31,7 @@ mod keys;
 mod messages;
 pub mod schema;
 
+pub use attempts::{AttemptOutcome, attempt_id_before, attempt_id_bounds};
 pub use endpoints::{Creation, MAX_ENDPOINTS_PER_ACCOUNT};
 pub use messages::{Claim, FAN_OUT_LEASE, Inserted};
 
