@@ -321,7 +321,8 @@ async fn every_path_runs_with_exactly_its_roles_grants() {
     let after = answer(&dev, POST, &format!("{secret}/rotate"), Value::Null, 200).await;
     assert_ne!(before["secret"], after["secret"]);
 
-    // Ingest: one event to the six endpoints, then the same event again.
+    // Ingest: one event to the six endpoints, the same event again, and its key
+    // with another event.
     answer(&dev, GET, "/v1/event-types", Value::Null, 200).await;
     let event = json!({
         "event_type": "sample.created",
@@ -332,8 +333,12 @@ async fn every_path_runs_with_exactly_its_roles_grants() {
     let accepted = answer(&dev, POST, "/v1/events", event.clone(), 202).await;
     assert_eq!(accepted["endpoints"], 6);
     let message = accepted["id"].as_str().expect("a message id").to_string();
-    let again = answer(&dev, POST, "/v1/events", event, 202).await;
+    let again = answer(&dev, POST, "/v1/events", event.clone(), 202).await;
     assert_eq!(again["duplicate"], true);
+    let mut other = event;
+    other["object"]["name"] = json!("tulip.png");
+    let reused = answer(&dev, POST, "/v1/events", other, 422).await;
+    assert_eq!(reused["error"]["code"], "idempotency_key_reused");
 
     // Delivery: a success, a retry through visibility, a 410, three jobs to the DLQ.
     delivered(&dev, &healthy, 1).await;
