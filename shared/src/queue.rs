@@ -188,7 +188,7 @@ where
             }
             Err(BatchFailure::Call(pending, why)) => {
                 undone.extend(pending);
-                undone.extend(&all[(position + 1) * MAX_BATCH..]);
+                undone.extend(all.iter().skip((position + 1) * MAX_BATCH));
                 reason = why;
                 break;
             }
@@ -734,6 +734,9 @@ mod tests {
         let error = result.unwrap_err();
         assert_eq!(error.unsent(35), (10..35).collect::<Vec<_>>());
         assert!(error.to_string().contains("throttled"), "{error}");
+        // The failed call is the last, short batch: nothing comes after it.
+        let (_, result) = run(2, &[], false, Some(1)).await;
+        assert_eq!(result.unwrap_err().unsent(2), vec![0, 1]);
         let (calls, result) = run(0, &[], false, None).await;
         assert!(calls.is_empty() && result.is_ok());
     }
