@@ -50,8 +50,9 @@ fn standard_body(object: &Map<String, Value>) -> String {
 }
 
 /// Posts three events at the size limit to `endpoints` endpoints and checks every
-/// delivery; returns how long from the first post until the last delivery.
-async fn deliver_at_the_limit(endpoints: usize) -> Duration {
+/// delivery; returns the slowest answer to a post, and how long from the first post
+/// until the last delivery.
+async fn deliver_at_the_limit(endpoints: usize) -> (Duration, Duration) {
     let dev = Dev::start(&["--instances", "2"]);
     let http = reqwest::Client::new();
     let receiver = Receiver::start().await;
@@ -78,8 +79,10 @@ async fn deliver_at_the_limit(endpoints: usize) -> Duration {
         event_at_the_limit(&["é", "😀", "\u{1}", "\u{ffff}", "\u{2028}", "<&'/>", "\t"]),
     ];
     let started = Instant::now();
+    let mut slowest_answer = Duration::ZERO;
     let mut expected = HashMap::new();
     for (event, object) in &events {
+        let posted = Instant::now();
         let response = dev
             .request(&http, Method::POST, "/v1/events")
             .header("content-type", "application/json")
@@ -88,6 +91,7 @@ async fn deliver_at_the_limit(endpoints: usize) -> Duration {
             .await
             .unwrap();
         assert_eq!(response.status(), StatusCode::ACCEPTED);
+        slowest_answer = slowest_answer.max(posted.elapsed());
         let accepted: Value = response.json().await.unwrap();
         assert_eq!(accepted["endpoints"], endpoints);
         expected.insert(
@@ -125,25 +129,29 @@ async fn deliver_at_the_limit(endpoints: usize) -> Duration {
             .verify(&delivery.body, &delivery.headers)
             .unwrap_or_else(|e| panic!("{} does not verify: {e:?}", delivery.path));
     }
-    took
+    (slowest_answer, took)
+}
+
+fn report(endpoints: usize, (slowest_answer, took): (Duration, Duration)) {
+    eprintln!(
+        "3 events of 256 KiB to {endpoints} endpoints: slowest 202 after {slowest_answer:?}, \
+         every delivery after {took:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_at_the_size_limit_reach_ten_endpoints_intact() {
-    let took = deliver_at_the_limit(10).await;
-    eprintln!("3 events of 256 KiB to 10 endpoints: {took:?}");
+    report(10, deliver_at_the_limit(10).await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_at_the_size_limit_reach_a_hundred_endpoints_intact() {
-    let took = deliver_at_the_limit(100).await;
-    eprintln!("3 events of 256 KiB to 100 endpoints: {took:?}");
+    report(100, deliver_at_the_limit(100).await);
 }
 
 /// A benchmark: `cargo test -p hookline-tests --test sizes -- --ignored --nocapture`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a benchmark of some minutes; prints its time"]
 async fn events_at_the_size_limit_reach_five_hundred_endpoints_intact() {
-    let took = deliver_at_the_limit(500).await;
-    eprintln!("3 events of 256 KiB to 500 endpoints: {took:?}");
+    report(500, deliver_at_the_limit(500).await);
 }
