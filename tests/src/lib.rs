@@ -225,6 +225,17 @@ impl TestEnv {
     }
 }
 
+/// The URL of the queue named `name` (one `hookline dev` made, say).
+pub async fn queue_url(sqs: &aws_sdk_sqs::Client, name: &str) -> String {
+    sqs.get_queue_url()
+        .queue_name(name)
+        .send()
+        .await
+        .expect("the queue exists")
+        .queue_url
+        .expect("a queue URL")
+}
+
 /// Visible plus in-flight messages of the queue at `url`.
 pub async fn queue_depth(sqs: &aws_sdk_sqs::Client, url: &str) -> usize {
     use aws_sdk_sqs::types::QueueAttributeName as A;

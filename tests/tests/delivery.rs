@@ -42,22 +42,10 @@ impl Stack {
         let dev = Dev::start_with_env(&args, env);
         let sdk = shared::aws::for_emulator(&emulator_url).await;
         let sqs = aws_sdk_sqs::Client::new(&sdk);
-        let url_of = |name: &'static str| {
-            let sqs = sqs.clone();
-            async move {
-                sqs.get_queue_url()
-                    .queue_name(name)
-                    .send()
-                    .await
-                    .expect("dev made its queues")
-                    .queue_url
-                    .expect("a queue URL")
-            }
-        };
         let queues = Queues::new(
             sqs.clone(),
-            url_of(hookline_cli::local::DELIVERY_QUEUE).await,
-            url_of(hookline_cli::local::DLQ).await,
+            hookline_tests::queue_url(&sqs, hookline_cli::local::DELIVERY_QUEUE).await,
+            hookline_tests::queue_url(&sqs, hookline_cli::local::DLQ).await,
         );
         let store = Store::new(
             aws_sdk_dynamodb::Client::new(&sdk),
