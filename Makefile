@@ -10,7 +10,7 @@ SVIX_VERSION := 2.9.1
 # moto_server from the venv is found by `hookline dev` and the tests.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup build test bench bench-faults demo lint fmt clean
+.PHONY: setup build test bench bench-faults bench-calls demo lint fmt clean
 
 setup: $(VENV)/.ready
 
@@ -33,10 +33,15 @@ test: setup build lint-infra
 bench: setup build
 	cargo test -p hookline-api --test recovery -- --ignored --nocapture recover_of_ten_thousand
 	$(MAKE) bench-faults
+	$(MAKE) bench-calls
 
 # The fault test at 2,000 events (AWS failing a tenth of its calls).
 bench-faults: setup build
 	cargo test -p hookline-tests --test faults -- --ignored --nocapture benchmark_2000
+
+# AWS calls per event, delivery, failed attempt and replayed job; prints the tables in docs/cost.md.
+bench-calls: setup build
+	cargo test -p hookline-tests --test calls -- --ignored --nocapture
 
 demo: setup build
 	$(VENV)/bin/python scripts/demo.py

@@ -3,7 +3,7 @@
 //! DynamoDB and SQS calls with what AWS answers on a bad day — throttling, an
 //! internal error, or an internal error *after* the call took effect (its answer
 //! lost, so the SDK sends it again). The choices follow a seed, and every call and
-//! fault is counted by operation and kind.
+//! fault is counted by operation and kind, and every call by its caller too.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -70,6 +70,8 @@ pub struct FaultCounts {
     pub faults: BTreeMap<FaultKind, u64>,
     /// Faults by `Service.Operation`.
     pub faulted: BTreeMap<String, u64>,
+    /// Every call by the access key id it was signed with, then by `Service.Operation`.
+    pub by_caller: BTreeMap<String, BTreeMap<String, u64>>,
 }
 
 impl FaultCounts {
@@ -314,6 +316,13 @@ impl Service {
     }
 }
 
+/// The access key id a SigV4-signed call names (`Credential=<id>/<date>/…`).
+pub fn access_key_id(headers: &HeaderMap) -> Option<&str> {
+    let authorization = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (_, credential) = authorization.split_once("Credential=")?;
+    credential.split('/').next()
+}
+
 /// A number in `0.0..1.0` drawn from `seed` and `n` (splitmix64): the same seed
 /// gives the same sequence of fates.
 fn draw(seed: u64, n: u64) -> f64 {
@@ -363,8 +372,15 @@ async fn relay(
     };
     if let Some((service, operation)) = &call {
         let name = format!("{}.{operation}", service.name());
+        let caller = access_key_id(&headers).unwrap_or("unsigned").to_string();
         let mut counts = state.counts.lock().expect("not poisoned");
         *counts.calls.entry(name.clone()).or_default() += 1;
+        *counts
+            .by_caller
+            .entry(caller)
+            .or_default()
+            .entry(name.clone())
+            .or_default() += 1;
         if plan.is_some() {
             counts.armed_calls += 1;
         }
@@ -469,6 +485,19 @@ mod tests {
             Some((Service::Sqs, "ReceiveMessage".into()))
         );
         assert_eq!(classify(&HeaderMap::new(), b"{}"), None);
+    }
+
+    #[test]
+    fn reads_the_caller_s_access_key_id() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(access_key_id(&headers), None);
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static(
+                "AWS4-HMAC-SHA256 Credential=ingest/20261123/us-east-1/dynamodb/aws4_request, SignedHeaders=host, Signature=00",
+            ),
+        );
+        assert_eq!(access_key_id(&headers), Some("ingest"));
     }
 
     #[test]

@@ -1,0 +1,537 @@
+//! `make bench-calls`: the DynamoDB and SQS calls hookline makes per event at ingest,
+//! per successful delivery, per failed attempt and per replayed DLQ job, for 1 and
+//! 10 endpoints, 1 KiB events, with and without idempotency keys, single and batch
+//! posts. `hookline dev` runs against the emulator through the counting proxy, each
+//! function signing with an access key of its own, so the proxy tells their calls
+//! apart; the event source polls with the dispatcher's key, and its calls are the
+//! operations only it makes. The counts are read between phases: after the posts
+//! are answered, after the delivery queue has drained, after a replay.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use hookline_cli::emulator::Emulator;
+use hookline_tests::faults::{FaultCounts, FaultProxy};
+use hookline_tests::{Dev, Receiver, Reply, poll_until, queue_depth};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+/// Events posted per scenario.
+const EVENTS: usize = 100;
+/// Events per `POST /v1/events/batch`.
+const BATCH: usize = 50;
+/// Bytes of one event's JSON.
+const EVENT_BYTES: usize = 1024;
+/// Single posts in flight at once.
+const POSTERS: usize = 4;
+/// Delivery jobs of a failure scenario: each fails every attempt, is parked, replayed.
+const FAILED_JOBS: usize = 100;
+/// Two attempts a second apart, then the DLQ.
+const FAILURE_SCHEDULE: &str = "1s";
+const SETTLE: Duration = Duration::from_secs(300);
+
+/// The operations dev's event source makes, as Lambda's event source mapping does in AWS.
+const EVENT_SOURCE_OPERATIONS: [&str; 2] = ["SQS.ReceiveMessage", "SQS.DeleteMessageBatch"];
+
+/// Who made a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Part {
+    Ingest,
+    Api,
+    Dispatcher,
+    EventSource,
+    /// `hookline dev` itself: tables, queues, the platform key.
+    Dev,
+}
+
+impl Part {
+    /// The part behind a call, from its caller's access key and its operation.
+    fn of(access_key_id: &str, operation: &str) -> Self {
+        match access_key_id {
+            "ingest" => Self::Ingest,
+            "api" => Self::Api,
+            "dispatcher" if EVENT_SOURCE_OPERATIONS.contains(&operation) => Self::EventSource,
+            "dispatcher" => Self::Dispatcher,
+            _ => Self::Dev,
+        }
+    }
+}
+
+/// The variables that give dev and each function an access key named after it, and
+/// keep their logs to warnings.
+fn environment() -> Vec<(String, String)> {
+    let keys = [
+        ("HOOKLINE_DEV", "dev"),
+        ("HOOKLINE_DEV_INGEST", "ingest"),
+        ("HOOKLINE_DEV_API", "api"),
+        ("HOOKLINE_DEV_DISPATCHER", "dispatcher"),
+    ]
+    .into_iter()
+    .flat_map(|(prefix, key)| {
+        [
+            (format!("{prefix}_AWS_ACCESS_KEY_ID"), key.to_string()),
+            (
+                format!("{prefix}_AWS_SECRET_ACCESS_KEY"),
+                "test".to_string(),
+            ),
+        ]
+    });
+    keys.chain([("RUST_LOG".to_string(), "warn".to_string())])
+        .collect()
+}
+
+/// Calls between two readings of the proxy, by part and operation.
+#[derive(Debug, Default)]
+struct Tally(BTreeMap<Part, BTreeMap<String, u64>>);
+
+impl Tally {
+    fn between(before: &FaultCounts, after: &FaultCounts) -> Self {
+        let mut tally = Self::default();
+        for (caller, operations) in &after.by_caller {
+            for (operation, &calls) in operations {
+                let earlier = before
+                    .by_caller
+                    .get(caller)
+                    .and_then(|o| o.get(operation))
+                    .copied()
+                    .unwrap_or(0);
+                if calls > earlier {
+                    *tally
+                        .0
+                        .entry(Part::of(caller, operation))
+                        .or_default()
+                        .entry(operation.clone())
+                        .or_default() += calls - earlier;
+                }
+            }
+        }
+        tally
+    }
+
+    fn total(&self, part: Part) -> u64 {
+        self.0.get(&part).map_or(0, |o| o.values().sum())
+    }
+
+    /// `part`'s calls per unit, in all and by operation.
+    fn per(&self, part: Part, units: usize) -> String {
+        let per = |calls: u64| calls as f64 / units as f64;
+        let operations: Vec<String> = self
+            .0
+            .get(&part)
+            .into_iter()
+            .flatten()
+            .map(|(operation, &calls)| format!("{operation} {:.2}", per(calls)))
+            .collect();
+        format!(
+            "{:.2} ({})",
+            per(self.total(part)),
+            if operations.is_empty() {
+                "none".to_string()
+            } else {
+                operations.join(", ")
+            }
+        )
+    }
+}
+
+/// `hookline dev` on an emulator of its own, behind the counting proxy.
+struct Stack {
+    // Dropped in this order: dev before the proxy it calls through, the emulator last.
+    dev: Dev,
+    proxy: FaultProxy,
+    http: reqwest::Client,
+    /// Straight to the emulator: the bench's own reads are not counted.
+    sqs: aws_sdk_sqs::Client,
+    delivery_url: String,
+    dlq_url: String,
+    _emulator: Emulator,
+}
+
+impl Stack {
+    async fn start(retry_schedule: &str) -> Self {
+        let emulator = Emulator::start().expect("the emulator starts");
+        let proxy = FaultProxy::start(emulator.url(), 0);
+        let env = environment();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let dev = Dev::start_with_env(
+            &[
+                "--emulator",
+                proxy.url(),
+                "--retry-schedule",
+                retry_schedule,
+            ],
+            &env,
+        );
+        let sdk = shared::aws::for_emulator(emulator.url()).await;
+        let sqs = aws_sdk_sqs::Client::new(&sdk);
+        let url_of = |name: &'static str| {
+            let sqs = sqs.clone();
+            async move {
+                sqs.get_queue_url()
+                    .queue_name(name)
+                    .send()
+                    .await
+                    .expect("dev made its queues")
+                    .queue_url
+                    .expect("a queue URL")
+            }
+        };
+        let delivery_url = url_of(hookline_cli::local::DELIVERY_QUEUE).await;
+        let dlq_url = url_of(hookline_cli::local::DLQ).await;
+        Self {
+            dev,
+            proxy,
+            http: reqwest::Client::new(),
+            sqs,
+            delivery_url,
+            dlq_url,
+            _emulator: emulator,
+        }
+    }
+
+    /// `count` endpoints of `jane` at `receiver`, through the API.
+    async fn endpoints(&self, receiver: &Receiver, count: usize) {
+        for n in 0..count {
+            let response = self
+                .dev
+                .request(&self.http, Method::POST, "/v1/accounts/jane/endpoints")
+                .json(&json!({"url": receiver.url(&format!("/ep/{n}"))}))
+                .send()
+                .await
+                .expect("the gateway answers");
+            assert_eq!(response.status(), StatusCode::CREATED);
+        }
+    }
+
+    /// Posts `EVENTS` events, singly (`POSTERS` at a time) or in batches of `BATCH`,
+    /// and checks each is accepted for `endpoints` endpoints.
+    async fn post_events(&self, count: usize, batch: bool, keyed: bool, endpoints: usize) {
+        let events: Vec<Value> = (0..count).map(|n| event(n, keyed && batch)).collect();
+        let key = |n: usize| keyed.then(|| format!("bench-{n}"));
+        let mut posts = tokio::task::JoinSet::new();
+        if batch {
+            for chunk in events.chunks(BATCH) {
+                let request = self
+                    .dev
+                    .request(&self.http, Method::POST, "/v1/events/batch")
+                    .json(&json!({ "events": chunk }));
+                posts.spawn(async move {
+                    let answer = accepted(request).await;
+                    answer["data"].as_array().expect("a data list").clone()
+                });
+            }
+        } else {
+            for poster in 0..POSTERS {
+                let requests: Vec<reqwest::RequestBuilder> = (poster..count)
+                    .step_by(POSTERS)
+                    .map(|n| {
+                        let request = self
+                            .dev
+                            .request(&self.http, Method::POST, "/v1/events")
+                            .json(&events[n]);
+                        match key(n) {
+                            Some(key) => request.header("idempotency-key", key),
+                            None => request,
+                        }
+                    })
+                    .collect();
+                posts.spawn(async move {
+                    let mut answers = Vec::new();
+                    for request in requests {
+                        answers.push(accepted(request).await);
+                    }
+                    answers
+                });
+            }
+        }
+        let answers: Vec<Value> = posts.join_all().await.into_iter().flatten().collect();
+        assert_eq!(answers.len(), count);
+        for answer in answers {
+            assert_eq!(answer["endpoints"], endpoints, "{answer}");
+        }
+    }
+
+    async fn depth(&self, url: &str) -> usize {
+        queue_depth(&self.sqs, url).await
+    }
+
+    /// Waits until `done` holds and the delivery queue is empty: every job's
+    /// attempt written and its message deleted.
+    async fn drained(&self, what: &str, done: impl Fn() -> bool) {
+        poll_until(SETTLE, what, || async {
+            (done() && self.depth(&self.delivery_url).await == 0).then_some(())
+        })
+        .await;
+    }
+}
+
+/// The 202 body of a post.
+async fn accepted(request: reqwest::RequestBuilder) -> Value {
+    let response = request.send().await.expect("the gateway answers");
+    let status = response.status();
+    let body: Value = response.json().await.expect("a JSON answer");
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    body
+}
+
+/// Event `n`, `EVENT_BYTES` of JSON, carrying its own idempotency key if `with_id`.
+fn event(n: usize, with_id: bool) -> Value {
+    let mut event = json!({
+        "event_type": "sample.created",
+        "dataset": "jane/flowers",
+        "object": {"name": "rose.png", "seq": n, "blob": ""},
+    });
+    if with_id {
+        event["id"] = json!(format!("bench-{n}"));
+    }
+    let padding = EVENT_BYTES - event.to_string().len();
+    event["object"]["blob"] = json!("x".repeat(padding));
+    assert_eq!(event.to_string().len(), EVENT_BYTES);
+    event
+}
+
+/// One printed row: a scenario's name, its units, and each part's calls per unit.
+struct Row {
+    scenario: String,
+    units: usize,
+    figures: Vec<String>,
+    breakdown: Vec<String>,
+}
+
+fn print_table(title: &str, columns: &[&str], rows: &[Row]) {
+    println!("\n{title}");
+    let mut header = format!("{:<34}{:>7}", "scenario", columns[0]);
+    for column in &columns[1..] {
+        header.push_str(&format!("  {column:>w$}", w = column.len().max(8)));
+    }
+    println!("{header}");
+    for row in rows {
+        let mut line = format!("{:<34}{:>7}", row.scenario, row.units);
+        for (column, figure) in columns[1..].iter().zip(&row.figures) {
+            line.push_str(&format!("  {figure:>w$}", w = column.len().max(8)));
+        }
+        println!("{line}");
+    }
+}
+
+fn print_breakdown(rows: &[Row]) {
+    for row in rows {
+        println!("\n{}", row.scenario);
+        for line in &row.breakdown {
+            println!("  {line}");
+        }
+    }
+}
+
+/// Ingest and delivery with a receiver that answers 204.
+async fn deliveries(endpoints: usize, batch: bool, keyed: bool) -> Row {
+    let scenario = format!(
+        "{endpoints} endpoint{}, {}, {}",
+        if endpoints == 1 { "" } else { "s" },
+        if batch { "batch" } else { "single" },
+        if keyed { "key" } else { "no key" },
+    );
+    let started = Instant::now();
+    let stack = Stack::start("1s,1s,1s").await;
+    let receiver = Receiver::start().await;
+    stack.endpoints(&receiver, endpoints).await;
+    let setup = stack.proxy.counts();
+    stack.post_events(EVENTS, batch, keyed, endpoints).await;
+    let ingested = stack.proxy.counts();
+    let wanted = EVENTS * endpoints;
+    stack
+        .drained(&format!("{wanted} deliveries"), || {
+            receiver.successes().len() >= wanted
+        })
+        .await;
+    let delivered = stack.proxy.counts();
+    // At least once: a job now and then comes twice; the figures are per job.
+    let requests = receiver.deliveries().len();
+    let ingest = Tally::between(&setup, &ingested);
+    // Deliveries start while the posts are still being answered.
+    let delivery = Tally::between(&setup, &delivered);
+    eprintln!("{scenario}: {:?}", started.elapsed());
+    Row {
+        units: EVENTS,
+        figures: vec![
+            format!("{:.2}", ingest.total(Part::Ingest) as f64 / EVENTS as f64),
+            format!(
+                "{:.2}",
+                delivery.total(Part::Dispatcher) as f64 / wanted as f64
+            ),
+            format!(
+                "{:.2}",
+                delivery.total(Part::EventSource) as f64 / wanted as f64
+            ),
+        ],
+        breakdown: vec![
+            format!("{wanted} jobs, {requests} requests to the receiver"),
+            format!("ingest per event: {}", ingest.per(Part::Ingest, EVENTS)),
+            format!(
+                "dispatcher per delivery: {}",
+                delivery.per(Part::Dispatcher, wanted)
+            ),
+            format!(
+                "esm per delivery: {}",
+                delivery.per(Part::EventSource, wanted)
+            ),
+        ],
+        scenario,
+    }
+}
+
+/// Jobs that fail every attempt and are parked, then replayed from the DLQ to a
+/// receiver that has recovered.
+async fn failures_and_replay(endpoints: usize) -> Row {
+    let scenario = format!(
+        "{endpoints} endpoint{}, 500 then replay",
+        if endpoints == 1 { "" } else { "s" }
+    );
+    let started = Instant::now();
+    let stack = Stack::start(FAILURE_SCHEDULE).await;
+    let failing = Arc::new(AtomicBool::new(true));
+    let status = failing.clone();
+    let receiver = Receiver::scripted(move |_, _| {
+        Reply::status(if status.load(Ordering::SeqCst) {
+            500
+        } else {
+            204
+        })
+    })
+    .await;
+    stack.endpoints(&receiver, endpoints).await;
+    let events = FAILED_JOBS / endpoints;
+    let jobs = events * endpoints;
+    let scheduled = jobs * (FAILURE_SCHEDULE.split(',').count() + 1);
+    let setup = stack.proxy.counts();
+    stack.post_events(events, false, false, endpoints).await;
+    stack
+        .drained(&format!("{scheduled} failed attempts"), || {
+            receiver.requests().len() >= scheduled
+        })
+        .await;
+    poll_until(SETTLE, &format!("{jobs} jobs in the DLQ"), || async {
+        (stack.depth(&stack.dlq_url).await == jobs).then_some(())
+    })
+    .await;
+    let parked = stack.proxy.counts();
+    let attempts = receiver.requests().len();
+
+    failing.store(false, Ordering::SeqCst);
+    let mut replayed = 0;
+    while replayed < jobs {
+        let answer: Value = stack
+            .dev
+            .request(&stack.http, Method::POST, "/v1/dlq/replay")
+            .json(&json!({}))
+            .send()
+            .await
+            .expect("the gateway answers")
+            .json()
+            .await
+            .expect("a JSON answer");
+        replayed += answer["replayed"].as_u64().expect("a count") as usize;
+    }
+    assert_eq!(replayed, jobs);
+    let replay_answered = stack.proxy.counts();
+    stack
+        .drained(&format!("{jobs} replayed deliveries"), || {
+            receiver.successes().len() >= jobs
+        })
+        .await;
+    let redelivered = stack.proxy.counts();
+
+    // The failed attempts begin while the posts are still being answered.
+    let failed = Tally::between(&setup, &parked);
+    let replay = Tally::between(&parked, &replay_answered);
+    let again = Tally::between(&parked, &redelivered);
+    eprintln!("{scenario}: {:?}", started.elapsed());
+    let per = |tally: &Tally, part, units: usize| {
+        format!("{:.2}", tally.total(part) as f64 / units as f64)
+    };
+    Row {
+        units: jobs,
+        figures: vec![
+            per(&failed, Part::Dispatcher, attempts),
+            per(&failed, Part::EventSource, attempts),
+            per(&replay, Part::Api, jobs),
+            per(&again, Part::Dispatcher, jobs),
+            per(&again, Part::EventSource, jobs),
+        ],
+        breakdown: vec![
+            format!(
+                "dispatcher per failed attempt ({attempts} attempts): {}",
+                failed.per(Part::Dispatcher, attempts)
+            ),
+            format!(
+                "esm per failed attempt: {}",
+                failed.per(Part::EventSource, attempts)
+            ),
+            format!(
+                "api per replayed job (POST /v1/dlq/replay): {}",
+                replay.per(Part::Api, jobs)
+            ),
+            format!(
+                "dispatcher per replayed delivery: {}",
+                again.per(Part::Dispatcher, jobs)
+            ),
+            format!(
+                "esm per replayed delivery: {}",
+                again.per(Part::EventSource, jobs)
+            ),
+        ],
+        scenario,
+    }
+}
+
+/// `make bench-calls`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark of some minutes: run by `make bench-calls`"]
+async fn aws_calls_per_event_delivery_failed_attempt_and_replayed_job() {
+    let mut delivered = Vec::new();
+    for endpoints in [1, 10] {
+        for batch in [false, true] {
+            for keyed in [false, true] {
+                delivered.push(deliveries(endpoints, batch, keyed).await);
+            }
+        }
+    }
+    let mut failed = Vec::new();
+    for endpoints in [1, 10] {
+        failed.push(failures_and_replay(endpoints).await);
+    }
+
+    println!(
+        "\nAWS calls (DynamoDB and SQS) per unit; 1 KiB events; batches of {BATCH}; \
+         esm = the SQS event source mapping's receives and deletes"
+    );
+    print_table(
+        "Ingest and successful delivery",
+        &[
+            "events",
+            "ingest calls/event",
+            "dispatcher calls/delivery",
+            "esm calls/delivery",
+        ],
+        &delivered,
+    );
+    print_table(
+        &format!(
+            "Failed attempts (receiver answers 500, schedule {FAILURE_SCHEDULE}) and DLQ replay"
+        ),
+        &[
+            "jobs",
+            "dispatcher calls/failed attempt",
+            "esm calls/failed attempt",
+            "api calls/replayed job",
+            "dispatcher calls/replayed delivery",
+            "esm calls/replayed delivery",
+        ],
+        &failed,
+    );
+    println!("\nBy operation, per unit");
+    print_breakdown(&delivered);
+    print_breakdown(&failed);
+}
