@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 /// Events posted per scenario.
 const EVENTS: usize = 100;
 /// Events per `POST /v1/events/batch`.
-const BATCH: usize = 50;
+const BATCH: usize = 20;
 /// Bytes of one event's JSON.
 const EVENT_BYTES: usize = 1024;
 /// Single posts in flight at once.
@@ -205,52 +205,102 @@ impl Stack {
         }
     }
 
-    /// Posts `EVENTS` events, singly (`POSTERS` at a time) or in batches of `BATCH`,
-    /// and checks each is accepted for `endpoints` endpoints.
-    async fn post_events(&self, count: usize, batch: bool, keyed: bool, endpoints: usize) {
+    /// Posts events `0..count` until each is accepted for `endpoints` endpoints:
+    /// singly (`POSTERS` at a time) or in batches of `BATCH`. An event refused with
+    /// an answer CONTRACT says to retry (5xx, 409) is posted again, under its key if
+    /// it has one. Returns how many times events were refused.
+    async fn post_events(&self, count: usize, batch: bool, keyed: bool, endpoints: usize) -> usize {
         let events: Vec<Value> = (0..count).map(|n| event(n, keyed && batch)).collect();
-        let key = |n: usize| keyed.then(|| format!("bench-{n}"));
-        let mut posts = tokio::task::JoinSet::new();
-        if batch {
-            for chunk in events.chunks(BATCH) {
-                let request = self
-                    .dev
-                    .request(&self.http, Method::POST, "/v1/events/batch")
-                    .json(&json!({ "events": chunk }));
-                posts.spawn(async move {
-                    let answer = accepted(request).await;
-                    answer["data"].as_array().expect("a data list").clone()
-                });
+        let mut pending: Vec<usize> = (0..count).collect();
+        let mut refused = 0;
+        for _ in 0..10 {
+            if pending.is_empty() {
+                return refused;
             }
-        } else {
-            for poster in 0..POSTERS {
-                let requests: Vec<reqwest::RequestBuilder> = (poster..count)
-                    .step_by(POSTERS)
-                    .map(|n| {
-                        let request = self
-                            .dev
-                            .request(&self.http, Method::POST, "/v1/events")
-                            .json(&events[n]);
-                        match key(n) {
-                            Some(key) => request.header("idempotency-key", key),
-                            None => request,
-                        }
-                    })
-                    .collect();
-                posts.spawn(async move {
-                    let mut answers = Vec::new();
-                    for request in requests {
-                        answers.push(accepted(request).await);
+            let answers = if batch {
+                self.post_batches(&events, &pending).await
+            } else {
+                self.post_singly(&events, &pending, keyed).await
+            };
+            pending.clear();
+            for (n, answer) in answers {
+                match answer {
+                    Some(answer) => assert_eq!(answer["endpoints"], endpoints, "{answer}"),
+                    None => {
+                        refused += 1;
+                        pending.push(n);
                     }
-                    answers
-                });
+                }
             }
         }
-        let answers: Vec<Value> = posts.join_all().await.into_iter().flatten().collect();
-        assert_eq!(answers.len(), count);
-        for answer in answers {
-            assert_eq!(answer["endpoints"], endpoints, "{answer}");
+        panic!(
+            "{} events still refused after ten posts each",
+            pending.len()
+        );
+    }
+
+    /// Each of `which` events posted in batches; its answer, or `None` if refused.
+    async fn post_batches(&self, events: &[Value], which: &[usize]) -> Vec<(usize, Option<Value>)> {
+        let mut posts = tokio::task::JoinSet::new();
+        for chunk in which.chunks(BATCH) {
+            let request = self
+                .dev
+                .request(&self.http, Method::POST, "/v1/events/batch")
+                .json(&json!({ "events": chunk.iter().map(|&n| &events[n]).collect::<Vec<_>>() }));
+            let chunk = chunk.to_vec();
+            posts.spawn(async move {
+                // A batch refused as a whole (its invocation timed out, say) is posted again.
+                let Ok(answer) = answer(request).await else {
+                    return chunk.into_iter().map(|n| (n, None)).collect();
+                };
+                let items = answer["data"].as_array().expect("a data list").clone();
+                assert_eq!(items.len(), chunk.len());
+                chunk
+                    .into_iter()
+                    .zip(items)
+                    .map(|(n, item)| (n, item.get("error").map_or(Some(item.clone()), refused)))
+                    .collect::<Vec<_>>()
+            });
         }
+        posts.join_all().await.into_iter().flatten().collect()
+    }
+
+    /// Each of `which` events posted alone, `POSTERS` at a time; its answer, or
+    /// `None` if refused.
+    async fn post_singly(
+        &self,
+        events: &[Value],
+        which: &[usize],
+        keyed: bool,
+    ) -> Vec<(usize, Option<Value>)> {
+        let mut posts = tokio::task::JoinSet::new();
+        for poster in 0..POSTERS {
+            let requests: Vec<(usize, reqwest::RequestBuilder)> = which
+                .iter()
+                .skip(poster)
+                .step_by(POSTERS)
+                .map(|&n| {
+                    let request = self
+                        .dev
+                        .request(&self.http, Method::POST, "/v1/events")
+                        .json(&events[n]);
+                    let request = if keyed {
+                        request.header("idempotency-key", format!("bench-{n}"))
+                    } else {
+                        request
+                    };
+                    (n, request)
+                })
+                .collect();
+            posts.spawn(async move {
+                let mut answers = Vec::new();
+                for (n, request) in requests {
+                    answers.push((n, answer(request).await.ok()));
+                }
+                answers
+            });
+        }
+        posts.join_all().await.into_iter().flatten().collect()
     }
 
     async fn depth(&self, url: &str) -> usize {
@@ -267,13 +317,27 @@ impl Stack {
     }
 }
 
-/// The 202 body of a post.
-async fn accepted(request: reqwest::RequestBuilder) -> Value {
+/// The 202 body of a post, or the error of one CONTRACT says to retry.
+async fn answer(request: reqwest::RequestBuilder) -> Result<Value, Value> {
     let response = request.send().await.expect("the gateway answers");
     let status = response.status();
     let body: Value = response.json().await.expect("a JSON answer");
-    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
-    body
+    match status {
+        StatusCode::ACCEPTED => Ok(body),
+        StatusCode::CONFLICT => Err(body),
+        status if status.is_server_error() => Err(body),
+        status => panic!("{status}: {body}"),
+    }
+}
+
+/// `None` for an error a batch item may be retried after; a panic for any other.
+fn refused(error: &Value) -> Option<Value> {
+    let code = error["code"].as_str().unwrap_or_default();
+    assert!(
+        ["internal_error", "conflict"].contains(&code),
+        "an event was refused: {error}"
+    );
+    None
 }
 
 /// Event `n`, `EVENT_BYTES` of JSON, carrying its own idempotency key if `with_id`.
@@ -338,7 +402,7 @@ async fn deliveries(endpoints: usize, batch: bool, keyed: bool) -> Row {
     let receiver = Receiver::start().await;
     stack.endpoints(&receiver, endpoints).await;
     let setup = stack.proxy.counts();
-    stack.post_events(EVENTS, batch, keyed, endpoints).await;
+    let refused = stack.post_events(EVENTS, batch, keyed, endpoints).await;
     let ingested = stack.proxy.counts();
     let wanted = EVENTS * endpoints;
     stack
@@ -367,7 +431,9 @@ async fn deliveries(endpoints: usize, batch: bool, keyed: bool) -> Row {
             ),
         ],
         breakdown: vec![
-            format!("{wanted} jobs, {requests} requests to the receiver"),
+            format!(
+                "{wanted} jobs, {requests} requests to the receiver, {refused} posts refused and retried"
+            ),
             format!("ingest per event: {}", ingest.per(Part::Ingest, EVENTS)),
             format!(
                 "dispatcher per delivery: {}",
@@ -406,7 +472,7 @@ async fn failures_and_replay(endpoints: usize) -> Row {
     let jobs = events * endpoints;
     let scheduled = jobs * (FAILURE_SCHEDULE.split(',').count() + 1);
     let setup = stack.proxy.counts();
-    stack.post_events(events, false, false, endpoints).await;
+    let refused = stack.post_events(events, false, false, endpoints).await;
     stack
         .drained(&format!("{scheduled} failed attempts"), || {
             receiver.requests().len() >= scheduled
@@ -461,6 +527,7 @@ async fn failures_and_replay(endpoints: usize) -> Row {
             per(&again, Part::EventSource, jobs),
         ],
         breakdown: vec![
+            format!("{jobs} jobs, {refused} posts refused and retried"),
             format!(
                 "dispatcher per failed attempt ({attempts} attempts): {}",
                 failed.per(Part::Dispatcher, attempts)
