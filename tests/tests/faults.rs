@@ -22,8 +22,9 @@ const SEED: u64 = 20_261_123;
 const ENDPOINTS: usize = 3;
 /// Posts in flight at once.
 const POSTERS: usize = 4;
-/// How long one event may keep being refused before the test gives up on it.
-const POST_DEADLINE: Duration = Duration::from_secs(120);
+/// How long one event may keep being refused before the test gives up on it: long,
+/// since a loaded two-core machine can keep moto slow for minutes.
+const POST_DEADLINE: Duration = Duration::from_secs(360);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_accepted_event_reaches_every_endpoint_once_while_aws_fails_a_tenth_of_calls() {
