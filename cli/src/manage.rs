@@ -4,6 +4,7 @@
 use api::views::{EndpointOut, EndpointWithSecret};
 use clap::Subcommand;
 use serde_json::{Map, json};
+use shared::account::Account;
 use shared::config::{self, Config, ConfigError};
 use shared::endpoint;
 use shared::ids::EndpointId;
@@ -21,12 +22,12 @@ pub enum EndpointsCommand {
     /// Print an account's endpoints as JSON lines, oldest first (no secrets).
     List {
         #[arg(long)]
-        account: String,
+        account: Account,
     },
     /// Create an endpoint and print it as JSON, with its secret.
     Create {
         #[arg(long)]
-        account: String,
+        account: Account,
         #[arg(long)]
         url: String,
         #[arg(long)]
@@ -44,7 +45,7 @@ pub enum EndpointsCommand {
     /// Delete an endpoint.
     Delete {
         #[arg(long)]
-        account: String,
+        account: Account,
         id: String,
     },
 }

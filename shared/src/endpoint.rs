@@ -1,11 +1,13 @@
 //! The rules an endpoint's settings must keep, for creation and for changes.
 
+use crate::account::Account;
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use url::{Host, Url};
 
+use crate::account::is_valid_name;
 use crate::catalog;
-use crate::event::{FieldError, is_valid_name};
+use crate::event::FieldError;
 use crate::ids::EndpointId;
 use crate::model::{Endpoint, EndpointSecrets, Format};
 use crate::net;
@@ -186,7 +188,7 @@ fn event_types_field(value: &Value) -> Result<Vec<String>, FieldError> {
     Ok(types)
 }
 
-fn datasets_field(value: &Value, account: &str) -> Result<Option<Vec<String>>, FieldError> {
+fn datasets_field(value: &Value, account: &Account) -> Result<Option<Vec<String>>, FieldError> {
     if value.is_null() {
         return Ok(None);
     }
@@ -199,7 +201,7 @@ fn datasets_field(value: &Value, account: &str) -> Result<Option<Vec<String>>, F
     }
     for dataset in &datasets {
         match dataset.split_once('/') {
-            Some((owner, name)) if owner == account && is_valid_name(name) => {}
+            Some((owner, name)) if account == owner && is_valid_name(name) => {}
             _ => {
                 return Err(FieldError::new(
                     "datasets",
@@ -236,7 +238,7 @@ fn disabled_field(value: &Value) -> Result<bool, FieldError> {
 /// Checks the body of `POST …/endpoints` for `account`.
 pub fn parse_new(
     body: &Map<String, Value>,
-    account: &str,
+    account: &Account,
     allow_private_targets: bool,
 ) -> Result<EndpointIn, FieldError> {
     refuse_unknown_fields(body)?;
@@ -269,7 +271,7 @@ pub struct EndpointPatch {
 /// where `null` sets an optional field back to its default.
 pub fn parse_patch(
     body: &Map<String, Value>,
-    account: &str,
+    account: &Account,
     allow_private_targets: bool,
 ) -> Result<EndpointPatch, FieldError> {
     refuse_unknown_fields(body)?;
@@ -325,13 +327,13 @@ impl EndpointPatch {
 
 /// A new endpoint of `account` with a fresh id and secret: what the API and the CLI create.
 pub fn new_endpoint(
-    account: &str,
+    account: &Account,
     input: EndpointIn,
     now: OffsetDateTime,
 ) -> (Endpoint, EndpointSecrets) {
     let endpoint = Endpoint {
         id: EndpointId::new(),
-        account: account.to_string(),
+        account: account.clone(),
         url: input.url,
         description: input.description,
         version: input.version,
@@ -434,14 +436,14 @@ mod tests {
             "event_types": ["sample.created"], "datasets": ["jane/flowers"],
             "format": "slack", "disabled": true
         });
-        let parsed = parse_new(body.as_object().unwrap(), "jane", false).unwrap();
+        let parsed = parse_new(body.as_object().unwrap(), &"jane".parse().unwrap(), false).unwrap();
         assert_eq!(parsed.version, 2);
         assert_eq!(parsed.format, Format::Slack);
         assert_eq!(parsed.datasets, Some(vec!["jane/flowers".to_string()]));
         assert!(parsed.disabled);
         let minimal = parse_new(
             json!({"url": "https://example.com"}).as_object().unwrap(),
-            "jane",
+            &"jane".parse().unwrap(),
             false,
         )
         .unwrap();
@@ -485,7 +487,8 @@ mod tests {
             ),
         ];
         for (field, body) in cases {
-            let error = parse_new(body.as_object().unwrap(), "jane", false).unwrap_err();
+            let error =
+                parse_new(body.as_object().unwrap(), &"jane".parse().unwrap(), false).unwrap_err();
             assert_eq!(error.field, field, "{body}");
         }
     }
@@ -497,17 +500,17 @@ mod tests {
                    "datasets": ["jane/flowers"], "format": "slack", "version": 3})
             .as_object()
             .unwrap(),
-            "jane",
+            &"jane".parse().unwrap(),
             false,
         )
         .unwrap();
         let created = time::macros::datetime!(2026-01-01 0:00 UTC);
-        let (endpoint, _) = new_endpoint("jane", input, created);
+        let (endpoint, _) = new_endpoint(&"jane".parse().unwrap(), input, created);
         let patch = parse_patch(
             json!({"description": null, "datasets": null, "disabled": true})
                 .as_object()
                 .unwrap(),
-            "jane",
+            &"jane".parse().unwrap(),
             false,
         )
         .unwrap();
@@ -519,7 +522,11 @@ mod tests {
         assert_eq!(patched.event_types, ["sample.created"]);
         assert_eq!((patched.format, patched.version), (Format::Slack, 3));
         assert_eq!((patched.created_at, patched.updated_at), (created, later));
-        assert!(parse_patch(&Map::new(), "jane", false).unwrap().is_empty());
+        assert!(
+            parse_patch(&Map::new(), &"jane".parse().unwrap(), false)
+                .unwrap()
+                .is_empty()
+        );
         for body in [
             json!({"url": null}),
             json!({"version": 0}),
@@ -527,7 +534,7 @@ mod tests {
             json!({"url": "https://10.0.0.1/"}),
         ] {
             assert!(
-                parse_patch(body.as_object().unwrap(), "jane", false).is_err(),
+                parse_patch(body.as_object().unwrap(), &"jane".parse().unwrap(), false).is_err(),
                 "{body}"
             );
         }

@@ -4,14 +4,13 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
+use crate::account::{Account, MAX_NAME_BYTES};
 use crate::catalog;
 use crate::ids::MessageId;
 use crate::model::Message;
 use crate::payload;
 use crate::timefmt;
 
-/// Longest owner or name part of a dataset, and of an account.
-pub const MAX_NAME_BYTES: usize = 100;
 pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 256;
 pub const MAX_API_VERSION_BYTES: usize = 64;
 
@@ -48,25 +47,12 @@ pub struct NewEvent {
     pub event_type: String,
     /// `owner/name`; the owner is the account whose endpoints receive it.
     pub dataset: String,
-    pub account: String,
+    pub account: Account,
     pub object: Map<String, Value>,
     pub text: Option<String>,
     pub created_at: Option<String>,
     pub api_version: Option<String>,
     pub idempotency_key: Option<String>,
-}
-
-/// An account name, as in a dataset's owner part or an API path: letters, digits,
-/// `.`, `_` and `-`, starting with a letter or digit, at most [`MAX_NAME_BYTES`].
-pub fn is_valid_name(text: &str) -> bool {
-    text.len() <= MAX_NAME_BYTES
-        && text
-            .bytes()
-            .next()
-            .is_some_and(|b| b.is_ascii_alphanumeric())
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 fn optional_string(
@@ -112,17 +98,14 @@ pub fn parse(body: &Map<String, Value>, header_key: Option<&str>) -> Result<NewE
         Some(Value::String(d)) => d.clone(),
         Some(_) => return Err(FieldError::new("dataset", "must be a string")),
     };
-    let account = match dataset.split_once('/') {
-        Some((owner, name)) if is_valid_name(owner) && is_valid_name(name) => owner.to_string(),
-        _ => {
-            return Err(FieldError::new(
-                "dataset",
-                format!(
-                    "must be `owner/name`, each part letters, digits, `.`, `_` or `-`, at most {MAX_NAME_BYTES} bytes"
-                ),
-            ));
-        }
-    };
+    let account = Account::of_dataset(&dataset).ok_or_else(|| {
+        FieldError::new(
+            "dataset",
+            format!(
+                "must be `owner/name`, each part letters, digits, `.`, `_` or `-`, at most {MAX_NAME_BYTES} bytes"
+            ),
+        )
+    })?;
 
     let object = match body.get("object") {
         None | Some(Value::Null) => return Err(FieldError::new("object", "is required")),

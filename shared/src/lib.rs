@@ -1,6 +1,7 @@
 //! hookline's shared library: the domain rules (pure functions) and the only
 //! code that talks to AWS (`store` for DynamoDB, `queue` for SQS).
 
+pub mod account;
 pub mod aws;
 pub mod catalog;
 pub mod config;

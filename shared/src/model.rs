@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use crate::account::Account;
 use crate::ids::{AttemptId, EndpointId, MessageId};
 use crate::queue::MAX_MESSAGE_BYTES;
 use crate::signing::Secret;
@@ -37,7 +38,7 @@ impl Format {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Endpoint {
     pub id: EndpointId,
-    pub account: String,
+    pub account: Account,
     pub url: String,
     pub description: String,
     pub version: u32,
@@ -94,7 +95,7 @@ impl EndpointSecrets {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Message {
     pub id: MessageId,
-    pub account: String,
+    pub account: Account,
     pub event_type: String,
     pub dataset: String,
     /// As the platform sent it (validated RFC 3339), or the time it was accepted.
@@ -109,7 +110,7 @@ pub struct Message {
 pub struct DeliveryJob {
     pub message_id: MessageId,
     pub endpoint_id: EndpointId,
-    pub account: String,
+    pub account: Account,
     pub event_type: String,
     /// The message's payload when it fits on the queue; otherwise the dispatcher reads the table.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -183,7 +184,7 @@ pub struct Attempt {
     pub id: AttemptId,
     pub message_id: MessageId,
     pub endpoint_id: EndpointId,
-    pub account: String,
+    pub account: Account,
     pub event_type: String,
     pub attempt: u32,
     pub status: AttemptStatus,
@@ -205,7 +206,7 @@ mod tests {
         let now = OffsetDateTime::now_utc();
         Endpoint {
             id: EndpointId::new(),
-            account: "jane".into(),
+            account: "jane".parse().unwrap(),
             url: "https://example.com/hook".into(),
             description: String::new(),
             version: 1,
@@ -251,7 +252,7 @@ mod tests {
     fn message(payload: String) -> Message {
         Message {
             id: MessageId::new(),
-            account: "jane".into(),
+            account: "jane".parse().unwrap(),
             event_type: "sample.created".into(),
             dataset: "jane/flowers".into(),
             created_at: "2021-08-09T14:40:19Z".into(),

@@ -312,7 +312,7 @@ mod tests {
         serde_json::to_string(&DeliveryJob {
             message_id: MessageId::new(),
             endpoint_id: endpoint.clone(),
-            account: "jane".into(),
+            account: "jane".parse().unwrap(),
             event_type: event_type.into(),
             payload: None,
         })
@@ -345,17 +345,20 @@ mod tests {
     fn tasks_are_replayed_unless_the_filter_names_what_they_do_not_hold() {
         let (a, b) = (EndpointId::new(), EndpointId::new());
         let recover = Task::Recover(crate::task::Recover {
-            account: "jane".into(),
+            account: "jane".parse().unwrap(),
             endpoint_id: a.clone(),
             since: time::OffsetDateTime::UNIX_EPOCH,
             until: time::OffsetDateTime::UNIX_EPOCH,
             before: None,
         })
         .to_body();
-        let fan_out =
-            crate::task::FanOut::split(&MessageId::new(), "jane", std::slice::from_ref(&a))
-                .remove(0)
-                .to_body();
+        let fan_out = crate::task::FanOut::split(
+            &MessageId::new(),
+            &"jane".parse().unwrap(),
+            std::slice::from_ref(&a),
+        )
+        .remove(0)
+        .to_body();
         let endpoint = |id: &EndpointId| Filter {
             endpoint_id: Some(id.clone()),
             ..Filter::default()

@@ -1,6 +1,7 @@
 //! Queue bodies that are not delivery jobs: work the dispatcher does itself. They
 //! travel on the delivery queue beside the jobs and carry a `kind`, which a job has not.
 
+use crate::account::Account;
 use serde::{Deserialize, Serialize};
 
 use time::OffsetDateTime;
@@ -24,7 +25,7 @@ pub enum Task {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FanOut {
     pub message_id: MessageId,
-    pub account: String,
+    pub account: Account,
     pub endpoint_ids: Vec<EndpointId>,
 }
 
@@ -35,13 +36,17 @@ pub const FAN_OUT_TASK_ENDPOINTS: usize = 100;
 impl FanOut {
     /// The tasks that enqueue `message_id`'s jobs for `endpoint_ids`, at most
     /// [`FAN_OUT_TASK_ENDPOINTS`] each.
-    pub fn split(message_id: &MessageId, account: &str, endpoint_ids: &[EndpointId]) -> Vec<Task> {
+    pub fn split(
+        message_id: &MessageId,
+        account: &Account,
+        endpoint_ids: &[EndpointId],
+    ) -> Vec<Task> {
         endpoint_ids
             .chunks(FAN_OUT_TASK_ENDPOINTS)
             .map(|chunk| {
                 Task::FanOut(FanOut {
                     message_id: message_id.clone(),
-                    account: account.to_string(),
+                    account: account.clone(),
                     endpoint_ids: chunk.to_vec(),
                 })
             })
@@ -54,7 +59,7 @@ impl FanOut {
 /// `before` on are done already; `None` before the first part.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Recover {
-    pub account: String,
+    pub account: Account,
     pub endpoint_id: EndpointId,
     #[serde(with = "crate::timefmt")]
     pub since: OffsetDateTime,
@@ -93,7 +98,7 @@ mod tests {
     fn a_task_reads_back_and_a_delivery_job_is_not_one() {
         let message = MessageId::new();
         let endpoints: Vec<EndpointId> = (0..250).map(|_| EndpointId::new()).collect();
-        let tasks = FanOut::split(&message, "jane", &endpoints);
+        let tasks = FanOut::split(&message, &"jane".parse().unwrap(), &endpoints);
         assert_eq!(tasks.len(), 3);
         let named: Vec<EndpointId> = tasks
             .iter()
@@ -116,7 +121,7 @@ mod tests {
         let job = DeliveryJob {
             message_id: message,
             endpoint_id: EndpointId::new(),
-            account: "jane".into(),
+            account: "jane".parse().unwrap(),
             event_type: "sample.created".into(),
             payload: Some(r#"{"kind":"fan_out"}"#.into()),
         };
@@ -129,7 +134,7 @@ mod tests {
     #[test]
     fn a_recover_task_names_its_kind_and_reads_back_the_same() {
         let task = Task::Recover(Recover {
-            account: "jane".into(),
+            account: "jane".parse().unwrap(),
             endpoint_id: EndpointId::new(),
             since: OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap(),
             until: OffsetDateTime::from_unix_timestamp(1_700_000_060).unwrap(),

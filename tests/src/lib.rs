@@ -170,7 +170,7 @@ impl TestEnv {
         let now = time::OffsetDateTime::now_utc();
         let mut endpoint = shared::model::Endpoint {
             id: shared::ids::EndpointId::new(),
-            account: account.into(),
+            account: account.parse().expect("an account name"),
             url: url.into(),
             description: String::new(),
             version: 1,

@@ -111,7 +111,7 @@ impl Stack {
     async fn attempts(&self, message: &MessageId) -> Vec<Attempt> {
         let mut attempts = self
             .store
-            .attempts_of_message("jane", message)
+            .attempts_of_message(&"jane".parse().unwrap(), message)
             .await
             .unwrap();
         attempts.sort_by_key(|a| (a.timestamp, a.id.clone()));
@@ -457,7 +457,7 @@ async fn a_malformed_record_does_not_fail_the_good_ones_in_its_batch() {
         .map(|_| DeliveryJob {
             message_id: MessageId::new(),
             endpoint_id: id.clone(),
-            account: "jane".into(),
+            account: "jane".parse().unwrap(),
             event_type: "sample.created".into(),
             payload: Some(payload.into()),
         })
@@ -718,7 +718,7 @@ async fn the_replay_function_redrives_what_its_event_filters() {
         .map(|endpoint| DeliveryJob {
             message_id: MessageId::new(),
             endpoint_id: endpoint.clone(),
-            account: "jane".into(),
+            account: "jane".parse().unwrap(),
             event_type: "sample.created".into(),
             payload: None,
         })

@@ -402,7 +402,7 @@ async fn every_path_runs_with_exactly_its_roles_grants() {
     let a_id = paths["a"].rsplit('/').next().expect("an id");
     let window_end = (failed_until.unix_timestamp_nanos() / 1_000_000) as u64;
     let rest = Task::Recover(Recover {
-        account: "jane".into(),
+        account: "jane".parse().unwrap(),
         endpoint_id: EndpointId::parse(a_id).expect("an endpoint id"),
         since: time::OffsetDateTime::parse(&started, &Rfc3339).expect("a time"),
         until: failed_until,

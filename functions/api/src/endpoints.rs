@@ -3,6 +3,7 @@
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::json;
+use shared::account::Account;
 use shared::endpoint;
 use shared::http::{ApiError, json, json_object, no_content};
 use shared::ids::{AttemptId, EndpointId};
@@ -24,7 +25,7 @@ fn not_found(id: &str) -> ApiError {
 /// The endpoint `id` of `account`, or 404 when it is absent or another account's.
 pub(crate) async fn load(
     deps: &Deps,
-    account: &str,
+    account: &Account,
     id: &str,
 ) -> Result<(Endpoint, EndpointSecrets), ApiError> {
     let endpoint_id = EndpointId::parse(id).ok_or_else(|| not_found(id))?;
@@ -35,7 +36,11 @@ pub(crate) async fn load(
         .ok_or_else(|| not_found(id))
 }
 
-pub async fn create(deps: &Deps, account: &str, req: &Request) -> Result<Response<Body>, ApiError> {
+pub async fn create(
+    deps: &Deps,
+    account: &Account,
+    req: &Request,
+) -> Result<Response<Body>, ApiError> {
     let body = json_object(req)?;
     let input = endpoint::parse_new(&body, account, deps.config.allow_private_targets)?;
     endpoint::refuse_private_host(&input.url, deps.config.allow_private_targets).await?;
@@ -50,7 +55,7 @@ pub async fn create(deps: &Deps, account: &str, req: &Request) -> Result<Respons
             "an account has at most {MAX_ENDPOINTS_PER_ACCOUNT} endpoints; delete one to make room"
         )));
     }
-    tracing::info!(endpoint_id = %endpoint.id, account, "endpoint created");
+    tracing::info!(endpoint_id = %endpoint.id, %account, "endpoint created");
     Ok(json(
         StatusCode::CREATED,
         &EndpointWithSecret {
@@ -60,7 +65,11 @@ pub async fn create(deps: &Deps, account: &str, req: &Request) -> Result<Respons
     ))
 }
 
-pub async fn list(deps: &Deps, account: &str, req: &Request) -> Result<Response<Body>, ApiError> {
+pub async fn list(
+    deps: &Deps,
+    account: &Account,
+    req: &Request,
+) -> Result<Response<Body>, ApiError> {
     let limit = page_limit(req)?;
     let cursor = page_cursor(req, EndpointId::parse)?;
     let page = deps
@@ -71,14 +80,14 @@ pub async fn list(deps: &Deps, account: &str, req: &Request) -> Result<Response<
     Ok(json(StatusCode::OK, &PageOut::<EndpointOut>::new(&page)))
 }
 
-pub async fn get(deps: &Deps, account: &str, id: &str) -> Result<Response<Body>, ApiError> {
+pub async fn get(deps: &Deps, account: &Account, id: &str) -> Result<Response<Body>, ApiError> {
     let (endpoint, _) = load(deps, account, id).await?;
     Ok(json(StatusCode::OK, &EndpointOut::from(&endpoint)))
 }
 
 pub async fn patch(
     deps: &Deps,
-    account: &str,
+    account: &Account,
     id: &str,
     req: &Request,
 ) -> Result<Response<Body>, ApiError> {
@@ -102,7 +111,7 @@ pub async fn patch(
             .await
             .map_err(internal("could not update an endpoint"))?;
         if written {
-            tracing::info!(endpoint_id = %changed.id, account, "endpoint updated");
+            tracing::info!(endpoint_id = %changed.id, %account, "endpoint updated");
             return Ok(json(StatusCode::OK, &EndpointOut::from(&changed)));
         }
     }
@@ -110,7 +119,7 @@ pub async fn patch(
     Err(ApiError::internal())
 }
 
-pub async fn delete(deps: &Deps, account: &str, id: &str) -> Result<Response<Body>, ApiError> {
+pub async fn delete(deps: &Deps, account: &Account, id: &str) -> Result<Response<Body>, ApiError> {
     let endpoint_id = EndpointId::parse(id).ok_or_else(|| not_found(id))?;
     let deleted = deps
         .store
@@ -120,11 +129,11 @@ pub async fn delete(deps: &Deps, account: &str, id: &str) -> Result<Response<Bod
     if !deleted {
         return Err(not_found(id));
     }
-    tracing::info!(endpoint_id = id, account, "endpoint deleted");
+    tracing::info!(endpoint_id = id, %account, "endpoint deleted");
     Ok(no_content())
 }
 
-pub async fn secret(deps: &Deps, account: &str, id: &str) -> Result<Response<Body>, ApiError> {
+pub async fn secret(deps: &Deps, account: &Account, id: &str) -> Result<Response<Body>, ApiError> {
     let (_, secrets) = load(deps, account, id).await?;
     Ok(json(
         StatusCode::OK,
@@ -134,7 +143,7 @@ pub async fn secret(deps: &Deps, account: &str, id: &str) -> Result<Response<Bod
 
 pub async fn rotate_secret(
     deps: &Deps,
-    account: &str,
+    account: &Account,
     id: &str,
 ) -> Result<Response<Body>, ApiError> {
     for _ in 0..WRITE_ATTEMPTS {
@@ -147,7 +156,7 @@ pub async fn rotate_secret(
             .await
             .map_err(internal("could not rotate a secret"))?;
         if written {
-            tracing::info!(endpoint_id = id, account, "secret rotated");
+            tracing::info!(endpoint_id = id, %account, "secret rotated");
             return Ok(json(
                 StatusCode::OK,
                 &json!({"secret": rotated.current.expose()}),
@@ -163,7 +172,7 @@ pub async fn rotate_secret(
 
 pub async fn attempts(
     deps: &Deps,
-    account: &str,
+    account: &Account,
     id: &str,
     req: &Request,
 ) -> Result<Response<Body>, ApiError> {

@@ -10,8 +10,8 @@ pub mod views;
 
 use lambda_http::http::Method;
 use lambda_http::{Body, Request, RequestExt, Response};
+use shared::account::Account;
 use shared::config::Config;
-use shared::event::is_valid_name;
 use shared::http::{ApiError, authenticate};
 use shared::queue::Queues;
 use shared::store::Store;
@@ -34,17 +34,17 @@ pub async fn handle(deps: &Deps, req: Request) -> Response<Body> {
 }
 
 /// The routes, each with the path's parameters; the account is checked by [`Route::parse`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Route<'a> {
-    Endpoints(&'a str),
-    Endpoint(&'a str, &'a str),
-    Secret(&'a str, &'a str),
-    RotateSecret(&'a str, &'a str),
-    Attempts(&'a str, &'a str),
-    Test(&'a str, &'a str),
-    ReplayMessage(&'a str, &'a str, &'a str),
-    Recover(&'a str, &'a str),
-    Message(&'a str, &'a str),
+    Endpoints(Account),
+    Endpoint(Account, &'a str),
+    Secret(Account, &'a str),
+    RotateSecret(Account, &'a str),
+    Attempts(Account, &'a str),
+    Test(Account, &'a str),
+    ReplayMessage(Account, &'a str, &'a str),
+    Recover(Account, &'a str),
+    Message(Account, &'a str),
     Dlq,
     DlqReplay,
 }
@@ -54,9 +54,9 @@ impl<'a> Route<'a> {
         let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
         let route = match segments.as_slice() {
             ["v1", "accounts", account, rest @ ..] => {
-                if !is_valid_name(account) {
+                let Some(account) = Account::parse(account) else {
                     return Err(ApiError::not_found(format!("no account {account}")));
-                }
+                };
                 match rest {
                     ["endpoints"] => Route::Endpoints(account),
                     ["endpoints", id] => Route::Endpoint(account, id),
@@ -80,7 +80,7 @@ impl<'a> Route<'a> {
     }
 
     /// The methods the route takes, as an `Allow` header says them.
-    fn allowed(self) -> &'static str {
+    fn allowed(&self) -> &'static str {
         match self {
             Route::Endpoints(_) => "GET, POST",
             Route::Endpoint(..) => "GET, PATCH, DELETE",
@@ -103,24 +103,24 @@ async fn route(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiError> {
     }
     authenticate(&deps.store, req).await?;
     match (route, method) {
-        (Route::Endpoints(account), Method::POST) => endpoints::create(deps, account, req).await,
-        (Route::Endpoints(account), _) => endpoints::list(deps, account, req).await,
-        (Route::Endpoint(account, id), Method::GET) => endpoints::get(deps, account, id).await,
+        (Route::Endpoints(account), Method::POST) => endpoints::create(deps, &account, req).await,
+        (Route::Endpoints(account), _) => endpoints::list(deps, &account, req).await,
+        (Route::Endpoint(account, id), Method::GET) => endpoints::get(deps, &account, id).await,
         (Route::Endpoint(account, id), Method::PATCH) => {
-            endpoints::patch(deps, account, id, req).await
+            endpoints::patch(deps, &account, id, req).await
         }
-        (Route::Endpoint(account, id), _) => endpoints::delete(deps, account, id).await,
-        (Route::Secret(account, id), _) => endpoints::secret(deps, account, id).await,
-        (Route::RotateSecret(account, id), _) => endpoints::rotate_secret(deps, account, id).await,
-        (Route::Attempts(account, id), _) => endpoints::attempts(deps, account, id, req).await,
-        (Route::Test(account, id), _) => recovery::send_test(deps, account, id, req).await,
+        (Route::Endpoint(account, id), _) => endpoints::delete(deps, &account, id).await,
+        (Route::Secret(account, id), _) => endpoints::secret(deps, &account, id).await,
+        (Route::RotateSecret(account, id), _) => endpoints::rotate_secret(deps, &account, id).await,
+        (Route::Attempts(account, id), _) => endpoints::attempts(deps, &account, id, req).await,
+        (Route::Test(account, id), _) => recovery::send_test(deps, &account, id, req).await,
         (Route::ReplayMessage(account, id, message), _) => {
-            recovery::replay_message(deps, account, id, message).await
+            recovery::replay_message(deps, &account, id, message).await
         }
         (Route::Recover(account, id), _) => {
-            recovery::recover(deps, account, id, req, shared::recover::BUDGET).await
+            recovery::recover(deps, &account, id, req, shared::recover::BUDGET).await
         }
-        (Route::Message(account, id), _) => messages::get(deps, account, id).await,
+        (Route::Message(account, id), _) => messages::get(deps, &account, id).await,
         (Route::Dlq, _) => dlq::stats(deps).await,
         (Route::DlqReplay, _) => dlq::replay(deps, req).await,
     }
@@ -172,11 +172,11 @@ mod tests {
     fn routes_and_their_methods() {
         assert_eq!(
             Route::parse("/v1/accounts/jane/endpoints").unwrap(),
-            Route::Endpoints("jane")
+            Route::Endpoints("jane".parse().unwrap())
         );
         assert_eq!(
             Route::parse("/v1/accounts/jane/endpoints/ep_1/secret/rotate").unwrap(),
-            Route::RotateSecret("jane", "ep_1")
+            Route::RotateSecret("jane".parse().unwrap(), "ep_1")
         );
         assert_eq!(
             Route::parse("/v1/accounts/jane/messages/msg_1")

@@ -3,13 +3,14 @@
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Response};
 use serde_json::Value;
+use shared::account::Account;
 use shared::http::{ApiError, json};
 use shared::ids::MessageId;
 
 use crate::views::MessageOut;
 use crate::{Deps, internal};
 
-pub async fn get(deps: &Deps, account: &str, id: &str) -> Result<Response<Body>, ApiError> {
+pub async fn get(deps: &Deps, account: &Account, id: &str) -> Result<Response<Body>, ApiError> {
     let not_found = || ApiError::not_found(format!("no message {id}"));
     let message_id = MessageId::parse(id).ok_or_else(not_found)?;
     let message = deps

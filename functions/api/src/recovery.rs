@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, Response};
 use serde_json::{Map, Value, json};
+use shared::account::Account;
 use shared::catalog;
 use shared::event::NewEvent;
 use shared::http::{ApiError, json, json_object};
@@ -33,7 +34,7 @@ async fn enqueue(deps: &Deps, jobs: &[DeliveryJob]) -> Result<(), ApiError> {
 /// `POST …/endpoints/{id}/test` with an optional `event_type` → 202 `{"id": "msg_…"}`.
 pub async fn send_test(
     deps: &Deps,
-    account: &str,
+    account: &Account,
     endpoint_id: &str,
     req: &Request,
 ) -> Result<Response<Body>, ApiError> {
@@ -50,7 +51,7 @@ pub async fn send_test(
         )),
         event_type,
         dataset: format!("{account}/{TEST_DATASET}"),
-        account: account.to_string(),
+        account: account.clone(),
         object,
         created_at: None,
         api_version: None,
@@ -96,7 +97,7 @@ fn test_event_type(body: &Map<String, Value>, endpoint: &Endpoint) -> Result<Str
 /// delivery of the message, under its own id.
 pub async fn replay_message(
     deps: &Deps,
-    account: &str,
+    account: &Account,
     endpoint_id: &str,
     message_id: &str,
 ) -> Result<Response<Body>, ApiError> {
@@ -120,7 +121,7 @@ pub async fn replay_message(
 /// background (see [`shared::recover`]).
 pub async fn recover(
     deps: &Deps,
-    account: &str,
+    account: &Account,
     endpoint_id: &str,
     req: &Request,
     budget: Duration,
@@ -129,7 +130,7 @@ pub async fn recover(
     let (endpoint, _) = endpoints::load(deps, account, endpoint_id).await?;
     let (since, until) = parse_window(&json_object(req)?, OffsetDateTime::now_utc())?;
     let part = Recover {
-        account: account.to_string(),
+        account: account.clone(),
         endpoint_id: endpoint.id.clone(),
         since,
         until,

@@ -160,7 +160,7 @@ mod tests {
         let time = shared::timefmt::parse("2026-01-02T03:04:05.123456Z").unwrap();
         let endpoint = Endpoint {
             id: EndpointId::parse("ep_1").unwrap(),
-            account: "jane".into(),
+            account: "jane".parse().unwrap(),
             url: "https://example.com/hook".into(),
             description: "orders".into(),
             version: 2,
@@ -215,7 +215,7 @@ mod tests {
             id: AttemptId::parse("atmpt_1").unwrap(),
             message_id: MessageId::parse("msg_1").unwrap(),
             endpoint_id: EndpointId::parse("ep_1").unwrap(),
-            account: "jane".into(),
+            account: "jane".parse().unwrap(),
             event_type: "sample.created".into(),
             attempt: 1,
             status: AttemptStatus::Failed,

@@ -10,6 +10,7 @@ use hookline_tests::{TestEnv, emulator_url};
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt};
 use serde_json::{Value, json};
+use shared::account::Account;
 use shared::endpoint;
 use shared::ids::{AttemptId, EndpointId, MessageId};
 use shared::model::{Attempt, AttemptStatus};
@@ -165,7 +166,7 @@ async fn endpoint_lifecycle_create_get_patch_rotate_delete() {
     let (_, secrets) = api
         .env
         .store
-        .get_endpoint("jane", &endpoint_id)
+        .get_endpoint(&"jane".parse().unwrap(), &endpoint_id)
         .await
         .unwrap()
         .unwrap();
@@ -245,7 +246,7 @@ async fn record_attempt(
         id: AttemptId::new(),
         message_id: message.clone(),
         endpoint_id: endpoint.clone(),
-        account: "jane".into(),
+        account: "jane".parse().unwrap(),
         event_type: "sample.created".into(),
         attempt: 1,
         status,
@@ -615,7 +616,7 @@ async fn every_error_row_and_nothing_stored_for_a_refused_request() {
     assert_eq!(response.headers()["allow"], "GET, POST");
 }
 
-async fn endpoint_count(env: &TestEnv, account: &str) -> usize {
+async fn endpoint_count(env: &TestEnv, account: &Account) -> usize {
     let page = env.store.list_endpoints(account, 1000, None).await.unwrap();
     page.items.len()
 }
@@ -633,7 +634,7 @@ async fn store_through(proxy: &FaultProxy, env: &TestEnv) -> Store {
 }
 
 /// Creates an endpoint of `account`, sending the same create again while it fails.
-async fn create_until_answered(store: &Store, account: &str) {
+async fn create_until_answered(store: &Store, account: &Account) {
     let input = endpoint::parse_new(
         json!({"url": "https://example.com/hook"})
             .as_object()
@@ -665,7 +666,7 @@ async fn an_account_holds_at_most_500_endpoints_and_a_deletion_makes_room() {
     let faulty = store_through(&proxy, &api.env).await;
     proxy.arm(FaultPlan::share(0.1));
     for _ in 1..MAX_ENDPOINTS_PER_ACCOUNT {
-        create_until_answered(&faulty, "jane").await;
+        create_until_answered(&faulty, &"jane".parse().unwrap()).await;
     }
     proxy.disarm();
     let counts = proxy.counts();
@@ -680,7 +681,10 @@ async fn an_account_holds_at_most_500_endpoints_and_a_deletion_makes_room() {
     );
     let message = refused["error"]["message"].as_str().unwrap();
     assert!(message.contains("at most 500 endpoints"), "{message}");
-    assert_eq!(endpoint_count(&api.env, "jane").await, 500);
+    assert_eq!(
+        endpoint_count(&api.env, &"jane".parse().unwrap()).await,
+        500
+    );
 
     // Each account has a limit of its own.
     api.create("john", body.clone()).await;

@@ -50,7 +50,7 @@ async fn add_endpoint(env: &TestEnv, account: &str) -> EndpointId {
 async fn add_message(env: &TestEnv, account: &str) -> Message {
     let message = Message {
         id: MessageId::new(),
-        account: account.into(),
+        account: account.parse().unwrap(),
         event_type: "sample.created".into(),
         dataset: format!("{account}/flowers"),
         created_at: "2021-08-09T14:40:19Z".into(),
@@ -65,7 +65,7 @@ fn job(endpoint: &EndpointId, event_type: &str) -> DeliveryJob {
     DeliveryJob {
         message_id: MessageId::new(),
         endpoint_id: endpoint.clone(),
-        account: "jane".into(),
+        account: "jane".parse().unwrap(),
         event_type: event_type.into(),
         payload: Some("{}".into()),
     }
@@ -181,7 +181,7 @@ async fn a_test_event_goes_to_that_endpoint_only() {
     let (status, body) = read(
         recovery::send_test(
             &deps,
-            "jane",
+            &"jane".parse().unwrap(),
             endpoint.as_str(),
             &request(Some(json!({"event_type": "issue.created"}))),
         )
@@ -196,13 +196,18 @@ async fn a_test_event_goes_to_that_endpoint_only() {
         (&id, &endpoint)
     );
     assert_eq!(jobs[0].event_type, "issue.created");
-    let message = env.store.get_message("jane", &id).await.unwrap().unwrap();
+    let message = env
+        .store
+        .get_message(&"jane".parse().unwrap(), &id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(message.dataset, "jane/hookline-test");
 
     let (status, body) = read(
         recovery::send_test(
             &deps,
-            "jane",
+            &"jane".parse().unwrap(),
             endpoint.as_str(),
             &request(Some(json!({"event_type": "nope"}))),
         )
@@ -213,8 +218,15 @@ async fn a_test_event_goes_to_that_endpoint_only() {
         (StatusCode::BAD_REQUEST, &json!("validation_error"))
     );
     // Another account's endpoint is not found.
-    let (status, _) =
-        read(recovery::send_test(&deps, "john", endpoint.as_str(), &request(None)).await);
+    let (status, _) = read(
+        recovery::send_test(
+            &deps,
+            &"john".parse().unwrap(),
+            endpoint.as_str(),
+            &request(None),
+        )
+        .await,
+    );
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
@@ -223,8 +235,15 @@ async fn one_message_is_replayed_under_its_own_id() {
     let (env, deps) = setup().await;
     let endpoint = add_endpoint(&env, "jane").await;
     let message = add_message(&env, "jane").await;
-    let (status, body) =
-        read(recovery::replay_message(&deps, "jane", endpoint.as_str(), message.id.as_str()).await);
+    let (status, body) = read(
+        recovery::replay_message(
+            &deps,
+            &"jane".parse().unwrap(),
+            endpoint.as_str(),
+            message.id.as_str(),
+        )
+        .await,
+    );
     assert_eq!(
         (status, body),
         (StatusCode::ACCEPTED, json!({"id": message.id}))
@@ -239,8 +258,10 @@ async fn one_message_is_replayed_under_its_own_id() {
         ("jane", "ep_missing", message.id.as_str()),
         ("john", endpoint.as_str(), johns.id.as_str()),
     ] {
-        let (status, _) =
-            read(recovery::replay_message(&deps, account, endpoint_id, message_id).await);
+        let (status, _) = read(
+            recovery::replay_message(&deps, &account.parse().unwrap(), endpoint_id, message_id)
+                .await,
+        );
         assert_eq!(
             status,
             StatusCode::NOT_FOUND,
@@ -260,7 +281,7 @@ async fn record(
         id: AttemptId::new(),
         message_id: message.id.clone(),
         endpoint_id: endpoint.clone(),
-        account: "jane".into(),
+        account: "jane".parse().unwrap(),
         event_type: message.event_type.clone(),
         attempt: 1,
         status,
@@ -305,7 +326,7 @@ async fn recover_redelivers_what_last_failed_within_the_window() {
     let (status, body) = read(
         recovery::recover(
             &deps,
-            "jane",
+            &"jane".parse().unwrap(),
             endpoint.as_str(),
             &request(Some(window.clone())),
             BUDGET,
@@ -327,13 +348,21 @@ async fn recover_redelivers_what_last_failed_within_the_window() {
     };
     assert_eq!(jobs, vec![expected]);
 
-    let (status, body) =
-        read(recovery::recover(&deps, "jane", endpoint.as_str(), &request(None), BUDGET).await);
+    let (status, body) = read(
+        recovery::recover(
+            &deps,
+            &"jane".parse().unwrap(),
+            endpoint.as_str(),
+            &request(None),
+            BUDGET,
+        )
+        .await,
+    );
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     let (status, _) = read(
         recovery::recover(
             &deps,
-            "john",
+            &"john".parse().unwrap(),
             endpoint.as_str(),
             &request(Some(window)),
             BUDGET,
@@ -413,7 +442,7 @@ async fn seed_failures(env: &TestEnv, endpoint: &EndpointId, count: usize) -> Ve
         id: AttemptId::new(),
         message_id: message.clone(),
         endpoint_id: endpoint.clone(),
-        account: "jane".into(),
+        account: "jane".parse().unwrap(),
         event_type: "sample.created".into(),
         attempt: 1,
         status,
@@ -511,7 +540,7 @@ async fn recover_many(count: usize, budget: Duration) -> Recovered {
     let (status, answer) = read(
         recovery::recover(
             &deps,
-            "jane",
+            &"jane".parse().unwrap(),
             endpoint.as_str(),
             &request(Some(window)),
             budget,

@@ -30,7 +30,7 @@ async fn a_repeated_create_succeeds_and_a_different_one_with_the_same_id_fails()
     assert!(env.store.create_endpoint(&moved, &secrets).await.is_err());
     let (stored, stored_secrets) = env
         .store
-        .get_endpoint("jane", &endpoint.id)
+        .get_endpoint(&"jane".parse().unwrap(), &endpoint.id)
         .await
         .unwrap()
         .unwrap();
@@ -46,7 +46,7 @@ async fn a_repeated_update_succeeds_and_a_stale_one_fails() {
         .await;
     let (current, _) = env
         .store
-        .get_endpoint("jane", &original.id)
+        .get_endpoint(&"jane".parse().unwrap(), &original.id)
         .await
         .unwrap()
         .unwrap();
@@ -74,7 +74,7 @@ async fn a_repeated_update_succeeds_and_a_stale_one_fails() {
     );
     let (stored, _) = env
         .store
-        .get_endpoint("jane", &original.id)
+        .get_endpoint(&"jane".parse().unwrap(), &original.id)
         .await
         .unwrap()
         .unwrap();
@@ -109,7 +109,7 @@ async fn a_repeated_rotation_succeeds_and_a_racing_one_fails() {
     );
     let (_, stored) = env
         .store
-        .get_endpoint("jane", &endpoint.id)
+        .get_endpoint(&"jane".parse().unwrap(), &endpoint.id)
         .await
         .unwrap()
         .unwrap();

@@ -26,7 +26,7 @@ fn batch_event(endpoint: &EndpointId, first: usize) -> SqsEvent {
             let job = DeliveryJob {
                 message_id: MessageId::new(),
                 endpoint_id: endpoint.clone(),
-                account: "jane".into(),
+                account: "jane".parse().unwrap(),
                 event_type: "sample.created".into(),
                 payload: Some(PAYLOAD.into()),
             };
@@ -96,7 +96,7 @@ async fn main() {
                 id: shared::ids::AttemptId::new(),
                 message_id: MessageId::new(),
                 endpoint_id: endpoint.id.clone(),
-                account: "jane".into(),
+                account: "jane".parse().unwrap(),
                 event_type: "sample.created".into(),
                 attempt: 1,
                 status: shared::model::AttemptStatus::Succeeded,

@@ -7,6 +7,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use shared::account::Account;
 use shared::ids::EndpointId;
 use shared::model::{Endpoint, EndpointSecrets};
 use tokio::sync::OnceCell;
@@ -17,7 +18,7 @@ pub const ENDPOINT_TTL: Duration = Duration::from_secs(3);
 /// An endpoint with its secrets; `None` when it does not exist.
 pub type Found = Option<Arc<(Endpoint, EndpointSecrets)>>;
 
-type Key = (String, EndpointId);
+type Key = (Account, EndpointId);
 
 /// One read of one endpoint: filled once, awaited by every record that wants it
 /// meanwhile. A failed read leaves it empty for the next caller to try.
@@ -38,12 +39,17 @@ impl EndpointCache {
 
     /// The endpoint from the cache while fresh, else from `read`, which runs once
     /// however many callers miss the same endpoint at the same time.
-    pub async fn get<E, F, Fut>(&self, account: &str, id: &EndpointId, read: F) -> Result<Found, E>
+    pub async fn get<E, F, Fut>(
+        &self,
+        account: &Account,
+        id: &EndpointId,
+        read: F,
+    ) -> Result<Found, E>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Option<(Endpoint, EndpointSecrets)>, E>>,
     {
-        let slot = self.slot((account.to_string(), id.clone()));
+        let slot = self.slot((account.clone(), id.clone()));
         slot.get_or_try_init(|| async { Ok(read().await?.map(Arc::new)) })
             .await
             .cloned()
@@ -64,11 +70,11 @@ impl EndpointCache {
     }
 
     /// Forgets an endpoint this instance just changed.
-    pub fn forget(&self, account: &str, id: &EndpointId) {
+    pub fn forget(&self, account: &Account, id: &EndpointId) {
         self.entries
             .lock()
             .expect("not poisoned")
-            .remove(&(account.to_string(), id.clone()));
+            .remove(&(account.clone(), id.clone()));
     }
 }
 
@@ -89,13 +95,14 @@ mod tests {
 
     #[tokio::test]
     async fn concurrent_misses_of_one_endpoint_share_one_read() {
+        let jane: Account = "jane".parse().unwrap();
         let cache = EndpointCache::new(ENDPOINT_TTL);
         let reads = AtomicUsize::new(0);
         let id = EndpointId::new();
         let other = EndpointId::new();
         let lookups = (0..10).map(|i| {
             let id = if i % 5 == 4 { &other } else { &id };
-            cache.get("jane", id, || counted_read(&reads))
+            cache.get(&jane, id, || counted_read(&reads))
         });
         let found = futures::future::join_all(lookups).await;
         assert!(found.iter().all(|f| matches!(f, Ok(None))));
@@ -103,13 +110,13 @@ mod tests {
 
         // Fresh entries answer without a read; a forgotten one is read again.
         cache
-            .get("jane", &id, || counted_read(&reads))
+            .get(&jane, &id, || counted_read(&reads))
             .await
             .unwrap();
         assert_eq!(reads.load(Ordering::SeqCst), 2);
-        cache.forget("jane", &id);
+        cache.forget(&jane, &id);
         cache
-            .get("jane", &id, || counted_read(&reads))
+            .get(&jane, &id, || counted_read(&reads))
             .await
             .unwrap();
         assert_eq!(reads.load(Ordering::SeqCst), 3);
@@ -117,15 +124,16 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_read_is_not_kept() {
+        let jane: Account = "jane".parse().unwrap();
         let cache = EndpointCache::new(ENDPOINT_TTL);
         let id = EndpointId::new();
         let failed: Result<Found, String> = cache
-            .get("jane", &id, || async { Err("throttled".to_string()) })
+            .get(&jane, &id, || async { Err("throttled".to_string()) })
             .await;
         assert_eq!(failed.unwrap_err(), "throttled");
         let reads = AtomicUsize::new(0);
         cache
-            .get("jane", &id, || counted_read(&reads))
+            .get(&jane, &id, || counted_read(&reads))
             .await
             .unwrap();
         assert_eq!(reads.load(Ordering::SeqCst), 1);
@@ -133,12 +141,13 @@ mod tests {
 
     #[tokio::test]
     async fn an_entry_expires_after_its_ttl() {
+        let jane: Account = "jane".parse().unwrap();
         let cache = EndpointCache::new(Duration::ZERO);
         let reads = AtomicUsize::new(0);
         let id = EndpointId::new();
         for _ in 0..2 {
             cache
-                .get("jane", &id, || counted_read(&reads))
+                .get(&jane, &id, || counted_read(&reads))
                 .await
                 .unwrap();
         }

@@ -50,7 +50,7 @@ fn job(endpoint: &EndpointId) -> DeliveryJob {
     DeliveryJob {
         message_id: MessageId::new(),
         endpoint_id: endpoint.clone(),
-        account: "jane".into(),
+        account: "jane".parse().unwrap(),
         event_type: "sample.created".into(),
         payload: Some(PAYLOAD.into()),
     }
@@ -268,7 +268,7 @@ async fn a_job_for_a_missing_endpoint_is_dropped_with_a_reason() {
 /// The attempts recorded for a message of jane's.
 async fn attempts_of(env: &TestEnv, message_id: &MessageId) -> Vec<shared::model::Attempt> {
     env.store
-        .attempts_of_message("jane", message_id)
+        .attempts_of_message(&"jane".parse().unwrap(), message_id)
         .await
         .unwrap()
 }
@@ -305,7 +305,7 @@ async fn a_410_disables_the_endpoint_and_stops_its_retries() {
     assert!(attempts[0].error.as_deref().unwrap().contains("disabled"));
     let (endpoint, _) = env
         .store
-        .get_endpoint("jane", &endpoint_id)
+        .get_endpoint(&"jane".parse().unwrap(), &endpoint_id)
         .await
         .unwrap()
         .unwrap();
@@ -412,7 +412,7 @@ async fn during_rotation_both_secrets_sign_and_each_verifies() {
     let now = time::OffsetDateTime::now_utc();
     let endpoint = Endpoint {
         id: EndpointId::new(),
-        account: "jane".into(),
+        account: "jane".parse().unwrap(),
         url: receiver.url("/hook"),
         description: String::new(),
         version: 1,

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use serde::Serialize;
+use shared::account::Account;
 use shared::event::NewEvent;
 use shared::http::ApiError;
 use shared::ids::{EndpointId, MessageId};
@@ -215,15 +216,12 @@ async fn store(deps: &Deps, event: NewEvent, now: OffsetDateTime) -> Result<Stor
 
 /// The subscribed endpoints of each pending event: one Query per account.
 async fn find_endpoints(deps: &Deps, pending: &mut [Pending]) {
-    let mut accounts: Vec<&str> = pending.iter().map(|p| p.message.account.as_str()).collect();
+    let mut accounts: Vec<&Account> = pending.iter().map(|p| &p.message.account).collect();
     accounts.sort_unstable();
     accounts.dedup();
-    let found: HashMap<String, Result<Vec<Endpoint>, StoreError>> =
+    let found: HashMap<Account, Result<Vec<Endpoint>, StoreError>> =
         futures::future::join_all(accounts.into_iter().map(|account| async move {
-            (
-                account.to_string(),
-                deps.store.account_endpoints(account).await,
-            )
+            (account.clone(), deps.store.account_endpoints(account).await)
         }))
         .await
         .into_iter()

@@ -220,7 +220,7 @@ async fn a_task_is_deleted_only_once_its_jobs_are_sent_and_never_revives_a_messa
     let stored = MessageId::parse(body["id"].as_str().unwrap()).unwrap();
     let tasks: Vec<String> = [MessageId::new(), stored.clone()]
         .iter()
-        .flat_map(|id| FanOut::split(id, "jane", &endpoints))
+        .flat_map(|id| FanOut::split(id, &"jane".parse().unwrap(), &endpoints))
         .map(|task| task.to_body())
         .collect();
     env.queues.send_bodies(&tasks).await.unwrap();

@@ -3,6 +3,7 @@
 //! `gsi2` by endpoint and status. Attempt ids are ULIDs: newest first is a
 //! backwards Query, and a time window is a range of ids.
 
+use crate::account::Account;
 use std::collections::HashMap;
 
 use std::time::Duration;
@@ -127,7 +128,7 @@ impl Store {
     /// `before` is the last attempt id of the page before.
     pub async fn endpoint_attempts(
         &self,
-        account: &str,
+        account: &Account,
         endpoint: &EndpointId,
         status: Option<AttemptStatus>,
         limit: usize,
@@ -181,7 +182,7 @@ impl Store {
     /// Every attempt of a message of `account`, oldest first.
     pub async fn attempts_of_message(
         &self,
-        account: &str,
+        account: &Account,
         id: &MessageId,
     ) -> Result<Vec<Attempt>, StoreError> {
         let mut pages = self
@@ -199,7 +200,7 @@ impl Store {
         let mut attempts = Vec::new();
         while let Some(item) = pages.next().await {
             let attempt = attempt_from_item(&item.map_err(aws_error("Query"))?)?;
-            if attempt.account == account {
+            if attempt.account == *account {
                 attempts.push(attempt);
             }
         }
@@ -211,7 +212,7 @@ impl Store {
     /// `next_cursor` (the last id read) is set when more may follow.
     pub async fn attempt_outcomes(
         &self,
-        account: &str,
+        account: &Account,
         endpoint: &EndpointId,
         (first, last): (&AttemptId, &AttemptId),
         limit: usize,

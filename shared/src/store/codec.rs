@@ -4,6 +4,7 @@
 //! item may lack it by design; anything else missing or mistyped is
 //! [`StoreError::Corrupt`], never a default.
 
+use crate::account::Account;
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -49,7 +50,7 @@ fn from_item<'a, T: Deserialize<'a>>(item: &Item, what: &str) -> Result<T, Store
 #[derive(Serialize, Deserialize)]
 struct EndpointRecord {
     id: EndpointId,
-    account: String,
+    account: Account,
     url: String,
     description: String,
     version: u32,
@@ -155,7 +156,7 @@ pub(super) fn secrets_from_item(item: &Item) -> Result<EndpointSecrets, StoreErr
 #[derive(Serialize, Deserialize)]
 struct MessageRecord {
     id: MessageId,
-    account: String,
+    account: Account,
     event_type: String,
     dataset: String,
     created_at: String,
@@ -216,7 +217,7 @@ struct AttemptRecord {
     id: AttemptId,
     message_id: MessageId,
     endpoint_id: EndpointId,
-    account: String,
+    account: Account,
     event_type: String,
     attempt: u32,
     status: AttemptStatus,
@@ -299,7 +300,7 @@ mod tests {
         let now = OffsetDateTime::now_utc();
         let endpoint = Endpoint {
             id: EndpointId::new(),
-            account: "jane".into(),
+            account: "jane".parse().unwrap(),
             url: "https://example.com/hook".into(),
             description: "orders".into(),
             version: 1,
@@ -322,7 +323,7 @@ mod tests {
             id: AttemptId::new(),
             message_id: MessageId::new(),
             endpoint_id: EndpointId::new(),
-            account: "jane".into(),
+            account: "jane".parse().unwrap(),
             event_type: "sample.created".into(),
             attempt: 2,
             status: AttemptStatus::Failed,
@@ -338,7 +339,7 @@ mod tests {
     fn message() -> Message {
         Message {
             id: MessageId::new(),
-            account: "jane".into(),
+            account: "jane".parse().unwrap(),
             event_type: "sample.created".into(),
             dataset: "jane/flowers".into(),
             created_at: "2021-08-09T14:40:19.987691Z".into(),

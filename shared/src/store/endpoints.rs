@@ -1,6 +1,7 @@
 //! Endpoints: an account's endpoints share its partition (`ACCT#<account>`), so
 //! fan-out and listing are one Query; changes are conditional on what was read.
 
+use crate::account::Account;
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, Update};
 use time::OffsetDateTime;
 
@@ -108,7 +109,7 @@ impl Store {
     /// An endpoint of `account` with its secrets; `None` when there is none, or it is another account's.
     pub async fn get_endpoint(
         &self,
-        account: &str,
+        account: &Account,
         id: &EndpointId,
     ) -> Result<Option<(Endpoint, EndpointSecrets)>, StoreError> {
         let output = self
@@ -205,7 +206,7 @@ impl Store {
     /// transaction; `false` when there was none.
     pub async fn delete_endpoint(
         &self,
-        account: &str,
+        account: &Account,
         id: &EndpointId,
     ) -> Result<bool, StoreError> {
         let delete = Delete::builder()
@@ -241,7 +242,7 @@ impl Store {
     /// A page of an account's endpoints, oldest first. `cursor` is the last id of the page before.
     pub async fn list_endpoints(
         &self,
-        account: &str,
+        account: &Account,
         limit: usize,
         cursor: Option<&EndpointId>,
     ) -> Result<Page<Endpoint>, StoreError> {
@@ -272,7 +273,7 @@ impl Store {
 
     fn endpoint_query(
         &self,
-        account: &str,
+        account: &Account,
     ) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
         self.client
             .query()
@@ -286,7 +287,7 @@ impl Store {
 
     /// Every endpoint of `account`, for a fan-out to pick its subscribers from: one
     /// Query over the account's partition (followed across pages), without secrets.
-    pub async fn account_endpoints(&self, account: &str) -> Result<Vec<Endpoint>, StoreError> {
+    pub async fn account_endpoints(&self, account: &Account) -> Result<Vec<Endpoint>, StoreError> {
         let mut pages = self
             .endpoint_query(account)
             .projection_expression(
@@ -307,7 +308,7 @@ impl Store {
     /// Marks an endpoint of `account` disabled; `false` when there is no such endpoint.
     pub async fn disable_endpoint(
         &self,
-        account: &str,
+        account: &Account,
         id: &EndpointId,
     ) -> Result<bool, StoreError> {
         let updated = self

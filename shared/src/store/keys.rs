@@ -10,6 +10,7 @@
 //! | idempotency record | `IDEM#<account>#<key>` | `IDEM` | |
 //! | attempt | `MSG#<msg_id>` | `ATT#<atmpt_id>` | `gsi1pk = EPATT#<account>#<ep_id>`, `gsi1sk = <atmpt_id>`; `gsi2pk = EPATT#<account>#<ep_id>#<status>`, `gsi2sk = <atmpt_id>` |
 
+use crate::account::Account;
 use std::collections::HashMap;
 
 use super::codec::{Item, s};
@@ -32,20 +33,20 @@ pub(super) const API_KEY_SK: &str = "KEY";
 // --- endpoints ---
 
 /// The partition of an account's endpoints.
-pub(super) fn account_pk(account: &str) -> String {
+pub(super) fn account_pk(account: &Account) -> String {
     format!("ACCT#{account}")
 }
 
 /// What every endpoint's sort key begins with.
 pub(super) const ENDPOINT_SK_PREFIX: &str = "EP#";
 
-pub(super) fn endpoint_key(account: &str, id: &EndpointId) -> Item {
+pub(super) fn endpoint_key(account: &Account, id: &EndpointId) -> Item {
     key(account_pk(account), format!("{ENDPOINT_SK_PREFIX}{id}"))
 }
 
 /// The item that counts an account's endpoints: in their partition, outside
 /// their sort keys.
-pub(super) fn endpoint_count_key(account: &str) -> Item {
+pub(super) fn endpoint_count_key(account: &Account) -> Item {
     key(account_pk(account), "COUNT")
 }
 
@@ -61,13 +62,13 @@ pub(super) fn message_key(id: &MessageId) -> Item {
     key(message_pk(id), MESSAGE_SK)
 }
 
-pub(super) fn idempotency_pk(account: &str, key: &str) -> String {
+pub(super) fn idempotency_pk(account: &Account, key: &str) -> String {
     format!("IDEM#{account}#{key}")
 }
 
 pub(super) const IDEMPOTENCY_SK: &str = "IDEM";
 
-pub(super) fn idempotency_record_key(account: &str, idempotency_key: &str) -> Item {
+pub(super) fn idempotency_record_key(account: &Account, idempotency_key: &str) -> Item {
     key(idempotency_pk(account, idempotency_key), IDEMPOTENCY_SK)
 }
 
@@ -81,13 +82,13 @@ pub(super) fn attempt_sk(id: &AttemptId) -> String {
 }
 
 /// `gsi1`'s partition: the attempts to one endpoint.
-pub(super) fn endpoint_attempts_pk(account: &str, endpoint: &EndpointId) -> String {
+pub(super) fn endpoint_attempts_pk(account: &Account, endpoint: &EndpointId) -> String {
     format!("EPATT#{account}#{endpoint}")
 }
 
 /// `gsi2`'s partition: the attempts to one endpoint with one status.
 pub(super) fn endpoint_attempts_by_status_pk(
-    account: &str,
+    account: &Account,
     endpoint: &EndpointId,
     status: AttemptStatus,
 ) -> String {

@@ -3,6 +3,7 @@
 //! claim of `IDEM#<account>#<key>` in one transaction, and the claim holds a lease
 //! while its request fans the message out (ADR 5).
 
+use crate::account::Account;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
@@ -125,7 +126,7 @@ impl Store {
     /// abandoned claim is taken over (a conditional write, so one request wins).
     pub async fn recheck_claim(
         &self,
-        account: &str,
+        account: &Account,
         claim: Claim<'_>,
         ours: &MessageId,
     ) -> Result<Inserted, StoreError> {
@@ -246,7 +247,7 @@ impl Store {
     /// A message of `account`; `None` when there is none, or it is another account's.
     pub async fn get_message(
         &self,
-        account: &str,
+        account: &Account,
         id: &MessageId,
     ) -> Result<Option<Message>, StoreError> {
         let output = self
@@ -261,7 +262,7 @@ impl Store {
             return Ok(None);
         };
         let message = message_from_item(&item)?;
-        Ok((message.account == account).then_some(message))
+        Ok((message.account == *account).then_some(message))
     }
 }
 
