@@ -10,7 +10,10 @@ SVIX_VERSION := 2.9.1
 # moto_server from the venv is found by `hookline dev` and the tests.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup build test bench bench-faults bench-calls demo lint fmt clean
+.PHONY: setup browser build test bench bench-faults bench-calls demo lint fmt clean
+
+# Package installs need root: sudo only when not root already.
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 setup: $(VENV)/.ready
 
@@ -22,11 +25,18 @@ $(VENV)/.ready:
 		svix==$(SVIX_VERSION)
 	touch $@
 
+# Headless Chromium and its WebDriver, from Debian's packages, for the portal's browser test.
+browser: /usr/bin/chromedriver
+
+/usr/bin/chromedriver:
+	$(SUDO) apt-get update -qq
+	$(SUDO) apt-get install -y --no-install-recommends chromium chromium-driver
+
 build:
 	cargo build --workspace --bins
 
 # End-to-end tests run the debug binaries, so they are built first.
-test: setup build lint-infra
+test: setup browser build lint-infra
 	cargo test --workspace
 
 # Benchmarks print their figures; each is an ignored test, named here.

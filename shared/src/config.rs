@@ -12,6 +12,7 @@ pub const REQUEST_TIMEOUT_MS: &str = "HOOKLINE_REQUEST_TIMEOUT_MS";
 pub const RETENTION_DAYS: &str = "HOOKLINE_RETENTION_DAYS";
 pub const ALLOW_PRIVATE_TARGETS: &str = "HOOKLINE_ALLOW_PRIVATE_TARGETS";
 pub const API_VERSION: &str = "HOOKLINE_API_VERSION";
+pub const PORTAL_FRAME_ANCESTORS: &str = "HOOKLINE_PORTAL_FRAME_ANCESTORS";
 
 /// Every variable [`Config::from_env`] reads; every function reads all of them.
 pub const VARIABLES: &[&str] = &[
@@ -23,11 +24,14 @@ pub const VARIABLES: &[&str] = &[
     RETENTION_DAYS,
     ALLOW_PRIVATE_TARGETS,
     API_VERSION,
+    PORTAL_FRAME_ANCESTORS,
 ];
 
 pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 15_000;
 pub const DEFAULT_RETENTION_DAYS: u32 = 30;
 pub const DEFAULT_API_VERSION: &str = "2021-08-01";
+/// Only the API's own origin may frame the portal page unless told otherwise.
+pub const DEFAULT_PORTAL_FRAME_ANCESTORS: &str = "'self'";
 /// Bounds that keep a typo from turning into a zero or a year.
 pub const MAX_REQUEST_TIMEOUT_MS: u64 = 60_000;
 pub const MAX_RETENTION_DAYS: u32 = 3650;
@@ -42,6 +46,8 @@ pub struct Config {
     pub retention_days: u32,
     pub allow_private_targets: bool,
     pub api_version: String,
+    /// The sources of the portal page's CSP `frame-ancestors`, space-separated.
+    pub portal_frame_ancestors: String,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -119,6 +125,21 @@ impl Config {
             }
         };
 
+        let portal_frame_ancestors = match get(PORTAL_FRAME_ANCESTORS) {
+            Some(text) if is_source_list(&text) => {
+                text.split_ascii_whitespace().collect::<Vec<_>>().join(" ")
+            }
+            Some(text) => {
+                return Err(invalid(
+                    PORTAL_FRAME_ANCESTORS,
+                    &text,
+                    "expected CSP sources separated by spaces, such as 'self' https://app.example.com"
+                        .to_string(),
+                ));
+            }
+            None => DEFAULT_PORTAL_FRAME_ANCESTORS.to_string(),
+        };
+
         Ok(Self {
             table: required(TABLE)?,
             delivery_queue_url: required(DELIVERY_QUEUE_URL)?,
@@ -128,12 +149,24 @@ impl Config {
             retention_days,
             allow_private_targets,
             api_version: get(API_VERSION).unwrap_or_else(|| DEFAULT_API_VERSION.to_string()),
+            portal_frame_ancestors,
         })
     }
 
     pub fn retention(&self) -> Duration {
         Duration::from_secs(u64::from(self.retention_days) * 24 * 60 * 60)
     }
+}
+
+/// Whether `text` is a list of CSP sources that cannot end the directive it is put
+/// in: visible ASCII words without `;` or `,`, so no other directive can follow.
+fn is_source_list(text: &str) -> bool {
+    text.is_ascii()
+        && text.split_ascii_whitespace().all(|source| {
+            source
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && b != b';' && b != b',')
+        })
 }
 
 #[cfg(test)]
@@ -165,6 +198,7 @@ mod tests {
         assert_eq!(config.retention_days, 30);
         assert!(!config.allow_private_targets);
         assert_eq!(config.api_version, "2021-08-01");
+        assert_eq!(config.portal_frame_ancestors, "'self'");
     }
 
     #[test]
@@ -192,6 +226,7 @@ mod tests {
             (RETENTION_DAYS, "7"),
             (ALLOW_PRIVATE_TARGETS, "1"),
             (API_VERSION, "2024-01-01"),
+            (PORTAL_FRAME_ANCESTORS, " 'self'   https://app.example.com "),
         ]);
         let config = config(&pairs).unwrap();
         assert_eq!(config.retry_schedule.attempts(), 3);
@@ -199,6 +234,10 @@ mod tests {
         assert_eq!(config.retention(), Duration::from_secs(7 * 86_400));
         assert!(config.allow_private_targets);
         assert_eq!(config.api_version, "2024-01-01");
+        assert_eq!(
+            config.portal_frame_ancestors,
+            "'self' https://app.example.com"
+        );
     }
 
     #[test]
@@ -218,6 +257,13 @@ mod tests {
             (REQUEST_TIMEOUT_MS, "600000"),
             (RETENTION_DAYS, "-1"),
             (ALLOW_PRIVATE_TARGETS, "yes please"),
+            // Each would let the value end frame-ancestors and add a directive.
+            (PORTAL_FRAME_ANCESTORS, "'self'; script-src *"),
+            (
+                PORTAL_FRAME_ANCESTORS,
+                "https://a.example, https://b.example",
+            ),
+            (PORTAL_FRAME_ANCESTORS, "https://a.example\u{85}"),
         ] {
             let mut pairs = REQUIRED.to_vec();
             pairs.push((var, value));

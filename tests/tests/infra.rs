@@ -147,6 +147,10 @@ fn configuration_defaults_and_bounds_match_the_loader() {
         config::DEFAULT_RETENTION_DAYS.to_string()
     );
     assert_eq!(default_of(config::API_VERSION), config::DEFAULT_API_VERSION);
+    assert_eq!(
+        default_of(config::PORTAL_FRAME_ANCESTORS),
+        config::DEFAULT_PORTAL_FRAME_ANCESTORS
+    );
 
     // A parameter's bounds must not let a deployer pick a value the loader refuses.
     for (variable, max) in [

@@ -1,11 +1,13 @@
 //! The management API: endpoints, their secrets and attempts, and messages under
-//! `/v1/accounts/{account}`, and the operators' DLQ routes under `/v1/dlq`.
+//! `/v1/accounts/{account}`, the operators' DLQ routes under `/v1/dlq`, and the
+//! portal page at `/portal`.
 
 pub mod dlq;
 pub mod recovery;
 
 mod endpoints;
 mod messages;
+pub mod portal;
 pub mod views;
 
 use lambda_http::http::Method;
@@ -28,6 +30,9 @@ pub struct Deps {
 }
 
 pub async fn handle(deps: &Deps, req: Request) -> Response<Body> {
+    if let Some(page) = portal::serve(&req, &deps.config.portal_frame_ancestors) {
+        return page;
+    }
     route(deps, &req)
         .await
         .unwrap_or_else(ApiError::into_response)

@@ -702,3 +702,25 @@ async fn an_account_holds_at_most_500_endpoints_and_a_deletion_makes_room() {
         (StatusCode::BAD_REQUEST, "validation_error")
     );
 }
+
+#[tokio::test]
+async fn the_portal_page_needs_no_key_and_may_be_framed_only_where_configured() {
+    let mut api = Api::new().await;
+    api.deps.config.portal_frame_ancestors = "https://app.example.com".into();
+    let request = lambda_http::http::Request::builder()
+        .method(Method::GET)
+        .uri("/portal")
+        .body(Body::Empty)
+        .unwrap();
+    let response = handle(&api.deps, request).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let policy = response.headers()["content-security-policy"]
+        .to_str()
+        .unwrap();
+    assert!(
+        policy.ends_with("; frame-ancestors https://app.example.com"),
+        "{policy}"
+    );
+    let page = std::str::from_utf8(response.body().as_ref()).unwrap();
+    assert!(page.contains("Webhooks enabled"));
+}
