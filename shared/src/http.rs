@@ -1,14 +1,17 @@
 //! What `ingest` and `api` share at the HTTP edge: the error body, JSON replies,
-//! reading a request body within the limits, and platform-key authentication.
+//! reading a request body within the limits, and authentication.
 
 use lambda_http::http::{HeaderValue, StatusCode, header};
-use lambda_http::{Body, Request, Response};
+use lambda_http::request::RequestContext;
+use lambda_http::{Body, Request, RequestExt, Response};
 use serde::Serialize;
 use serde_json::{Map, Value};
+use time::OffsetDateTime;
 
+use crate::access::{self, Credential, Decision, Scope};
 use crate::event::FieldError;
-use crate::keys;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
+use crate::{keys, portal};
 
 /// The largest request body accepted, checked before the body is parsed…
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
@@ -49,8 +52,23 @@ impl ApiError {
         Self::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
-            "send a platform key as `Authorization: Bearer <key>`",
+            "send a platform key, or a portal token that has not expired or been revoked, \
+             as `Authorization: Bearer <key>`",
         )
+    }
+
+    /// A portal token on a route for platform keys only.
+    pub fn forbidden() -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "a portal token may not use this route; it takes a platform key",
+        )
+    }
+
+    /// An action the account's settings (or the state of a request) forbid.
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "conflict", message)
     }
 
     pub fn not_found(message: impl Into<String>) -> Self {
@@ -201,9 +219,10 @@ pub fn json_object_within(req: &Request, max_bytes: usize) -> Result<Map<String,
     }
 }
 
-/// Checks `Authorization: Bearer <key>` against the stored key hashes.
-pub async fn authenticate(store: &Store, req: &Request) -> Result<(), ApiError> {
-    let key = header_value(req, "authorization")
+/// Who sent `Authorization: Bearer <key>`: a platform key, or a live portal token
+/// of an account. Neither the key nor the token is ever logged.
+pub async fn authenticate(store: &Store, req: &Request) -> Result<Credential, ApiError> {
+    let secret = header_value(req, "authorization")
         .and_then(|v| {
             v.strip_prefix("Bearer ")
                 .or_else(|| v.strip_prefix("bearer "))
@@ -211,14 +230,67 @@ pub async fn authenticate(store: &Store, req: &Request) -> Result<(), ApiError> 
         .map(str::trim)
         .filter(|k| !k.is_empty())
         .ok_or_else(ApiError::unauthorized)?;
-    match store.api_key_exists(&keys::hash(key)).await {
-        Ok(true) => Ok(()),
-        Ok(false) => Err(ApiError::unauthorized()),
+    let found = if portal::is_token(secret) {
+        portal_credential(store, secret).await
+    } else {
+        store
+            .api_key_exists(&keys::hash(secret))
+            .await
+            .map(|exists| exists.then_some(Credential::Platform))
+    };
+    match found {
+        Ok(Some(credential)) => Ok(credential),
+        Ok(None) => Err(ApiError::unauthorized()),
         Err(e) => {
-            tracing::error!(error = %e, "could not check a platform key");
+            tracing::error!(error = %e, "could not check a credential");
             Err(ApiError::internal())
         }
     }
+}
+
+/// The account a portal token opens, while it is live.
+async fn portal_credential(store: &Store, token: &str) -> Result<Option<Credential>, StoreError> {
+    let Some(stored) = store.portal_token(&keys::hash(token)).await? else {
+        return Ok(None);
+    };
+    let generation = store.portal_generation(&stored.account).await?;
+    Ok(stored
+        .is_live(OffsetDateTime::now_utc(), generation)
+        .then_some(Credential::Portal {
+            account: stored.account,
+        }))
+}
+
+/// [`authenticate`], then what the credential may do on a route of `scope`: the
+/// credential, or 401, 403 or 404 as [`access::decide`] says.
+pub async fn admit(store: &Store, req: &Request, scope: Scope<'_>) -> Result<Credential, ApiError> {
+    let credential = authenticate(store, req).await?;
+    match access::decide(&credential, scope) {
+        Decision::Allow => Ok(credential),
+        Decision::Forbidden => Err(ApiError::forbidden()),
+        Decision::NotFound => Err(ApiError::not_found(format!(
+            "no route {}",
+            req.uri().path()
+        ))),
+    }
+}
+
+/// Where the caller reached the API, e.g. `https://api.example.com`: the domain
+/// API Gateway names (else the `Host` header), with the scheme it was reached by
+/// (`X-Forwarded-Proto`, `https` when absent). `None` when no host is known.
+pub fn request_origin(req: &Request) -> Option<String> {
+    let domain = match req.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(context)) => context.domain_name.clone(),
+        _ => None,
+    };
+    let host = domain
+        .filter(|d| !d.is_empty())
+        .or_else(|| header_value(req, "host").map(str::to_string))?;
+    let scheme = match header_value(req, "x-forwarded-proto") {
+        Some("http") => "http",
+        _ => "https",
+    };
+    Some(format!("{scheme}://{host}"))
 }
 
 #[cfg(test)]
@@ -278,6 +350,30 @@ mod tests {
         assert_eq!(response.headers()["retry-after"], "1");
         let response = ApiError::in_progress(std::time::Duration::from_secs(7)).into_response();
         assert_eq!(response.headers()["retry-after"], "7");
+    }
+
+    #[test]
+    fn the_origin_is_the_domain_reached_with_its_scheme() {
+        let at = |headers: &[(&str, &str)]| {
+            let mut builder = lambda_http::http::Request::builder().uri("/v1/x");
+            for (name, value) in headers {
+                builder = builder.header(*name, *value);
+            }
+            request_origin(&builder.body(Body::Empty).unwrap())
+        };
+        assert_eq!(at(&[]), None);
+        assert_eq!(
+            at(&[("host", "api.example.com")]).as_deref(),
+            Some("https://api.example.com")
+        );
+        assert_eq!(
+            at(&[("host", "127.0.0.1:3000"), ("x-forwarded-proto", "http")]).as_deref(),
+            Some("http://127.0.0.1:3000")
+        );
+        assert_eq!(
+            at(&[("host", "h"), ("x-forwarded-proto", "gopher")]).as_deref(),
+            Some("https://h")
+        );
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Platform API keys: shown once at creation, stored only as a SHA-256.
+//! Secrets callers present: platform keys and portal tokens. Each is shown once
+//! at creation and stored only as a SHA-256.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -8,10 +9,16 @@ use sha2::{Digest, Sha256};
 pub const KEY_PREFIX: &str = "hlk_";
 const KEY_BYTES: usize = 32;
 
+/// A new platform key.
 pub fn generate() -> String {
+    generate_with(KEY_PREFIX)
+}
+
+/// `prefix` followed by 32 random bytes in URL-safe base64.
+pub fn generate_with(prefix: &str) -> String {
     let mut bytes = [0u8; KEY_BYTES];
     rand::rng().fill_bytes(&mut bytes);
-    format!("{KEY_PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes))
+    format!("{prefix}{}", URL_SAFE_NO_PAD.encode(bytes))
 }
 
 /// The hex SHA-256 the table stores in place of the key.

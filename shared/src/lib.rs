@@ -1,6 +1,7 @@
 //! hookline's shared library: the domain rules (pure functions) and the only
 //! code that talks to AWS (`store` for DynamoDB, `queue` for SQS).
 
+pub mod access;
 pub mod account;
 pub mod aws;
 pub mod catalog;
@@ -14,10 +15,12 @@ pub mod logging;
 pub mod model;
 pub mod net;
 pub mod payload;
+pub mod portal;
 pub mod queue;
 pub mod recover;
 pub mod redrive;
 pub mod retry;
+pub mod settings;
 pub mod signing;
 pub mod store;
 pub mod task;

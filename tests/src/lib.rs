@@ -159,6 +159,30 @@ impl TestEnv {
         key
     }
 
+    /// Stores a portal token of `account` that expires `lifetime` from now (a
+    /// negative one: already expired), in the account's current generation; returns it.
+    pub async fn portal_token(&self, account: &str, lifetime: time::Duration) -> String {
+        let token = shared::portal::generate_token();
+        let account = account.parse().expect("an account name");
+        let generation = self
+            .store
+            .portal_generation(&account)
+            .await
+            .expect("the generation reads");
+        let stored = shared::portal::PortalToken::new(
+            &token,
+            &account,
+            generation,
+            time::OffsetDateTime::now_utc(),
+            lifetime,
+        );
+        self.store
+            .put_portal_token(&stored)
+            .await
+            .expect("the token is stored");
+        token
+    }
+
     /// Stores an endpoint of `account` at `url` — every event type and dataset, the
     /// standard format — after `edit` has had its say; returns it and its secret.
     pub async fn add_endpoint(

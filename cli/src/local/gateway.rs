@@ -94,6 +94,10 @@ fn http_api_event(parts: &axum::http::request::Parts, body: &[u8], peer: SocketA
             })
             .or_insert(value);
     }
+    // As API Gateway adds them; here the scheme is plain HTTP, which is how a
+    // function learns to write this server's own address (a portal session's URL).
+    headers.insert("x-forwarded-proto".into(), "http".into());
+    headers.insert("x-forwarded-for".into(), peer.ip().to_string());
     let raw_query = parts.uri.query().unwrap_or("");
     let mut query: BTreeMap<String, String> = BTreeMap::new();
     for (key, value) in url::form_urlencoded::parse(raw_query.as_bytes()) {

@@ -1,7 +1,8 @@
-//! The management API: endpoints, their secrets and attempts, and messages under
-//! `/v1/accounts/{account}`, the operators' DLQ routes under `/v1/dlq`, and the
-//! portal page at `/portal`.
+//! The management API: an account's settings, portal sessions, endpoints, their
+//! secrets and attempts, and messages under `/v1/accounts/{account}`, the
+//! operators' DLQ routes under `/v1/dlq`, and the portal page at `/portal`.
 
+mod accounts;
 pub mod dlq;
 pub mod recovery;
 
@@ -12,9 +13,10 @@ pub mod views;
 
 use lambda_http::http::Method;
 use lambda_http::{Body, Request, RequestExt, Response};
+use shared::access::Scope;
 use shared::account::Account;
 use shared::config::Config;
-use shared::http::{ApiError, authenticate};
+use shared::http::{ApiError, admit};
 use shared::queue::Queues;
 use shared::store::Store;
 
@@ -41,6 +43,8 @@ pub async fn handle(deps: &Deps, req: Request) -> Response<Body> {
 /// The routes, each with the path's parameters; the account is checked by [`Route::parse`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Route<'a> {
+    Settings(Account),
+    PortalSessions(Account),
     Endpoints(Account),
     Endpoint(Account, &'a str),
     Secret(Account, &'a str),
@@ -63,6 +67,8 @@ impl<'a> Route<'a> {
                     return Err(ApiError::not_found(format!("no account {account}")));
                 };
                 match rest {
+                    ["settings"] => Route::Settings(account),
+                    ["portal-sessions"] => Route::PortalSessions(account),
                     ["endpoints"] => Route::Endpoints(account),
                     ["endpoints", id] => Route::Endpoint(account, id),
                     ["endpoints", id, "secret"] => Route::Secret(account, id),
@@ -87,6 +93,8 @@ impl<'a> Route<'a> {
     /// The methods the route takes, as an `Allow` header says them.
     fn allowed(&self) -> &'static str {
         match self {
+            Route::Settings(_) => "GET, PATCH",
+            Route::PortalSessions(_) => "POST, DELETE",
             Route::Endpoints(_) => "GET, POST",
             Route::Endpoint(..) => "GET, PATCH, DELETE",
             Route::Secret(..) | Route::Attempts(..) | Route::Message(..) | Route::Dlq => "GET",
@@ -95,6 +103,24 @@ impl<'a> Route<'a> {
             | Route::ReplayMessage(..)
             | Route::Recover(..)
             | Route::DlqReplay => "POST",
+        }
+    }
+
+    /// What the route is to [`shared::access`].
+    fn scope(&self) -> Scope<'_> {
+        match self {
+            Route::PortalSessions(account) => Scope::PortalSessions(account),
+            Route::Settings(account)
+            | Route::Endpoints(account)
+            | Route::Endpoint(account, _)
+            | Route::Secret(account, _)
+            | Route::RotateSecret(account, _)
+            | Route::Attempts(account, _)
+            | Route::Test(account, _)
+            | Route::ReplayMessage(account, ..)
+            | Route::Recover(account, _)
+            | Route::Message(account, _) => Scope::Account(account),
+            Route::Dlq | Route::DlqReplay => Scope::Platform,
         }
     }
 }
@@ -106,8 +132,18 @@ async fn route(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiError> {
     if !route.allowed().split(", ").any(|m| m == method.as_str()) {
         return Err(ApiError::method_not_allowed(route.allowed()));
     }
-    authenticate(&deps.store, req).await?;
+    admit(&deps.store, req, route.scope()).await?;
     match (route, method) {
+        (Route::Settings(account), Method::PATCH) => {
+            accounts::patch_settings(deps, &account, req).await
+        }
+        (Route::Settings(account), _) => accounts::settings(deps, &account).await,
+        (Route::PortalSessions(account), Method::POST) => {
+            accounts::create_portal_session(deps, &account, req).await
+        }
+        (Route::PortalSessions(account), _) => {
+            accounts::revoke_portal_sessions(deps, &account).await
+        }
         (Route::Endpoints(account), Method::POST) => endpoints::create(deps, &account, req).await,
         (Route::Endpoints(account), _) => endpoints::list(deps, &account, req).await,
         (Route::Endpoint(account, id), Method::GET) => endpoints::get(deps, &account, id).await,
@@ -188,6 +224,17 @@ mod tests {
                 .unwrap()
                 .allowed(),
             "GET"
+        );
+        let sessions = Route::parse("/v1/accounts/jane/portal-sessions").unwrap();
+        let jane = Account::parse("jane").unwrap();
+        assert_eq!(sessions.scope(), Scope::PortalSessions(&jane));
+        assert_eq!(
+            Route::parse("/v1/accounts/jane/settings").unwrap().scope(),
+            Scope::Account(&jane)
+        );
+        assert_eq!(
+            Route::parse("/v1/dlq/replay").unwrap().scope(),
+            Scope::Platform
         );
         for path in [
             "/",

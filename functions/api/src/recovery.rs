@@ -1,5 +1,6 @@
 //! Redelivery on an endpoint owner's request: a test event, one message again, and
-//! every message whose last attempt in a time window failed.
+//! every message whose last attempt in a time window failed; none while the
+//! account's webhooks are disabled.
 
 use std::time::{Duration, Instant};
 
@@ -16,6 +17,7 @@ use shared::task::Recover;
 use shared::timefmt;
 use time::OffsetDateTime;
 
+use crate::accounts::require_webhooks_enabled;
 use crate::{Deps, endpoints, internal};
 
 /// The event type of a test event when the request names none and the endpoint
@@ -39,6 +41,7 @@ pub async fn send_test(
     req: &Request,
 ) -> Result<Response<Body>, ApiError> {
     let (endpoint, _) = endpoints::load(deps, account, endpoint_id).await?;
+    require_webhooks_enabled(deps, account).await?;
     let body = json_object(req)?;
     let event_type = test_event_type(&body, &endpoint)?;
     let mut object = Map::new();
@@ -102,6 +105,7 @@ pub async fn replay_message(
     message_id: &str,
 ) -> Result<Response<Body>, ApiError> {
     let (endpoint, _) = endpoints::load(deps, account, endpoint_id).await?;
+    require_webhooks_enabled(deps, account).await?;
     let not_found = || ApiError::not_found(format!("no message {message_id}"));
     let id = MessageId::parse(message_id).ok_or_else(not_found)?;
     let message = deps
@@ -128,6 +132,7 @@ pub async fn recover(
 ) -> Result<Response<Body>, ApiError> {
     let deadline = Instant::now() + budget;
     let (endpoint, _) = endpoints::load(deps, account, endpoint_id).await?;
+    require_webhooks_enabled(deps, account).await?;
     let (since, until) = parse_window(&json_object(req)?, OffsetDateTime::now_utc())?;
     let part = Recover {
         account: account.clone(),

@@ -39,13 +39,24 @@ impl Api {
     }
 
     fn request(&self, method: Method, path_and_query: &str, body: Option<Value>) -> Request {
+        self.request_as(&self.key, method, path_and_query, body)
+    }
+
+    /// A request with `key` (a platform key or a portal token) as its credential.
+    fn request_as(
+        &self,
+        key: &str,
+        method: Method,
+        path_and_query: &str,
+        body: Option<Value>,
+    ) -> Request {
         let (path, query) = path_and_query
             .split_once('?')
             .unwrap_or((path_and_query, ""));
         let mut builder = lambda_http::http::Request::builder()
             .method(method)
             .uri(path)
-            .header("authorization", format!("Bearer {}", self.key));
+            .header("authorization", format!("Bearer {key}"));
         if body.is_some() {
             builder = builder.header("content-type", "application/json");
         }
@@ -67,6 +78,16 @@ impl Api {
 
     async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
         self.send(self.request(method, path, body)).await
+    }
+
+    async fn call_as(
+        &self,
+        key: &str,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        self.send(self.request_as(key, method, path, body)).await
     }
 
     async fn create(&self, account: &str, body: Value) -> Value {
@@ -723,4 +744,207 @@ async fn the_portal_page_needs_no_key_and_may_be_framed_only_where_configured() 
     );
     let page = std::str::from_utf8(response.body().as_ref()).unwrap();
     assert!(page.contains("Webhooks enabled"));
+}
+
+#[tokio::test]
+async fn settings_start_enabled_and_a_disabled_account_refuses_redelivery() {
+    let api = Api::new().await;
+    let settings = "/v1/accounts/jane/settings";
+    let (status, body) = api.call(Method::GET, settings, None).await;
+    assert_eq!(
+        (status, body),
+        (StatusCode::OK, json!({"webhooks_enabled": true}))
+    );
+    for refused in [
+        json!({"webhooks_enabled": "no"}),
+        json!({"webhooks_enabled": null}),
+        json!({"webhooks_enabled": 0}),
+    ] {
+        let (status, body) = api
+            .call(Method::PATCH, settings, Some(refused.clone()))
+            .await;
+        assert_eq!(
+            (status, code(&body)),
+            (StatusCode::BAD_REQUEST, "validation_error"),
+            "{refused}"
+        );
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("webhooks_enabled")
+        );
+    }
+    let (status, body) = api
+        .call(Method::PATCH, settings, Some(json!({"enabled": false})))
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::BAD_REQUEST, "validation_error")
+    );
+
+    let created = api
+        .create("jane", json!({"url": "https://example.com/hook"}))
+        .await;
+    let endpoint = format!(
+        "/v1/accounts/jane/endpoints/{}",
+        created["id"].as_str().unwrap()
+    );
+    let (status, sent) = api
+        .call(Method::POST, &format!("{endpoint}/test"), None)
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{sent}");
+    let message = sent["id"].as_str().unwrap().to_string();
+    let delivery = api.env.queues.delivery_url().to_string();
+    assert_eq!(api.env.queue_depth(&delivery).await, 1);
+
+    let (status, body) = api
+        .call(
+            Method::PATCH,
+            settings,
+            Some(json!({"webhooks_enabled": false})),
+        )
+        .await;
+    assert_eq!(
+        (status, body),
+        (StatusCode::OK, json!({"webhooks_enabled": false}))
+    );
+    let (_, body) = api.call(Method::GET, settings, None).await;
+    assert_eq!(body, json!({"webhooks_enabled": false}));
+    // Another account is not touched.
+    let (_, body) = api
+        .call(Method::GET, "/v1/accounts/bob/settings", None)
+        .await;
+    assert_eq!(body, json!({"webhooks_enabled": true}));
+
+    let since = json!({"since": "2020-01-01T00:00:00Z"});
+    let refused = [
+        (format!("{endpoint}/test"), None),
+        (format!("{endpoint}/messages/{message}/replay"), None),
+        (format!("{endpoint}/recover"), Some(since.clone())),
+    ];
+    for (path, body) in &refused {
+        let (status, answer) = api.call(Method::POST, path, body.clone()).await;
+        assert_eq!(
+            (status, code(&answer)),
+            (StatusCode::CONFLICT, "conflict"),
+            "{path}"
+        );
+        assert!(
+            answer["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("disabled"),
+            "{answer}"
+        );
+    }
+    assert_eq!(
+        api.env.queue_depth(&delivery).await,
+        1,
+        "nothing more queued"
+    );
+
+    let (status, _) = api
+        .call(
+            Method::PATCH,
+            settings,
+            Some(json!({"webhooks_enabled": true})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = api.call(Method::POST, &refused[0].0, None).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let (status, _) = api.call(Method::POST, &refused[1].0, None).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(api.env.queue_depth(&delivery).await, 3);
+}
+
+#[tokio::test]
+async fn portal_sessions_open_one_account_until_revoked() {
+    let api = Api::new().await;
+    let sessions = "/v1/accounts/jane/portal-sessions";
+    let mut request = api.request(Method::POST, sessions, None);
+    request
+        .headers_mut()
+        .insert("host", "hooks.example.com".parse().unwrap());
+    let before = OffsetDateTime::now_utc();
+    let (status, session) = api.send(request).await;
+    assert_eq!(status, StatusCode::CREATED, "{session}");
+    let token = session["token"].as_str().unwrap().to_string();
+    assert!(token.starts_with("hlp_"));
+    assert_eq!(
+        session["url"],
+        format!("https://hooks.example.com/portal#token={token}")
+    );
+    let expires_at = shared::timefmt::parse(session["expires_at"].as_str().unwrap()).unwrap();
+    let lifetime = expires_at - before;
+    assert!(
+        lifetime > time::Duration::seconds(3590) && lifetime <= time::Duration::seconds(3600),
+        "{lifetime}"
+    );
+    // Only its hash is stored.
+    assert_eq!(api.env.count_items("PORTAL#").await, 1);
+    assert!(api.env.store.portal_token(&token).await.unwrap().is_none());
+
+    let (status, short) = api
+        .call(Method::POST, sessions, Some(json!({"ttl_seconds": 60})))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let short_expiry = shared::timefmt::parse(short["expires_at"].as_str().unwrap()).unwrap();
+    assert!(short_expiry - before <= time::Duration::seconds(60));
+    for ttl in [json!(59), json!(86_401), json!("60"), json!(1.5)] {
+        let (status, body) = api
+            .call(Method::POST, sessions, Some(json!({ "ttl_seconds": ttl })))
+            .await;
+        assert_eq!(
+            (status, code(&body)),
+            (StatusCode::BAD_REQUEST, "validation_error"),
+            "{ttl}"
+        );
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("ttl_seconds")
+        );
+    }
+
+    let (status, _) = api
+        .call_as(&token, Method::GET, "/v1/accounts/jane/endpoints", None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = api
+        .call_as(&token, Method::GET, "/v1/accounts/bob/endpoints", None)
+        .await;
+    assert_eq!((status, code(&body)), (StatusCode::NOT_FOUND, "not_found"));
+    let (status, body) = api.call_as(&token, Method::POST, sessions, None).await;
+    assert_eq!((status, code(&body)), (StatusCode::FORBIDDEN, "forbidden"));
+    let bob = api.env.portal_token("bob", time::Duration::hours(1)).await;
+
+    let (status, body) = api.call(Method::DELETE, sessions, None).await;
+    assert_eq!((status, body), (StatusCode::NO_CONTENT, Value::Null));
+    for revoked in [&token, short["token"].as_str().unwrap()] {
+        let (status, body) = api
+            .call_as(revoked, Method::GET, "/v1/accounts/jane/endpoints", None)
+            .await;
+        assert_eq!(
+            (status, code(&body)),
+            (StatusCode::UNAUTHORIZED, "unauthorized")
+        );
+    }
+    // Another account's sessions live on; a new session of this one works.
+    let (status, _) = api
+        .call_as(&bob, Method::GET, "/v1/accounts/bob/endpoints", None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, fresh) = api.call(Method::POST, sessions, None).await;
+    let (status, _) = api
+        .call_as(
+            fresh["token"].as_str().unwrap(),
+            Method::GET,
+            "/v1/accounts/jane/settings",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
 }

@@ -14,8 +14,8 @@ use shared::account::Account;
 use shared::event::NewEvent;
 use shared::http::ApiError;
 use shared::ids::{EndpointId, MessageId};
-use shared::model::{DeliveryJob, Endpoint, Message};
-use shared::store::{Claim, Inserted, StoreError};
+use shared::model::{DeliveryJob, Message};
+use shared::store::{AccountEndpoints, Claim, Inserted, StoreError};
 use shared::task::FanOut;
 use time::OffsetDateTime;
 
@@ -214,12 +214,13 @@ async fn store(deps: &Deps, event: NewEvent, now: OffsetDateTime) -> Result<Stor
     }
 }
 
-/// The subscribed endpoints of each pending event: one Query per account.
+/// The subscribed endpoints of each pending event: one Query per account, which
+/// also reads the account's settings; an account whose webhooks are disabled has none.
 async fn find_endpoints(deps: &Deps, pending: &mut [Pending]) {
     let mut accounts: Vec<&Account> = pending.iter().map(|p| &p.message.account).collect();
     accounts.sort_unstable();
     accounts.dedup();
-    let found: HashMap<Account, Result<Vec<Endpoint>, StoreError>> =
+    let found: HashMap<Account, Result<AccountEndpoints, StoreError>> =
         futures::future::join_all(accounts.into_iter().map(|account| async move {
             (account.clone(), deps.store.account_endpoints(account).await)
         }))
@@ -228,8 +229,12 @@ async fn find_endpoints(deps: &Deps, pending: &mut [Pending]) {
         .collect();
     for event in pending {
         match &found[&event.message.account] {
-            Ok(endpoints) => {
-                event.endpoint_ids = endpoints
+            Ok(account) if !account.settings.webhooks_enabled => {
+                tracing::info!(message_id = %event.message.id, "the account's webhooks are disabled; nothing to enqueue");
+            }
+            Ok(account) => {
+                event.endpoint_ids = account
+                    .endpoints
                     .iter()
                     .filter(|e| e.subscribes(&event.message.event_type, &event.message.dataset))
                     .map(|e| e.id.clone())

@@ -6,12 +6,12 @@ mod accept;
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 use serde_json::{Value, json};
+use shared::access::Scope;
 use shared::catalog::EVENT_TYPES;
 use shared::config::Config;
 use shared::event::{self, Refusal};
 use shared::http::{
-    ApiError, MAX_BATCH_BODY_BYTES, authenticate, header_value, json, json_object,
-    json_object_within,
+    ApiError, MAX_BATCH_BODY_BYTES, admit, header_value, json, json_object, json_object_within,
 };
 use shared::queue::Queues;
 use shared::store::Store;
@@ -37,17 +37,17 @@ async fn route(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiError> {
         "/health" if method == Method::GET => Ok(json(StatusCode::OK, &json!({"status": "ok"}))),
         "/health" => Err(ApiError::method_not_allowed("GET")),
         "/v1/event-types" if method == Method::GET => {
-            authenticate(&deps.store, req).await?;
+            admit(&deps.store, req, Scope::Catalog).await?;
             Ok(json(StatusCode::OK, &json!({"data": EVENT_TYPES})))
         }
         "/v1/event-types" => Err(ApiError::method_not_allowed("GET")),
         "/v1/events" if method == Method::POST => {
-            authenticate(&deps.store, req).await?;
+            admit(&deps.store, req, Scope::Platform).await?;
             accept_event(deps, req).await
         }
         "/v1/events" => Err(ApiError::method_not_allowed("POST")),
         "/v1/events/batch" if method == Method::POST => {
-            authenticate(&deps.store, req).await?;
+            admit(&deps.store, req, Scope::Platform).await?;
             accept_batch(deps, req).await
         }
         "/v1/events/batch" => Err(ApiError::method_not_allowed("POST")),

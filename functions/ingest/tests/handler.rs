@@ -326,3 +326,58 @@ async fn a_retry_after_a_failed_fan_out_delivers_the_same_message() {
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(env.count_items("MSG#").await, 1);
 }
+
+#[tokio::test]
+async fn a_disabled_account_stores_its_events_and_enqueues_nothing() {
+    let (env, deps, key) = setup().await;
+    add_endpoint(&env, "jane", |_| {}).await;
+    add_endpoint(&env, "bob", |_| {}).await;
+    let jane = "jane".parse().unwrap();
+    let disabled = shared::settings::AccountSettings {
+        webhooks_enabled: false,
+    };
+    env.store
+        .put_account_settings(&jane, &disabled)
+        .await
+        .unwrap();
+
+    let (status, body) = call(
+        &deps,
+        request(Method::POST, "/v1/events", Some(&key), EVENT),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body["endpoints"], 0);
+    let stored = shared::ids::MessageId::parse(body["id"].as_str().unwrap()).unwrap();
+    assert!(
+        env.store
+            .get_message(&jane, &stored)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let bob_event = EVENT.replace("jane/flowers", "bob/flowers");
+    let batch = format!(r#"{{"events": [{EVENT}, {bob_event}]}}"#);
+    let (status, body) = call(
+        &deps,
+        request(Method::POST, "/v1/events/batch", Some(&key), &batch),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body["data"][0]["endpoints"], 0, "{body}");
+    assert_eq!(body["data"][1]["endpoints"], 1, "another account fans out");
+    assert_eq!(env.count_items("MSG#").await, 3);
+    assert_eq!(env.queue_depth(env.queues.delivery_url()).await, 1);
+
+    env.store
+        .put_account_settings(&jane, &shared::settings::AccountSettings::default())
+        .await
+        .unwrap();
+    let (_, body) = call(
+        &deps,
+        request(Method::POST, "/v1/events", Some(&key), EVENT),
+    )
+    .await;
+    assert_eq!(body["endpoints"], 1, "enabled again: {body}");
+    assert_eq!(env.queue_depth(env.queues.delivery_url()).await, 2);
+}

@@ -14,6 +14,8 @@ use time::OffsetDateTime;
 use super::{AttemptOutcome, StoreError};
 use crate::ids::{AttemptId, EndpointId, MessageId};
 use crate::model::{Attempt, AttemptStatus, Endpoint, EndpointSecrets, Format, Message};
+use crate::portal::PortalToken;
+use crate::settings::AccountSettings;
 use crate::signing::Secret;
 use crate::timefmt;
 
@@ -208,6 +210,64 @@ pub(super) struct ClaimRecord {
 
 pub(super) fn claim_from_item(item: &Item) -> Result<ClaimRecord, StoreError> {
     from_item(item, "an idempotency record")
+}
+
+// --- account settings ---
+
+/// The account's settings item. It exists once a setting was changed or the
+/// account's portal sessions were revoked, so either attribute may be absent.
+#[derive(Serialize, Deserialize)]
+struct AccountRecord {
+    /// Absent until first changed: enabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    webhooks_enabled: Option<bool>,
+    /// Absent until the account's portal sessions are first revoked: 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    portal_generation: Option<u64>,
+}
+
+pub(super) fn account_settings_from_item(item: &Item) -> Result<AccountSettings, StoreError> {
+    let r: AccountRecord = from_item(item, "an account's settings")?;
+    let defaults = AccountSettings::default();
+    Ok(AccountSettings {
+        webhooks_enabled: r.webhooks_enabled.unwrap_or(defaults.webhooks_enabled),
+    })
+}
+
+pub(super) fn portal_generation_from_item(item: &Item) -> Result<u64, StoreError> {
+    let r: AccountRecord = from_item(item, "an account's settings")?;
+    Ok(r.portal_generation.unwrap_or(0))
+}
+
+// --- portal tokens ---
+
+#[derive(Serialize, Deserialize)]
+struct PortalTokenRecord {
+    token_hash: String,
+    account: Account,
+    generation: u64,
+    /// Epoch seconds: also the table's TTL attribute.
+    expires_at: i64,
+}
+
+pub(super) fn portal_token_item(token: &PortalToken) -> Item {
+    to_item(PortalTokenRecord {
+        token_hash: token.token_hash.clone(),
+        account: token.account.clone(),
+        generation: token.generation,
+        expires_at: token.expires_at.unix_timestamp(),
+    })
+}
+
+pub(super) fn portal_token_from_item(item: &Item) -> Result<PortalToken, StoreError> {
+    let r: PortalTokenRecord = from_item(item, "a portal token")?;
+    Ok(PortalToken {
+        token_hash: r.token_hash,
+        account: r.account,
+        generation: r.generation,
+        expires_at: OffsetDateTime::from_unix_timestamp(r.expires_at)
+            .map_err(|e| StoreError::Corrupt(format!("a portal token's expiry: {e}")))?,
+    })
 }
 
 // --- attempts ---
@@ -526,6 +586,52 @@ mod tests {
         // Absent when no answer came, or after the last attempt; never mistyped.
         for name in ["response_status", "next_attempt_at"] {
             assert_refused(&item, name, attempt_from_item, true);
+        }
+    }
+
+    #[test]
+    fn account_settings_read_absent_as_the_defaults_and_corrupt_as_errors() {
+        let empty = Item::new();
+        assert_eq!(
+            account_settings_from_item(&empty).unwrap(),
+            AccountSettings::default()
+        );
+        assert_eq!(portal_generation_from_item(&empty).unwrap(), 0);
+        let item: Item = HashMap::from([
+            ("webhooks_enabled".into(), AttributeValue::Bool(false)),
+            ("portal_generation".into(), n(4)),
+        ]);
+        assert!(!account_settings_from_item(&item).unwrap().webhooks_enabled);
+        assert_eq!(portal_generation_from_item(&item).unwrap(), 4);
+        assert_refused(&item, "webhooks_enabled", account_settings_from_item, true);
+        assert_refused(
+            &item,
+            "portal_generation",
+            portal_generation_from_item,
+            true,
+        );
+        let mut negative = item.clone();
+        negative.insert("portal_generation".into(), n(-1));
+        assert!(matches!(
+            portal_generation_from_item(&negative),
+            Err(StoreError::Corrupt(_))
+        ));
+    }
+
+    #[test]
+    fn portal_tokens_round_trip_and_a_corrupt_field_is_an_error() {
+        let token = PortalToken::new(
+            "hlp_x",
+            &Account::parse("jane").unwrap(),
+            2,
+            OffsetDateTime::now_utc(),
+            time::Duration::hours(1),
+        );
+        let item = portal_token_item(&token);
+        assert_eq!(item["expires_at"], n(token.expires_at.unix_timestamp()));
+        assert_eq!(portal_token_from_item(&item).unwrap(), token);
+        for name in ["token_hash", "account", "generation", "expires_at"] {
+            assert_refused(&item, name, portal_token_from_item, false);
         }
     }
 

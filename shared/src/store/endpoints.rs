@@ -1,19 +1,21 @@
 //! Endpoints: an account's endpoints share its partition (`ACCT#<account>`), so
-//! fan-out and listing are one Query; changes are conditional on what was read.
+//! fan-out (with the account's settings) and listing are one Query; changes are
+//! conditional on what was read.
 
 use crate::account::Account;
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, Update};
 use time::OffsetDateTime;
 
 use super::codec::{
-    endpoint_from_item, endpoint_item, list, n, s, secrets_from_item, secrets_item, settings_item,
-    time_text,
+    account_settings_from_item, endpoint_from_item, endpoint_item, list, n, s, secrets_from_item,
+    secrets_item, settings_item, time_text,
 };
-use super::keys::{ENDPOINT_SK_PREFIX, account_pk, endpoint_count_key, endpoint_key};
+use super::keys::{ENDPOINT_SK_PREFIX, SETTINGS_SK, account_pk, endpoint_count_key, endpoint_key};
 use super::schema::{PARTITION_KEY as PK, SORT_KEY as SK};
 use super::{Page, Store, StoreError, applied, aws_error, cancelled, is_condition_failed};
 use crate::ids::EndpointId;
 use crate::model::{Endpoint, EndpointSecrets};
+use crate::settings::AccountSettings;
 use crate::signing::Secret;
 
 /// The most endpoints one account may have.
@@ -21,6 +23,13 @@ pub const MAX_ENDPOINTS_PER_ACCOUNT: u32 = 500;
 
 /// The count item's attribute: how many endpoints the account has.
 const ENDPOINT_COUNT: &str = "endpoints";
+
+/// An account's endpoints and settings, as a fan-out reads them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AccountEndpoints {
+    pub settings: AccountSettings,
+    pub endpoints: Vec<Endpoint>,
+}
 
 /// What creating an endpoint did.
 #[must_use]
@@ -285,24 +294,53 @@ impl Store {
             .expression_attribute_values(":ep", s(ENDPOINT_SK_PREFIX))
     }
 
-    /// Every endpoint of `account`, for a fan-out to pick its subscribers from: one
-    /// Query over the account's partition (followed across pages), without secrets.
-    pub async fn account_endpoints(&self, account: &Account) -> Result<Vec<Endpoint>, StoreError> {
+    /// Every endpoint of `account` (without secrets) and the account's settings, for
+    /// a fan-out to pick its subscribers from: one Query (followed across pages)
+    /// over the account's partition, from its first endpoint to its settings item.
+    pub async fn account_endpoints(
+        &self,
+        account: &Account,
+    ) -> Result<AccountEndpoints, StoreError> {
         let mut pages = self
-            .endpoint_query(account)
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("#pk = :pk AND #sk BETWEEN :first AND :settings")
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_names("#sk", SK)
+            .expression_attribute_values(":pk", s(account_pk(account)))
+            .expression_attribute_values(":first", s(ENDPOINT_SK_PREFIX))
+            .expression_attribute_values(":settings", s(SETTINGS_SK))
             .projection_expression(
-                "id, account, #url, description, version, event_types, datasets, #format, disabled, created_at, updated_at",
+                "#sk, id, account, #url, description, version, event_types, datasets, #format, \
+                 disabled, created_at, updated_at, webhooks_enabled",
             )
             .expression_attribute_names("#url", "url")
             .expression_attribute_names("#format", "format")
             .into_paginator()
             .items()
             .send();
-        let mut endpoints = Vec::new();
+        let mut found = AccountEndpoints {
+            settings: AccountSettings::default(),
+            endpoints: Vec::new(),
+        };
         while let Some(item) = pages.next().await {
-            endpoints.push(endpoint_from_item(&item.map_err(aws_error("Query"))?)?);
+            let item = item.map_err(aws_error("Query"))?;
+            match item.get(SK).and_then(|sk| sk.as_s().ok()) {
+                Some(sk) if sk == SETTINGS_SK => {
+                    found.settings = account_settings_from_item(&item)?
+                }
+                Some(sk) if sk.starts_with(ENDPOINT_SK_PREFIX) => {
+                    found.endpoints.push(endpoint_from_item(&item)?);
+                }
+                other => {
+                    return Err(StoreError::Corrupt(format!(
+                        "an item of account {account} between its endpoints and its settings: {other:?}"
+                    )));
+                }
+            }
         }
-        Ok(endpoints)
+        Ok(found)
     }
 
     /// Marks an endpoint of `account` disabled; `false` when there is no such endpoint.

@@ -6,6 +6,8 @@
 //! | platform key | `KEY#<sha256 hex>` | `KEY` | |
 //! | endpoint | `ACCT#<account>` | `EP#<ep_id>` | |
 //! | endpoint count | `ACCT#<account>` | `COUNT` | |
+//! | account settings | `ACCT#<account>` | `SETTINGS` | |
+//! | portal token | `PORTAL#<sha256 hex>` | `PORTAL` | |
 //! | message | `MSG#<msg_id>` | `MSG` | |
 //! | idempotency record | `IDEM#<account>#<key>` | `IDEM` | |
 //! | attempt | `MSG#<msg_id>` | `ATT#<atmpt_id>` | `gsi1pk = EPATT#<account>#<ep_id>`, `gsi1sk = <atmpt_id>`; `gsi2pk = EPATT#<account>#<ep_id>#<status>`, `gsi2sk = <atmpt_id>` |
@@ -47,7 +49,25 @@ pub(super) fn endpoint_key(account: &Account, id: &EndpointId) -> Item {
 /// The item that counts an account's endpoints: in their partition, outside
 /// their sort keys.
 pub(super) fn endpoint_count_key(account: &Account) -> Item {
-    key(account_pk(account), "COUNT")
+    key(account_pk(account), ENDPOINT_COUNT_SK)
+}
+
+const ENDPOINT_COUNT_SK: &str = "COUNT";
+
+/// The account's settings item sorts after every endpoint, with nothing between
+/// (the account partition holds only `COUNT`, `EP#…` and `SETTINGS`), so the
+/// fan-out reads the endpoints and the settings in one Query from
+/// [`ENDPOINT_SK_PREFIX`] to here.
+pub(super) const SETTINGS_SK: &str = "SETTINGS";
+
+pub(super) fn account_settings_key(account: &Account) -> Item {
+    key(account_pk(account), SETTINGS_SK)
+}
+
+// --- portal tokens ---
+
+pub(super) fn portal_token_key(token_hash: &str) -> Item {
+    key(format!("PORTAL#{token_hash}"), "PORTAL")
 }
 
 // --- messages and their idempotency records ---
@@ -97,4 +117,20 @@ pub(super) fn endpoint_attempts_by_status_pk(
         endpoint_attempts_pk(account, endpoint),
         status.as_str()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_settings_sort_after_every_endpoint_and_the_count_before() {
+        let endpoint = format!("{ENDPOINT_SK_PREFIX}{}", EndpointId::new());
+        assert!(
+            ENDPOINT_COUNT_SK < ENDPOINT_SK_PREFIX,
+            "the count is outside the range"
+        );
+        assert!(ENDPOINT_SK_PREFIX < endpoint.as_str());
+        assert!(endpoint.as_str() < SETTINGS_SK);
+    }
 }

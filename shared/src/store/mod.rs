@@ -13,7 +13,11 @@
 //!   - `messages`: a message is one item in its own partition, stored once per
 //!     idempotency key through a claim written in the same transaction;
 //!   - `attempts`: an attempt sits in its message's partition and is indexed
-//!     by endpoint (`gsi1`) and by endpoint and status (`gsi2`).
+//!     by endpoint (`gsi1`) and by endpoint and status (`gsi2`);
+//!   - `settings`: an account's settings, one item after its endpoints, so the
+//!     fan-out's Query reads them too;
+//!   - `portal`: portal tokens by their hash, and the account's portal
+//!     generation (in its settings item) that revokes them all at once.
 
 use std::time::Duration;
 
@@ -29,10 +33,12 @@ mod codec;
 mod endpoints;
 mod keys;
 mod messages;
+mod portal;
 pub mod schema;
+mod settings;
 
 pub use attempts::{AttemptOutcome, attempt_id_before, attempt_id_bounds};
-pub use endpoints::{Creation, MAX_ENDPOINTS_PER_ACCOUNT};
+pub use endpoints::{AccountEndpoints, Creation, MAX_ENDPOINTS_PER_ACCOUNT};
 pub use messages::{Claim, FAN_OUT_LEASE, Inserted};
 
 use codec::n;
