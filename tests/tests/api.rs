@@ -181,6 +181,26 @@ async fn every_route_answers_through_the_gateway() {
 }
 
 #[tokio::test]
+async fn a_portal_session_s_url_is_this_server_s_page_and_its_token_opens_the_account() {
+    let dev = Dev::start(&[]);
+    let client = reqwest::Client::new();
+    let sessions = "/v1/accounts/jane/portal-sessions";
+    let (status, session) = call(&dev, &client, Method::POST, sessions, None).await;
+    assert_eq!(status, StatusCode::CREATED, "{session}");
+    let token = session["token"].as_str().unwrap();
+    assert_eq!(session["url"], dev.url(&format!("/portal#token={token}")));
+    for path in ["/v1/event-types", "/v1/accounts/jane/settings"] {
+        let response = client
+            .get(dev.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+    }
+}
+
+#[tokio::test]
 async fn an_oversized_or_non_json_body_is_refused_at_the_edge() {
     let dev = Dev::start(&[]);
     let client = reqwest::Client::new();

@@ -215,12 +215,28 @@ async fn moto_api(url: &str, path: &str, body: &'static str) {
     assert!(answer.status().is_success(), "/moto-api/{path}");
 }
 
-/// A call to dev's HTTP API (no body when `body` is null); no path may answer 5xx,
-/// and nothing may have been refused before it.
+/// A call to dev's HTTP API with the platform key (no body when `body` is null);
+/// no path may answer 5xx, and nothing may have been refused before it.
 async fn send(dev: &Dev, method: Method, path: &str, body: &Value) -> (u16, Value) {
+    send_as(dev, None, method, path, body).await
+}
+
+/// [`send`] with `token` (a portal token) in place of the platform key, if given.
+async fn send_as(
+    dev: &Dev,
+    token: Option<&str>,
+    method: Method,
+    path: &str,
+    body: &Value,
+) -> (u16, Value) {
     assert_nothing_refused(dev);
     let client = reqwest::Client::new();
-    let mut request = dev.request(&client, method.clone(), path);
+    let mut request = match token {
+        Some(token) => client
+            .request(method.clone(), dev.url(path))
+            .bearer_auth(token),
+        None => dev.request(&client, method.clone(), path),
+    };
     if !body.is_null() {
         request = request.json(body);
     }
@@ -475,6 +491,35 @@ async fn every_path_runs_with_exactly_its_roles_grants() {
         let to_each = deliveries.iter().filter(|d| d.header("webhook-id") == id);
         assert_eq!(to_each.count(), subscribers, "every endpoint gets {id}");
     }
+
+    // Account settings: a disabled account stores its event and enqueues nothing.
+    let settings = "/v1/accounts/bulk/settings";
+    answer(&dev, GET, settings, Value::Null, 200).await;
+    let off = json!({"webhooks_enabled": false});
+    answer(&dev, PATCH, settings, off, 200).await;
+    let quiet = json!({"event_type": "dataset.updated", "dataset": "bulk/set", "object": {}});
+    let accepted = answer(&dev, POST, "/v1/events", quiet, 202).await;
+    assert_eq!(accepted["endpoints"], 0);
+    answer(
+        &dev,
+        PATCH,
+        settings,
+        json!({"webhooks_enabled": true}),
+        200,
+    )
+    .await;
+
+    // A portal session: its token opens its account through both functions, until revoked.
+    let sessions = "/v1/accounts/jane/portal-sessions";
+    let session = answer(&dev, POST, sessions, json!({"ttl_seconds": 600}), 201).await;
+    let token = session["token"].as_str().expect("a token");
+    for path in [endpoints, "/v1/event-types"] {
+        let (status, _) = send_as(&dev, Some(token), GET, path, &Value::Null).await;
+        assert_eq!(status, 200, "{path}");
+    }
+    answer(&dev, DELETE, sessions, Value::Null, 204).await;
+    let (status, _) = send_as(&dev, Some(token), GET, endpoints, &Value::Null).await;
+    assert_eq!(status, 401);
 
     // Nothing was refused on the way.
     assert_nothing_refused(&dev);

@@ -880,7 +880,10 @@ async fn portal_sessions_open_one_account_until_revoked() {
     // An hour from the request, in whole seconds.
     let hour = time::Duration::hours(1);
     assert!(expires_at > before + hour - time::Duration::seconds(1));
-    assert!(expires_at <= OffsetDateTime::now_utc() + hour, "{expires_at}");
+    assert!(
+        expires_at <= OffsetDateTime::now_utc() + hour,
+        "{expires_at}"
+    );
     // Only its hash is stored.
     assert_eq!(api.env.count_items("PORTAL#").await, 1);
     assert!(api.env.store.portal_token(&token).await.unwrap().is_none());
