@@ -64,11 +64,12 @@ pub async fn run(command: DlqCommand) -> Result<(), String> {
                     EndpointId::parse(&id).ok_or_else(|| format!("`{id}` is not an endpoint id"))
                 })
                 .transpose()?;
-            if let Some(name) = &event_type
-                && !shared::catalog::is_known(name)
-            {
-                return Err(format!("`{name}` is not a known event type"));
-            }
+            let event_type = event_type
+                .map(|name| {
+                    shared::event::known_event_type("--event-type", &name)
+                        .map_err(|e| e.to_string())
+                })
+                .transpose()?;
             if limit == Some(0) {
                 return Err("--limit must be at least 1".into());
             }

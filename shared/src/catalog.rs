@@ -3,61 +3,69 @@
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use crate::event_type::EventType;
+
+/// A built-in event type as `GET /v1/event-types` lists it.
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
-pub struct EventType {
+pub struct Definition {
     pub name: &'static str,
     pub description: &'static str,
 }
 
-pub const EVENT_TYPES: &[EventType] = &[
-    EventType {
+pub const EVENT_TYPES: &[Definition] = &[
+    Definition {
         name: "dataset.created",
         description: "A dataset was created.",
     },
-    EventType {
+    Definition {
         name: "dataset.updated",
         description: "A dataset's settings or metadata changed.",
     },
-    EventType {
+    Definition {
         name: "dataset.deleted",
         description: "A dataset was deleted.",
     },
-    EventType {
+    Definition {
         name: "sample.created",
         description: "A sample was added to a dataset.",
     },
-    EventType {
+    Definition {
         name: "sample.updated",
         description: "A sample's data or metadata changed.",
     },
-    EventType {
+    Definition {
         name: "sample.deleted",
         description: "A sample was removed from a dataset.",
     },
-    EventType {
+    Definition {
         name: "label.updated",
         description: "A sample's labels were created or changed.",
     },
-    EventType {
+    Definition {
         name: "label.deleted",
         description: "A sample's labels were removed.",
     },
-    EventType {
+    Definition {
         name: "issue.created",
         description: "An issue was opened on a dataset.",
     },
-    EventType {
+    Definition {
         name: "issue.updated",
         description: "An issue was changed, commented on or closed.",
     },
-    EventType {
+    Definition {
         name: "release.created",
         description: "A release of a dataset was published.",
     },
 ];
 
-pub fn is_known(name: &str) -> bool {
+fn is_known(name: &str) -> bool {
     EVENT_TYPES.iter().any(|t| t.name == name)
+}
+
+/// `name` as an [`EventType`], when the catalog has it.
+pub fn known(name: &str) -> Option<EventType> {
+    is_known(name).then(|| EventType::parse(name)).flatten()
 }
 
 /// The sentence a delivery carries when the platform sent no `text`, e.g.
@@ -106,6 +114,8 @@ mod tests {
         assert_eq!(EVENT_TYPES.len(), 11);
         assert!(is_known("sample.created") && is_known("release.created"));
         assert!(!is_known("sample.exploded") && !is_known(""));
+        assert!(EVENT_TYPES.iter().all(|t| known(t.name).is_some()));
+        assert_eq!(known("sample.exploded"), None);
     }
 
     #[test]

@@ -1,13 +1,12 @@
 //! The rules an endpoint's settings must keep, for creation and for changes.
 
-use crate::account::Account;
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use url::{Host, Url};
 
-use crate::account::is_valid_name;
-use crate::catalog;
-use crate::event::FieldError;
+use crate::account::{Account, is_valid_name};
+use crate::event::{FieldError, known_event_type};
+use crate::event_type::EventType;
 use crate::ids::EndpointId;
 use crate::model::{Endpoint, EndpointSecrets, Format};
 use crate::net;
@@ -36,7 +35,7 @@ pub struct EndpointIn {
     pub url: String,
     pub description: String,
     pub version: u32,
-    pub event_types: Vec<String>,
+    pub event_types: Vec<EventType>,
     pub datasets: Option<Vec<String>>,
     pub format: Format,
     pub disabled: bool,
@@ -172,17 +171,14 @@ fn version_field(value: &Value) -> Result<u32, FieldError> {
         .ok_or_else(|| FieldError::new("version", "must be an integer of at least 1"))
 }
 
-fn event_types_field(value: &Value) -> Result<Vec<String>, FieldError> {
+fn event_types_field(value: &Value) -> Result<Vec<EventType>, FieldError> {
     if value.is_null() {
         return Ok(Vec::new());
     }
-    let mut types = string_list(value, "event_types")?;
-    if let Some(unknown) = types.iter().find(|t| !catalog::is_known(t)) {
-        return Err(FieldError::new(
-            "event_types",
-            format!("`{unknown}` is not a known event type (see GET /v1/event-types)"),
-        ));
-    }
+    let mut types = string_list(value, "event_types")?
+        .iter()
+        .map(|name| known_event_type("event_types", name))
+        .collect::<Result<Vec<_>, _>>()?;
     types.sort();
     types.dedup();
     Ok(types)
@@ -260,7 +256,7 @@ pub struct EndpointPatch {
     pub url: Option<String>,
     pub description: Option<String>,
     pub version: Option<u32>,
-    pub event_types: Option<Vec<String>>,
+    pub event_types: Option<Vec<EventType>>,
     /// `Some(None)`: back to every dataset of the account.
     pub datasets: Option<Option<Vec<String>>>,
     pub format: Option<Format>,

@@ -6,6 +6,7 @@ use time::OffsetDateTime;
 
 use crate::account::{Account, MAX_NAME_BYTES};
 use crate::catalog;
+use crate::event_type::EventType;
 use crate::ids::MessageId;
 use crate::model::Message;
 use crate::payload;
@@ -44,7 +45,7 @@ impl FieldError {
 /// A validated event, not yet stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewEvent {
-    pub event_type: String,
+    pub event_type: EventType,
     /// `owner/name`; the owner is the account whose endpoints receive it.
     pub dataset: String,
     pub account: Account,
@@ -53,6 +54,16 @@ pub struct NewEvent {
     pub created_at: Option<String>,
     pub api_version: Option<String>,
     pub idempotency_key: Option<String>,
+}
+
+/// `name` as an event type the catalog has; otherwise an error naming `field`.
+pub fn known_event_type(field: &str, name: &str) -> Result<EventType, FieldError> {
+    catalog::known(name).ok_or_else(|| {
+        FieldError::new(
+            field,
+            format!("`{name}` is not a known event type (see GET /v1/event-types)"),
+        )
+    })
 }
 
 fn optional_string(
@@ -83,13 +94,7 @@ pub fn parse(body: &Map<String, Value>, header_key: Option<&str>) -> Result<NewE
 
     let event_type = match body.get("event_type") {
         None | Some(Value::Null) => return Err(FieldError::new("event_type", "is required")),
-        Some(Value::String(t)) if catalog::is_known(t) => t.clone(),
-        Some(Value::String(t)) => {
-            return Err(FieldError::new(
-                "event_type",
-                format!("`{t}` is not a known event type (see GET /v1/event-types)"),
-            ));
-        }
+        Some(Value::String(t)) => known_event_type("event_type", t)?,
         Some(_) => return Err(FieldError::new("event_type", "must be a string")),
     };
 
@@ -176,11 +181,11 @@ impl NewEvent {
     pub fn into_message(self, default_api_version: &str, now: OffsetDateTime) -> Message {
         let created_at = self.created_at.unwrap_or_else(|| timefmt::format(now));
         let text = self.text.unwrap_or_else(|| {
-            catalog::default_text(&self.event_type, &self.dataset, &self.object)
+            catalog::default_text(self.event_type.as_str(), &self.dataset, &self.object)
         });
         let api_version = self.api_version.as_deref().unwrap_or(default_api_version);
         let payload = payload::standard(&payload::Standard {
-            event_type: &self.event_type,
+            event_type: self.event_type.as_str(),
             created_at: &created_at,
             api_version,
             dataset: &self.dataset,

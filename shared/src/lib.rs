@@ -8,6 +8,7 @@ pub mod catalog;
 pub mod config;
 pub mod endpoint;
 pub mod event;
+pub mod event_type;
 pub mod http;
 pub mod ids;
 pub mod keys;

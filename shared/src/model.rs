@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::account::Account;
+use crate::event_type::EventType;
 use crate::ids::{AttemptId, EndpointId, MessageId};
 use crate::queue::MAX_MESSAGE_BYTES;
 use crate::signing::Secret;
@@ -43,7 +44,7 @@ pub struct Endpoint {
     pub description: String,
     pub version: u32,
     /// Empty: every event type.
-    pub event_types: Vec<String>,
+    pub event_types: Vec<EventType>,
     /// `None`: every dataset of the account.
     pub datasets: Option<Vec<String>>,
     pub format: Format,
@@ -54,7 +55,7 @@ pub struct Endpoint {
 
 impl Endpoint {
     /// Whether an event of `event_type` in `dataset` is delivered here.
-    pub fn subscribes(&self, event_type: &str, dataset: &str) -> bool {
+    pub fn subscribes(&self, event_type: &EventType, dataset: &str) -> bool {
         !self.disabled
             && (self.event_types.is_empty() || self.event_types.iter().any(|t| t == event_type))
             && self
@@ -96,7 +97,7 @@ impl EndpointSecrets {
 pub struct Message {
     pub id: MessageId,
     pub account: Account,
-    pub event_type: String,
+    pub event_type: EventType,
     pub dataset: String,
     /// As the platform sent it (validated RFC 3339), or the time it was accepted.
     pub created_at: String,
@@ -111,7 +112,7 @@ pub struct DeliveryJob {
     pub message_id: MessageId,
     pub endpoint_id: EndpointId,
     pub account: Account,
-    pub event_type: String,
+    pub event_type: EventType,
     /// The message's payload when it fits on the queue; otherwise the dispatcher reads the table.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payload: Option<String>,
@@ -185,7 +186,7 @@ pub struct Attempt {
     pub message_id: MessageId,
     pub endpoint_id: EndpointId,
     pub account: Account,
-    pub event_type: String,
+    pub event_type: EventType,
     pub attempt: u32,
     pub status: AttemptStatus,
     pub response_status: Option<u16>,
@@ -210,7 +211,7 @@ mod tests {
             url: "https://example.com/hook".into(),
             description: String::new(),
             version: 1,
-            event_types: event_types.iter().map(|s| s.to_string()).collect(),
+            event_types: event_types.iter().map(|s| s.parse().unwrap()).collect(),
             datasets: datasets.map(|d| d.iter().map(|s| s.to_string()).collect()),
             format: Format::Standard,
             disabled: false,
@@ -222,18 +223,18 @@ mod tests {
     #[test]
     fn subscription_rules() {
         let all = endpoint(&[], None);
-        assert!(all.subscribes("sample.created", "jane/flowers"));
+        assert!(all.subscribes(&"sample.created".parse().unwrap(), "jane/flowers"));
         let samples = endpoint(&["sample.created"], None);
-        assert!(samples.subscribes("sample.created", "jane/flowers"));
-        assert!(!samples.subscribes("sample.deleted", "jane/flowers"));
+        assert!(samples.subscribes(&"sample.created".parse().unwrap(), "jane/flowers"));
+        assert!(!samples.subscribes(&"sample.deleted".parse().unwrap(), "jane/flowers"));
         let flowers = endpoint(&[], Some(&["jane/flowers"]));
-        assert!(flowers.subscribes("issue.created", "jane/flowers"));
-        assert!(!flowers.subscribes("issue.created", "jane/trees"));
+        assert!(flowers.subscribes(&"issue.created".parse().unwrap(), "jane/flowers"));
+        assert!(!flowers.subscribes(&"issue.created".parse().unwrap(), "jane/trees"));
         let none = endpoint(&[], Some(&[]));
-        assert!(!none.subscribes("issue.created", "jane/flowers"));
+        assert!(!none.subscribes(&"issue.created".parse().unwrap(), "jane/flowers"));
         let mut disabled = endpoint(&[], None);
         disabled.disabled = true;
-        assert!(!disabled.subscribes("sample.created", "jane/flowers"));
+        assert!(!disabled.subscribes(&"sample.created".parse().unwrap(), "jane/flowers"));
     }
 
     #[test]
@@ -253,7 +254,7 @@ mod tests {
         Message {
             id: MessageId::new(),
             account: "jane".parse().unwrap(),
-            event_type: "sample.created".into(),
+            event_type: "sample.created".parse().unwrap(),
             dataset: "jane/flowers".into(),
             created_at: "2021-08-09T14:40:19Z".into(),
             payload,

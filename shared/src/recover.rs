@@ -165,7 +165,7 @@ mod tests {
             id: AttemptId::new(),
             message_id: message.clone(),
             status,
-            event_type: "sample.created".into(),
+            event_type: "sample.created".parse().unwrap(),
         }
     }
 

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crate::event_type::EventType;
 use crate::ids::EndpointId;
 use crate::model::DeliveryJob;
 use crate::queue::{MAX_BATCH, QueueError, Queues, Received};
@@ -39,7 +40,7 @@ pub struct Filter {
     #[serde(default)]
     pub endpoint_id: Option<EndpointId>,
     #[serde(default)]
-    pub event_type: Option<String>,
+    pub event_type: Option<EventType>,
     /// At most this many jobs are replayed.
     #[serde(default)]
     pub limit: Option<usize>,
@@ -60,8 +61,8 @@ impl Filter {
             .is_none_or(|id| *id == job.endpoint_id)
             && self
                 .event_type
-                .as_deref()
-                .is_none_or(|t| t == job.event_type)
+                .as_ref()
+                .is_none_or(|t| *t == job.event_type)
     }
 
     /// A task is work rather than one delivery: a replay that names an event type
@@ -313,7 +314,7 @@ mod tests {
             message_id: MessageId::new(),
             endpoint_id: endpoint.clone(),
             account: "jane".parse().unwrap(),
-            event_type: event_type.into(),
+            event_type: event_type.parse().unwrap(),
             payload: None,
         })
         .unwrap()
@@ -333,7 +334,7 @@ mod tests {
         assert!(!only_a.matches(&job(&b, "sample.created")));
         let a_issues = Filter {
             endpoint_id: Some(a.clone()),
-            event_type: Some("issue.created".into()),
+            event_type: Some("issue.created".parse().unwrap()),
             limit: None,
         };
         assert!(a_issues.matches(&job(&a, "issue.created")));
@@ -364,7 +365,7 @@ mod tests {
             ..Filter::default()
         };
         let event_type = Filter {
-            event_type: Some("sample.created".into()),
+            event_type: Some("sample.created".parse().unwrap()),
             ..Filter::default()
         };
         assert!(Filter::default().matches(&recover) && Filter::default().matches(&fan_out));
@@ -395,7 +396,7 @@ mod tests {
     fn a_filter_reads_as_the_replay_functions_event() {
         let filter: Filter =
             serde_json::from_str(r#"{"event_type": "sample.created", "limit": 5}"#).unwrap();
-        assert_eq!(filter.event_type.as_deref(), Some("sample.created"));
+        assert_eq!(filter.event_type.unwrap(), "sample.created");
         assert_eq!(filter.limit, Some(5));
         assert_eq!(
             serde_json::from_str::<Filter>("{}").unwrap(),
@@ -445,7 +446,7 @@ mod tests {
         assert_eq!(memory.held.get("2").map(String::as_str), Some("h2"));
 
         // A skipped job seen again is not new, and its newest handle is kept.
-        let plan = memory.plan(vec![received("2", "h2'", job(&b, "x"))], &only_a, 2);
+        let plan = memory.plan(vec![received("2", "h2'", job(&b, "sample.created"))], &only_a, 2);
         assert_eq!((plan.new, plan.send.len()), (0, 0));
         assert_eq!(memory.held.get("2").map(String::as_str), Some("h2'"));
         assert_eq!(memory.skipped.len(), 3);

@@ -1,11 +1,11 @@
 //! Queue bodies that are not delivery jobs: work the dispatcher does itself. They
 //! travel on the delivery queue beside the jobs and carry a `kind`, which a job has not.
 
-use crate::account::Account;
 use serde::{Deserialize, Serialize};
 
 use time::OffsetDateTime;
 
+use crate::account::Account;
 use crate::ids::{AttemptId, EndpointId, MessageId};
 
 /// A queue body that is not a delivery job: work the dispatcher does itself.
@@ -122,7 +122,7 @@ mod tests {
             message_id: message,
             endpoint_id: EndpointId::new(),
             account: "jane".parse().unwrap(),
-            event_type: "sample.created".into(),
+            event_type: "sample.created".parse().unwrap(),
             payload: Some(r#"{"kind":"fan_out"}"#.into()),
         };
         assert!(Task::from_body(&job.to_body()).is_none());

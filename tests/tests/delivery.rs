@@ -458,7 +458,7 @@ async fn a_malformed_record_does_not_fail_the_good_ones_in_its_batch() {
             message_id: MessageId::new(),
             endpoint_id: id.clone(),
             account: "jane".parse().unwrap(),
-            event_type: "sample.created".into(),
+            event_type: "sample.created".parse().unwrap(),
             payload: Some(payload.into()),
         })
         .collect();
@@ -719,7 +719,7 @@ async fn the_replay_function_redrives_what_its_event_filters() {
             message_id: MessageId::new(),
             endpoint_id: endpoint.clone(),
             account: "jane".parse().unwrap(),
-            event_type: "sample.created".into(),
+            event_type: "sample.created".parse().unwrap(),
             payload: None,
         })
         .collect();

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, Response};
 use serde_json::{Map, Value, json};
-use shared::catalog;
+use shared::event::known_event_type;
 use shared::http::{ApiError, json, json_object};
 use shared::ids::EndpointId;
 use shared::redrive::{self, Filter};
@@ -68,12 +68,7 @@ pub fn parse_filter(body: &Map<String, Value>) -> Result<Filter, ApiError> {
     };
     let event_type = match body.get("event_type") {
         None | Some(Value::Null) => None,
-        Some(Value::String(name)) if catalog::is_known(name) => Some(name.clone()),
-        Some(Value::String(name)) => {
-            return Err(ApiError::validation(format!(
-                "event_type: `{name}` is not a known event type"
-            )));
-        }
+        Some(Value::String(name)) => Some(known_event_type("event_type", name)?),
         Some(_) => return Err(ApiError::validation("event_type: must be a string")),
     };
     let limit = match body.get("limit") {
@@ -110,7 +105,7 @@ mod tests {
         })))
         .unwrap();
         assert_eq!(filter.endpoint_id, Some(id));
-        assert_eq!(filter.event_type.as_deref(), Some("sample.created"));
+        assert_eq!(filter.event_type.unwrap(), "sample.created");
         assert_eq!(filter.limit, Some(3));
         for (refused, field) in [
             (json!({"endpoint_id": "nope"}), "endpoint_id"),

@@ -9,7 +9,8 @@ use lambda_http::{Body, Request, Response};
 use serde_json::{Map, Value, json};
 use shared::account::Account;
 use shared::catalog;
-use shared::event::NewEvent;
+use shared::event::{NewEvent, known_event_type};
+use shared::event_type::EventType;
 use shared::http::{ApiError, json, json_object};
 use shared::ids::MessageId;
 use shared::model::{DeliveryJob, Endpoint};
@@ -76,7 +77,7 @@ pub async fn send_test(
 }
 
 /// The requested event type, else the endpoint's first, else [`DEFAULT_TEST_EVENT`].
-fn test_event_type(body: &Map<String, Value>, endpoint: &Endpoint) -> Result<String, ApiError> {
+fn test_event_type(body: &Map<String, Value>, endpoint: &Endpoint) -> Result<EventType, ApiError> {
     if let Some(unknown) = body.keys().find(|k| k.as_str() != "event_type") {
         return Err(ApiError::validation(format!(
             "{unknown}: unknown field; expected event_type"
@@ -87,11 +88,8 @@ fn test_event_type(body: &Map<String, Value>, endpoint: &Endpoint) -> Result<Str
             .event_types
             .first()
             .cloned()
-            .unwrap_or_else(|| DEFAULT_TEST_EVENT.to_string())),
-        Some(Value::String(name)) if catalog::is_known(name) => Ok(name.clone()),
-        Some(Value::String(name)) => Err(ApiError::validation(format!(
-            "event_type: `{name}` is not a known event type (see GET /v1/event-types)"
-        ))),
+            .unwrap_or_else(|| catalog::known(DEFAULT_TEST_EVENT).expect("a built-in type"))),
+        Some(Value::String(name)) => Ok(known_event_type("event_type", name)?),
         Some(_) => Err(ApiError::validation("event_type: must be a string")),
     }
 }

@@ -4,6 +4,7 @@
 
 use serde::Serialize;
 use serde_json::Value;
+use shared::event_type::EventType;
 use shared::ids::{AttemptId, EndpointId, MessageId};
 use shared::model::{Attempt, AttemptStatus, Endpoint, Format, Message};
 use time::OffsetDateTime;
@@ -20,7 +21,7 @@ pub struct EndpointOut<'a> {
     url: &'a str,
     description: &'a str,
     version: u32,
-    event_types: &'a [String],
+    event_types: &'a [EventType],
     datasets: Option<&'a [String]>,
     format: Format,
     disabled: bool,
@@ -65,7 +66,7 @@ pub struct AttemptOut<'a> {
     id: &'a AttemptId,
     message_id: &'a MessageId,
     endpoint_id: &'a EndpointId,
-    event_type: &'a str,
+    event_type: &'a EventType,
     attempt: u32,
     status: AttemptStatus,
     response_status: Option<u16>,
@@ -101,7 +102,7 @@ impl<'a> From<&'a Attempt> for AttemptOut<'a> {
 #[derive(Serialize)]
 pub struct MessageOut<'a> {
     id: &'a MessageId,
-    event_type: &'a str,
+    event_type: &'a EventType,
     dataset: &'a str,
     created_at: &'a str,
     payload: Value,
@@ -164,7 +165,7 @@ mod tests {
             url: "https://example.com/hook".into(),
             description: "orders".into(),
             version: 2,
-            event_types: vec!["sample.created".into()],
+            event_types: vec!["sample.created".parse().unwrap()],
             datasets: None,
             format: Format::Slack,
             disabled: false,
@@ -216,7 +217,7 @@ mod tests {
             message_id: MessageId::parse("msg_1").unwrap(),
             endpoint_id: EndpointId::parse("ep_1").unwrap(),
             account: "jane".parse().unwrap(),
-            event_type: "sample.created".into(),
+            event_type: "sample.created".parse().unwrap(),
             attempt: 1,
             status: AttemptStatus::Failed,
             response_status: None,

@@ -268,7 +268,7 @@ async fn record_attempt(
         message_id: message.clone(),
         endpoint_id: endpoint.clone(),
         account: "jane".parse().unwrap(),
-        event_type: "sample.created".into(),
+        event_type: "sample.created".parse().unwrap(),
         attempt: 1,
         status,
         response_status: Some(if status == AttemptStatus::Succeeded {

@@ -51,7 +51,7 @@ async fn add_message(env: &TestEnv, account: &str) -> Message {
     let message = Message {
         id: MessageId::new(),
         account: account.parse().unwrap(),
-        event_type: "sample.created".into(),
+        event_type: "sample.created".parse().unwrap(),
         dataset: format!("{account}/flowers"),
         created_at: "2021-08-09T14:40:19Z".into(),
         payload: r#"{"event_type":"sample.created","text":"hi"}"#.into(),
@@ -66,7 +66,7 @@ fn job(endpoint: &EndpointId, event_type: &str) -> DeliveryJob {
         message_id: MessageId::new(),
         endpoint_id: endpoint.clone(),
         account: "jane".parse().unwrap(),
-        event_type: event_type.into(),
+        event_type: event_type.parse().unwrap(),
         payload: Some("{}".into()),
     }
 }
@@ -443,7 +443,7 @@ async fn seed_failures(env: &TestEnv, endpoint: &EndpointId, count: usize) -> Ve
         message_id: message.clone(),
         endpoint_id: endpoint.clone(),
         account: "jane".parse().unwrap(),
-        event_type: "sample.created".into(),
+        event_type: "sample.created".parse().unwrap(),
         attempt: 1,
         status,
         response_status: Some(500),

@@ -27,7 +27,7 @@ fn batch_event(endpoint: &EndpointId, first: usize) -> SqsEvent {
                 message_id: MessageId::new(),
                 endpoint_id: endpoint.clone(),
                 account: "jane".parse().unwrap(),
-                event_type: "sample.created".into(),
+                event_type: "sample.created".parse().unwrap(),
                 payload: Some(PAYLOAD.into()),
             };
             json!({
@@ -97,7 +97,7 @@ async fn main() {
                 message_id: MessageId::new(),
                 endpoint_id: endpoint.id.clone(),
                 account: "jane".parse().unwrap(),
-                event_type: "sample.created".into(),
+                event_type: "sample.created".parse().unwrap(),
                 attempt: 1,
                 status: shared::model::AttemptStatus::Succeeded,
                 response_status: Some(204),

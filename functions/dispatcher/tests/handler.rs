@@ -51,7 +51,7 @@ fn job(endpoint: &EndpointId) -> DeliveryJob {
         message_id: MessageId::new(),
         endpoint_id: endpoint.clone(),
         account: "jane".parse().unwrap(),
-        event_type: "sample.created".into(),
+        event_type: "sample.created".parse().unwrap(),
         payload: Some(PAYLOAD.into()),
     }
 }

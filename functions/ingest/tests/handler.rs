@@ -59,11 +59,11 @@ async fn fans_out_to_the_subscribed_endpoints_only() {
     let (env, deps, key) = setup().await;
     add_endpoint(&env, "jane", |_| {}).await;
     add_endpoint(&env, "jane", |e| {
-        e.event_types = vec!["sample.created".into()]
+        e.event_types = vec!["sample.created".parse().unwrap()]
     })
     .await;
     add_endpoint(&env, "jane", |e| {
-        e.event_types = vec!["sample.deleted".into()]
+        e.event_types = vec!["sample.deleted".parse().unwrap()]
     })
     .await;
     add_endpoint(&env, "jane", |e| {

@@ -3,7 +3,6 @@
 //! `gsi2` by endpoint and status. Attempt ids are ULIDs: newest first is a
 //! backwards Query, and a time window is a range of ids.
 
-use crate::account::Account;
 use std::collections::HashMap;
 
 use std::time::Duration;
@@ -20,6 +19,8 @@ use super::keys::{
 };
 use super::schema::{self, PARTITION_KEY as PK, SORT_KEY as SK, TTL_ATTRIBUTE};
 use super::{Page, Store, StoreError, aws_error};
+use crate::account::Account;
+use crate::event_type::EventType;
 use crate::ids::{AttemptId, EndpointId, MessageId};
 use crate::model::{Attempt, AttemptStatus};
 
@@ -298,7 +299,7 @@ pub struct AttemptOutcome {
     pub id: AttemptId,
     pub message_id: MessageId,
     pub status: AttemptStatus,
-    pub event_type: String,
+    pub event_type: EventType,
 }
 
 /// The attempt id just before `id` in the table's order; `None` for the first

@@ -4,7 +4,6 @@
 //! item may lack it by design; anything else missing or mistyped is
 //! [`StoreError::Corrupt`], never a default.
 
-use crate::account::Account;
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -12,6 +11,8 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::{AttemptOutcome, StoreError};
+use crate::account::Account;
+use crate::event_type::EventType;
 use crate::ids::{AttemptId, EndpointId, MessageId};
 use crate::model::{Attempt, AttemptStatus, Endpoint, EndpointSecrets, Format, Message};
 use crate::portal::PortalToken;
@@ -33,8 +34,8 @@ pub(super) fn time_text(time: OffsetDateTime) -> String {
     timefmt::format(time)
 }
 
-pub(super) fn list(values: &[String]) -> AttributeValue {
-    AttributeValue::L(values.iter().map(|v| s(v.as_str())).collect())
+pub(super) fn list(values: &[impl ToString]) -> AttributeValue {
+    AttributeValue::L(values.iter().map(|v| s(v.to_string())).collect())
 }
 
 fn to_item(record: impl Serialize) -> Item {
@@ -56,7 +57,7 @@ struct EndpointRecord {
     url: String,
     description: String,
     version: u32,
-    event_types: Vec<String>,
+    event_types: Vec<EventType>,
     /// Absent: every dataset of the account (absent by design, not by default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     datasets: Option<Vec<String>>,
@@ -159,7 +160,7 @@ pub(super) fn secrets_from_item(item: &Item) -> Result<EndpointSecrets, StoreErr
 struct MessageRecord {
     id: MessageId,
     account: Account,
-    event_type: String,
+    event_type: EventType,
     dataset: String,
     created_at: String,
     payload: String,
@@ -278,7 +279,7 @@ struct AttemptRecord {
     message_id: MessageId,
     endpoint_id: EndpointId,
     account: Account,
-    event_type: String,
+    event_type: EventType,
     attempt: u32,
     status: AttemptStatus,
     /// Absent when no answer came (a refused connection, a timeout).
@@ -364,7 +365,7 @@ mod tests {
             url: "https://example.com/hook".into(),
             description: "orders".into(),
             version: 1,
-            event_types: vec!["sample.created".into()],
+            event_types: vec!["sample.created".parse().unwrap()],
             datasets: Some(vec!["jane/flowers".into()]),
             format: Format::Slack,
             disabled: true,
@@ -384,7 +385,7 @@ mod tests {
             message_id: MessageId::new(),
             endpoint_id: EndpointId::new(),
             account: "jane".parse().unwrap(),
-            event_type: "sample.created".into(),
+            event_type: "sample.created".parse().unwrap(),
             attempt: 2,
             status: AttemptStatus::Failed,
             response_status: Some(503),
@@ -400,7 +401,7 @@ mod tests {
         Message {
             id: MessageId::new(),
             account: "jane".parse().unwrap(),
-            event_type: "sample.created".into(),
+            event_type: "sample.created".parse().unwrap(),
             dataset: "jane/flowers".into(),
             created_at: "2021-08-09T14:40:19.987691Z".into(),
             payload: "{}".into(),

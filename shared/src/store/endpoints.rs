@@ -2,7 +2,6 @@
 //! fan-out (with the account's settings) and listing are one Query; changes are
 //! conditional on what was read.
 
-use crate::account::Account;
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, Update};
 use time::OffsetDateTime;
 
@@ -13,6 +12,7 @@ use super::codec::{
 use super::keys::{ENDPOINT_SK_PREFIX, SETTINGS_SK, account_pk, endpoint_count_key, endpoint_key};
 use super::schema::{PARTITION_KEY as PK, SORT_KEY as SK};
 use super::{Page, Store, StoreError, applied, aws_error, cancelled, is_condition_failed};
+use crate::account::Account;
 use crate::ids::EndpointId;
 use crate::model::{Endpoint, EndpointSecrets};
 use crate::settings::AccountSettings;

@@ -12,11 +12,11 @@
 //! | idempotency record | `IDEM#<account>#<key>` | `IDEM` | |
 //! | attempt | `MSG#<msg_id>` | `ATT#<atmpt_id>` | `gsi1pk = EPATT#<account>#<ep_id>`, `gsi1sk = <atmpt_id>`; `gsi2pk = EPATT#<account>#<ep_id>#<status>`, `gsi2sk = <atmpt_id>` |
 
-use crate::account::Account;
 use std::collections::HashMap;
 
 use super::codec::{Item, s};
 use super::schema::{PARTITION_KEY as PK, SORT_KEY as SK};
+use crate::account::Account;
 use crate::ids::{AttemptId, EndpointId, MessageId};
 use crate::model::AttemptStatus;
 

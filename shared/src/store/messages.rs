@@ -3,7 +3,6 @@
 //! claim of `IDEM#<account>#<key>` in one transaction, and the claim holds a lease
 //! while its request fans the message out (ADR 5).
 
-use crate::account::Account;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
@@ -14,6 +13,7 @@ use super::codec::{Item, claim_from_item, message_from_item, message_item, n, s}
 use super::keys::{idempotency_record_key, message_key};
 use super::schema::{PARTITION_KEY as PK, TTL_ATTRIBUTE};
 use super::{Store, StoreError, applied, aws_error};
+use crate::account::Account;
 use crate::ids::MessageId;
 use crate::model::Message;
 
