@@ -446,7 +446,11 @@ mod tests {
         assert_eq!(memory.held.get("2").map(String::as_str), Some("h2"));
 
         // A skipped job seen again is not new, and its newest handle is kept.
-        let plan = memory.plan(vec![received("2", "h2'", job(&b, "sample.created"))], &only_a, 2);
+        let plan = memory.plan(
+            vec![received("2", "h2'", job(&b, "sample.created"))],
+            &only_a,
+            2,
+        );
         assert_eq!((plan.new, plan.send.len()), (0, 0));
         assert_eq!(memory.held.get("2").map(String::as_str), Some("h2'"));
         assert_eq!(memory.skipped.len(), 3);

@@ -33,6 +33,11 @@ const IN_PROGRESS_POLL: Duration = Duration::from_millis(200);
 /// The longest `Retry-After` of a 409: a first request that died is taken over
 /// when its lease ends, one that lives ends sooner.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(5);
+/// Fan-out tasks SQS refused are sent again this many times in all, pausing
+/// [`TASK_PAUSE`] and then twice as long: an event some of whose jobs are queued
+/// can't be taken back, so giving up on its task leaves it half delivered.
+const TASK_TRIES: u32 = 3;
+const TASK_PAUSE: Duration = Duration::from_millis(50);
 
 /// The 202 body of one accepted event.
 #[derive(Debug, Clone, Serialize)]
@@ -295,13 +300,7 @@ async fn fan_out(deps: &Deps, pending: &mut [Pending]) {
     if tasks.is_empty() {
         return;
     }
-    let unsent = match deps.queues.send_bodies(&tasks).await {
-        Ok(()) => Vec::new(),
-        Err(error) => {
-            tracing::error!(%error, "could not enqueue fan-out tasks");
-            error.unsent(tasks.len())
-        }
-    };
+    let unsent = send_tasks(deps, &tasks).await;
     for (index, &position) in task_owners.iter().enumerate() {
         if unsent.binary_search(&index).is_ok() {
             pending[position].failed = true;
@@ -309,6 +308,32 @@ async fn fan_out(deps: &Deps, pending: &mut [Pending]) {
             pending[position].enqueued_any = true;
         }
     }
+}
+
+/// Sends `tasks`, trying those SQS refused again; the indexes of those that never went.
+async fn send_tasks(deps: &Deps, tasks: &[String]) -> Vec<usize> {
+    let mut unsent: Vec<usize> = (0..tasks.len()).collect();
+    let mut pause = TASK_PAUSE;
+    for tried in 1..=TASK_TRIES {
+        let bodies: Vec<String> = unsent.iter().map(|&i| tasks[i].clone()).collect();
+        match deps.queues.send_bodies(&bodies).await {
+            Ok(()) => return Vec::new(),
+            Err(error) => {
+                tracing::warn!(%error, tried, "could not enqueue fan-out tasks");
+                unsent = error
+                    .unsent(bodies.len())
+                    .into_iter()
+                    .map(|k| unsent[k])
+                    .collect();
+            }
+        }
+        if tried < TASK_TRIES {
+            tokio::time::sleep(pause).await;
+            pause *= 2;
+        }
+    }
+    tracing::error!(tasks = unsent.len(), "gave up enqueueing fan-out tasks");
+    unsent
 }
 
 /// The answer for one event: after a complete fan-out, its key marked done and

@@ -145,6 +145,28 @@ async fn a_fan_out_that_stops_part_way_is_finished_by_its_task() {
 }
 
 #[tokio::test]
+async fn a_refused_task_is_sent_again_so_a_keyless_event_half_queued_is_still_accepted() {
+    let (env, key, endpoints) = setup(23).await;
+    // Ten jobs go out; the next batch and the task's first try are refused.
+    let refuse = InjectAt::new("SendMessageBatch", &[1, 2], Injected::Refused);
+    let ingest = deps(&env, env.intercepted(refuse.clone()).await);
+
+    let (status, body) = call(&ingest, post("/v1/events", &key, EVENT)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(
+        refuse.seen(),
+        4,
+        "two job batches and two tries of the task"
+    );
+    let (jobs, tasks) = drain(&env).await;
+    assert_eq!((jobs.len(), tasks.len()), (10, 1));
+    run_tasks(&env, &tasks).await;
+    let (rest, _) = drain(&env).await;
+    let counts = per_endpoint(&[jobs, rest].concat(), &body["id"]);
+    assert!(endpoints.iter().all(|e| counts[e] == 1), "{counts:?}");
+}
+
+#[tokio::test]
 async fn a_large_fan_out_is_handed_to_tasks_at_once() {
     let count = FAN_OUT_TASK_ENDPOINTS + 20;
     assert!(count > LARGE_FAN_OUT);
@@ -177,8 +199,8 @@ async fn a_large_fan_out_is_handed_to_tasks_at_once() {
 async fn when_not_even_a_task_can_be_sent_the_answer_is_500_and_the_retry_delivers_the_same_message()
  {
     let (env, key, endpoints) = setup(23).await;
-    // Ten jobs go out; the next batch and then the task are refused.
-    let refuse = InjectAt::new("SendMessageBatch", &[1, 2], Injected::Refused);
+    // Ten jobs go out; the next batch and then every try of the task are refused.
+    let refuse = InjectAt::new("SendMessageBatch", &[1, 2, 3, 4], Injected::Refused);
     let broken = deps(&env, env.intercepted(refuse).await);
     let with_key =
         r#"{"event_type":"sample.created","dataset":"jane/flowers","object":{},"id":"evt_half"}"#;
