@@ -7,14 +7,24 @@ use serde_json::{Map, json};
 use shared::account::Account;
 use shared::config::{self, Config, ConfigError};
 use shared::endpoint;
-use shared::ids::EndpointId;
+use shared::ids::{ApiKeyId, EndpointId};
+use shared::keys::ApiKey;
 use shared::store::{Creation, MAX_ENDPOINTS_PER_ACCOUNT, Store};
 use time::OffsetDateTime;
 
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
-    /// Make a platform key, store its SHA-256 in HOOKLINE_TABLE and print the key once.
+    /// Make a platform key, store its SHA-256 in HOOKLINE_TABLE and print the key
+    /// once (its id goes to stderr).
     Create,
+    /// Print every platform key as JSON lines, oldest first: its id, its first
+    /// characters and when it was made (never the key).
+    List,
+    /// End a platform key: requests with it answer 401 from then on.
+    Revoke {
+        /// The key's id, `key_…`, as `keys list` shows it.
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -69,14 +79,41 @@ async fn store_from_env() -> Result<(Store, Config), String> {
 }
 
 pub async fn keys(command: KeysCommand) -> Result<(), String> {
-    let KeysCommand::Create = command;
     let (store, _) = store_from_env().await?;
-    let key = shared::keys::generate();
-    store
-        .put_api_key(&shared::keys::hash(&key))
-        .await
-        .map_err(|e| e.to_string())?;
-    println!("{key}");
+    match command {
+        KeysCommand::Create => {
+            let key = shared::keys::generate();
+            let stored = ApiKey::new(&key, OffsetDateTime::now_utc());
+            store
+                .put_api_key(&stored)
+                .await
+                .map_err(|e| e.to_string())?;
+            eprintln!("created platform key {}", stored.id);
+            println!("{key}");
+        }
+        KeysCommand::List => {
+            for key in store.list_api_keys().await.map_err(|e| e.to_string())? {
+                let listed = json!({
+                    "id": key.id,
+                    "prefix": key.prefix,
+                    "created_at": shared::timefmt::format(key.created_at),
+                });
+                println!("{listed}");
+            }
+        }
+        KeysCommand::Revoke { id } => {
+            let missing = || format!("no platform key {id}");
+            let key_id = ApiKeyId::parse(&id).ok_or_else(missing)?;
+            if !store
+                .revoke_api_key(&key_id)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                return Err(missing());
+            }
+            println!("revoked {id}");
+        }
+    }
     Ok(())
 }
 

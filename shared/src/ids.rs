@@ -1,4 +1,4 @@
-//! Typed, prefixed, time-sortable ids: `msg_…`, `ep_…`, `atmpt_…`.
+//! Typed, prefixed, time-sortable ids: `msg_…`, `ep_…`, `atmpt_…`, `key_…`.
 
 use std::fmt;
 
@@ -83,6 +83,12 @@ prefixed_id!(
     /// One delivery attempt of a message to an endpoint.
     AttemptId,
     "atmpt_"
+);
+
+prefixed_id!(
+    /// A platform key, as `hookline keys list` names it (never the key itself).
+    ApiKeyId,
+    "key_"
 );
 
 #[cfg(test)]

@@ -153,7 +153,10 @@ impl TestEnv {
     pub async fn api_key(&self) -> String {
         let key = shared::keys::generate();
         self.store
-            .put_api_key(&shared::keys::hash(&key))
+            .put_api_key(&shared::keys::ApiKey::new(
+                &key,
+                time::OffsetDateTime::now_utc(),
+            ))
             .await
             .expect("the key is stored");
         key

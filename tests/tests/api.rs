@@ -366,6 +366,39 @@ async fn the_command_line_manages_keys_and_endpoints_in_the_same_table() {
         .unwrap();
     assert_eq!(with_new_key.status(), StatusCode::OK);
 
+    // Listed beside dev's own key, by id and first characters only.
+    let (ok, listed, _) = hookline(&emulator, &["keys", "list"]);
+    assert!(ok);
+    let listed: Vec<Value> = listed
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    let ours = listed
+        .iter()
+        .find(|k| k["prefix"] == key[..12])
+        .expect("the new key is listed");
+    assert!(!listed.iter().any(|k| k.to_string().contains(key)));
+    assert!(shared::timefmt::parse(ours["created_at"].as_str().unwrap()).is_some());
+    let key_id = ours["id"].as_str().unwrap();
+    assert!(key_id.starts_with("key_"));
+
+    // Revoked: the key answers 401, and is no longer listed.
+    let (ok, _, _) = hookline(&emulator, &["keys", "revoke", key_id]);
+    assert!(ok);
+    let revoked = client
+        .get(dev.url("/v1/event-types"))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), StatusCode::UNAUTHORIZED);
+    let (ok, listed, _) = hookline(&emulator, &["keys", "list"]);
+    assert!(ok && !listed.contains(key_id), "{listed}");
+    assert_eq!(listed.lines().count(), 1);
+    let (ok, _, error) = hookline(&emulator, &["keys", "revoke", key_id]);
+    assert!(!ok && error.contains(key_id), "{error}");
+
     let (ok, created, _) = hookline(
         &emulator,
         &[

@@ -263,7 +263,12 @@ async fn start(options: &DevOptions) -> Result<Running, DevError> {
             key
         }
     };
-    store.put_api_key(&shared::keys::hash(&api_key)).await?;
+    store
+        .put_api_key(&shared::keys::ApiKey::new(
+            &api_key,
+            time::OffsetDateTime::now_utc(),
+        ))
+        .await?;
 
     let schedule_text = schedule
         .delays()

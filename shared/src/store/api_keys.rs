@@ -1,20 +1,31 @@
-//! Platform keys: stored by their hash, looked up with one GetItem.
+//! Platform keys: stored by their hash, looked up with one GetItem, and listed
+//! through `gsi1` under one partition (`KEYS`), oldest first.
 
-use time::OffsetDateTime;
+use std::collections::HashMap;
 
-use super::codec::{s, time_text};
-use super::keys::{API_KEY_SK, api_key_pk};
-use super::schema::{PARTITION_KEY as PK, SORT_KEY as SK};
+use super::codec::{Item, api_key_from_item, api_key_item, s};
+use super::keys::{API_KEY_SK, API_KEYS_INDEX_PK, api_key_pk};
+use super::schema::{self, PARTITION_KEY as PK, SORT_KEY as SK};
 use super::{Store, StoreError, aws_error};
+use crate::ids::ApiKeyId;
+use crate::keys::ApiKey;
 
 impl Store {
-    pub async fn put_api_key(&self, key_hash: &str) -> Result<(), StoreError> {
+    /// Stores a platform key. Its hash and id are new, so writing it again (after an
+    /// answer was lost) stores the same item.
+    pub async fn put_api_key(&self, key: &ApiKey) -> Result<(), StoreError> {
+        let (_, index_pk, index_sk) = schema::INDEXES[0];
+        let mut item: Item = HashMap::from([
+            (PK.into(), s(api_key_pk(&key.key_hash))),
+            (SK.into(), s(API_KEY_SK)),
+            (index_pk.into(), s(API_KEYS_INDEX_PK)),
+            (index_sk.into(), s(key.id.as_str())),
+        ]);
+        item.extend(api_key_item(key));
         self.client
             .put_item()
             .table_name(&self.table)
-            .item(PK, s(api_key_pk(key_hash)))
-            .item(SK, s(API_KEY_SK))
-            .item("created_at", s(time_text(OffsetDateTime::now_utc())))
+            .set_item(Some(item))
             .send()
             .await
             .map_err(aws_error("PutItem"))?;
@@ -34,5 +45,52 @@ impl Store {
             .await
             .map_err(aws_error("GetItem"))?;
         Ok(output.item.is_some())
+    }
+
+    /// Every platform key, oldest first; `only` narrows the listing to one id.
+    async fn query_api_keys(&self, only: Option<&ApiKeyId>) -> Result<Vec<ApiKey>, StoreError> {
+        let (index, index_pk, index_sk) = schema::INDEXES[0];
+        let mut query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(index)
+            .expression_attribute_names("#h", index_pk)
+            .expression_attribute_values(":h", s(API_KEYS_INDEX_PK));
+        query = match only {
+            Some(id) => query
+                .key_condition_expression("#h = :h AND #r = :id")
+                .expression_attribute_names("#r", index_sk)
+                .expression_attribute_values(":id", s(id.as_str())),
+            None => query.key_condition_expression("#h = :h"),
+        };
+        let mut pages = query.into_paginator().items().send();
+        let mut keys = Vec::new();
+        while let Some(item) = pages.next().await {
+            keys.push(api_key_from_item(&item.map_err(aws_error("Query"))?)?);
+        }
+        Ok(keys)
+    }
+
+    /// Every platform key, oldest first (ids are time-sortable).
+    pub async fn list_api_keys(&self) -> Result<Vec<ApiKey>, StoreError> {
+        self.query_api_keys(None).await
+    }
+
+    /// Ends the platform key `id`; `false` when there is none. Deleting is
+    /// idempotent: a retry after a lost answer finds nothing more to do.
+    pub async fn revoke_api_key(&self, id: &ApiKeyId) -> Result<bool, StoreError> {
+        let Some(key) = self.query_api_keys(Some(id)).await?.pop() else {
+            return Ok(false);
+        };
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .key(PK, s(api_key_pk(&key.key_hash)))
+            .key(SK, s(API_KEY_SK))
+            .send()
+            .await
+            .map_err(aws_error("DeleteItem"))?;
+        Ok(true)
     }
 }

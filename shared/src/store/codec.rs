@@ -13,7 +13,8 @@ use time::OffsetDateTime;
 use super::{AttemptOutcome, StoreError};
 use crate::account::Account;
 use crate::event_type::EventType;
-use crate::ids::{AttemptId, EndpointId, MessageId};
+use crate::ids::{ApiKeyId, AttemptId, EndpointId, MessageId};
+use crate::keys::ApiKey;
 use crate::model::{Attempt, AttemptStatus, Endpoint, EndpointSecrets, Format, Message};
 use crate::portal::PortalToken;
 use crate::settings::AccountSettings;
@@ -211,6 +212,37 @@ pub(super) struct ClaimRecord {
 
 pub(super) fn claim_from_item(item: &Item) -> Result<ClaimRecord, StoreError> {
     from_item(item, "an idempotency record")
+}
+
+// --- platform keys ---
+
+#[derive(Serialize, Deserialize)]
+struct ApiKeyRecord {
+    id: ApiKeyId,
+    key_hash: String,
+    prefix: String,
+    #[serde(with = "crate::timefmt")]
+    created_at: OffsetDateTime,
+}
+
+/// A platform key's attributes, without its keys.
+pub(super) fn api_key_item(key: &ApiKey) -> Item {
+    to_item(ApiKeyRecord {
+        id: key.id.clone(),
+        key_hash: key.key_hash.clone(),
+        prefix: key.prefix.clone(),
+        created_at: key.created_at,
+    })
+}
+
+pub(super) fn api_key_from_item(item: &Item) -> Result<ApiKey, StoreError> {
+    let r: ApiKeyRecord = from_item(item, "a platform key")?;
+    Ok(ApiKey {
+        id: r.id,
+        key_hash: r.key_hash,
+        prefix: r.prefix,
+        created_at: r.created_at,
+    })
 }
 
 // --- account settings ---
@@ -587,6 +619,19 @@ mod tests {
         // Absent when no answer came, or after the last attempt; never mistyped.
         for name in ["response_status", "next_attempt_at"] {
             assert_refused(&item, name, attempt_from_item, true);
+        }
+    }
+
+    #[test]
+    fn platform_keys_round_trip_and_a_corrupt_field_is_an_error() {
+        let key = ApiKey::new(&crate::keys::generate(), OffsetDateTime::now_utc());
+        let item = api_key_item(&key);
+        assert_eq!(api_key_item(&api_key_from_item(&item).unwrap()), item);
+        for name in ["id", "key_hash", "prefix", "created_at"] {
+            assert_refused(&item, name, api_key_from_item, false);
+        }
+        for name in ["id", "created_at"] {
+            assert_unknown_word_refused(&item, name, api_key_from_item);
         }
     }
 

@@ -3,7 +3,7 @@
 //!
 //! | item | `pk` | `sk` | index keys |
 //! | --- | --- | --- | --- |
-//! | platform key | `KEY#<sha256 hex>` | `KEY` | |
+//! | platform key | `KEY#<sha256 hex>` | `KEY` | `gsi1pk = KEYS`, `gsi1sk = <key_id>` |
 //! | endpoint | `ACCT#<account>` | `EP#<ep_id>` | |
 //! | endpoint count | `ACCT#<account>` | `COUNT` | |
 //! | account settings | `ACCT#<account>` | `SETTINGS` | |
@@ -31,6 +31,9 @@ pub(super) fn api_key_pk(key_hash: &str) -> String {
 }
 
 pub(super) const API_KEY_SK: &str = "KEY";
+
+/// `gsi1`'s partition of every platform key, for listing them.
+pub(super) const API_KEYS_INDEX_PK: &str = "KEYS";
 
 // --- endpoints ---
 
