@@ -272,7 +272,27 @@ async fn calls_per_event_with_and_without_a_key() {
                 ("DynamoDB.UpdateItem", 1),
             ][..],
         ),
+        (
+            // The settings come in the fan-out's Query: stored, and nothing sent.
+            "to a disabled account",
+            r#"{"event_type":"sample.created","dataset":"jane/flowers","object":{}}"#,
+            &[
+                ("DynamoDB.GetItem", 1),
+                ("DynamoDB.PutItem", 1),
+                ("DynamoDB.Query", 1),
+            ][..],
+        ),
     ] {
+        if label == "to a disabled account" {
+            let disabled = shared::settings::AccountSettings {
+                webhooks_enabled: false,
+            };
+            let jane = "jane".parse().unwrap();
+            env.store
+                .put_account_settings(&jane, &disabled)
+                .await
+                .unwrap();
+        }
         let (status, _) = call(&deps, post(&key, body)).await;
         assert_eq!(status, StatusCode::ACCEPTED);
         let now = proxy.counts();
