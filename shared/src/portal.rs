@@ -17,9 +17,16 @@ pub const MIN_TTL_SECONDS: i64 = 60;
 pub const MAX_TTL_SECONDS: i64 = 86_400;
 pub const DEFAULT_TTL_SECONDS: i64 = 3_600;
 
-/// A new portal token.
-pub fn generate_token() -> String {
-    keys::generate_with(TOKEN_PREFIX)
+/// Between the account and the random part of a token: in no URL-safe base64, so
+/// the last one in a token ends its account, whose name may hold dots too.
+pub const ACCOUNT_END: char = '.';
+
+/// A new portal token of `account`: `hlp_<account>.<random>`. The portal page's URL
+/// carries only the token, so the page reads from it which account it manages (as
+/// Svix's portal reads its application from the token); the server trusts nothing
+/// of it but the whole token's hash.
+pub fn generate_token(account: &Account) -> String {
+    keys::generate_with(&format!("{TOKEN_PREFIX}{account}{ACCOUNT_END}"))
 }
 
 /// Whether a presented secret is meant as a portal token rather than a platform key.
@@ -136,9 +143,9 @@ mod tests {
     #[test]
     fn a_token_lives_until_it_expires_or_its_generation_moves_on() {
         let now = OffsetDateTime::now_utc();
-        let token = generate_token();
-        assert!(is_token(&token) && !is_token(&keys::generate()));
         let jane = Account::parse("jane").unwrap();
+        let token = generate_token(&jane);
+        assert!(is_token(&token) && !is_token(&keys::generate()));
         let stored = PortalToken::new(&token, &jane, 3, now, Duration::seconds(60));
         assert_eq!(stored.token_hash, keys::hash(&token));
         assert_eq!(stored.expires_at.nanosecond(), 0);
@@ -146,6 +153,22 @@ mod tests {
         assert!(!stored.is_live(now, 4), "revoked");
         assert!(!stored.is_live(now, 2), "generations only move on");
         assert!(!stored.is_live(now + Duration::seconds(60), 3), "expired");
+    }
+
+    #[test]
+    fn a_token_names_its_account_before_the_last_dot_as_the_page_reads_it() {
+        for name in ["jane", "jane.doe", "a-b_c.d"] {
+            let account = Account::parse(name).unwrap();
+            let token = generate_token(&account);
+            let (named, random) = token
+                .strip_prefix(TOKEN_PREFIX)
+                .unwrap()
+                .rsplit_once(ACCOUNT_END)
+                .unwrap();
+            assert_eq!(named, name);
+            assert!(random.len() >= 43, "{token}");
+            assert_ne!(generate_token(&account), token);
+        }
     }
 
     #[test]

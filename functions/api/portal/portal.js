@@ -31,27 +31,28 @@ class ApiError extends Error {
   }
 }
 
-/// The token (and account) from the fragment, kept for this tab so that a reload
-/// works after the fragment is taken out of the address bar.
+/// The token from the fragment, kept for this tab so that a reload works after
+/// the fragment is taken out of the address bar; its account is named inside it,
+/// `hlp_<account>.<random>`, before the last dot.
 function readSession() {
   const fragment = new URLSearchParams(location.hash.slice(1));
-  let stored = null;
-  if (fragment.has("token")) {
-    stored = { token: fragment.get("token"), account: fragment.get("account") };
+  let token = fragment.get("token");
+  if (token) {
     history.replaceState(null, "", location.pathname + location.search);
     try {
-      sessionStorage.setItem(STORAGE_KEY, JSON.stringify(stored));
+      sessionStorage.setItem(STORAGE_KEY, token);
     } catch {
       // Storage may be refused inside a third-party iframe: the page still works until reloaded.
     }
-    return stored;
+  } else {
+    try {
+      token = sessionStorage.getItem(STORAGE_KEY);
+    } catch {
+      token = null;
+    }
   }
-  try {
-    stored = JSON.parse(sessionStorage.getItem(STORAGE_KEY));
-  } catch {
-    stored = null;
-  }
-  return stored;
+  const named = token?.match(/^hlp_(.+)\.[^.]+$/);
+  return named ? { token, account: named[1] } : null;
 }
 
 /// An element with attributes, listeners (`on…`) and children; strings become text nodes.

@@ -81,7 +81,7 @@ pub async fn create_portal_session(
         .portal_generation(account)
         .await
         .map_err(internal("could not read an account's portal generation"))?;
-    let token = portal::generate_token();
+    let token = portal::generate_token(account);
     let stored = PortalToken::new(&token, account, generation, OffsetDateTime::now_utc(), ttl);
     deps.store
         .put_portal_token(&stored)
