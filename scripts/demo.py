@@ -2,7 +2,9 @@
 
 Starts the local runtime, creates an endpoint for account `jane` that points at
 a small receiver, posts seed events, and prints each delivery once its signature
-is verified by the Standard Webhooks and Svix libraries. Run through `make demo`.
+is verified by the Standard Webhooks and Svix libraries. Then it prints a link to
+jane's "Manage webhooks" page and keeps running, printing what the receiver gets,
+until Ctrl-C (under CI it stops at once). Run through `make demo`.
 """
 
 import json
@@ -69,6 +71,33 @@ def call(base, key, method, path, body=None):
         return response.status, json.loads(response.read() or b"null")
 
 
+def show(delivery):
+    """Prints one delivery with its signature checks; whether both libraries accepted it."""
+    headers, body, checks = delivery
+    try:
+        event_type = json.loads(body).get("event_type", "slack message")
+    except ValueError:
+        event_type = "unreadable body"
+    ok = all(result is True for result in checks.values())
+    mark = "verified" if ok else f"NOT verified {checks}"
+    print(f"\ndelivered {headers['webhook-id']} {event_type}: signature {mark} "
+          f"(standardwebhooks, svix)\n  webhook-signature: {headers['webhook-signature']}\n  {body.decode()}",
+          flush=True)
+    return ok
+
+
+def follow(printed):
+    """Prints each delivery as it comes, until Ctrl-C."""
+    while True:
+        with received:
+            while len(deliveries) <= printed:
+                received.wait()
+            fresh = deliveries[printed:]
+        for delivery in fresh:
+            show(delivery)
+        printed += len(fresh)
+
+
 def main():
     global secret
     if not HOOKLINE.exists():
@@ -108,16 +137,21 @@ def main():
         with received:
             while len(deliveries) < len(SEED_EVENTS) and time.monotonic() < deadline:
                 received.wait(timeout=0.5)
-        verified = 0
-        for headers, body, checks in deliveries:
-            payload = json.loads(body)
-            ok = all(result is True for result in checks.values())
-            verified += ok
-            mark = "verified" if ok else f"NOT verified {checks}"
-            print(f"\ndelivered {headers['webhook-id']} {payload['event_type']}: signature {mark} "
-                  f"(standardwebhooks, svix)\n  webhook-signature: {headers['webhook-signature']}\n  {body.decode()}")
+        with received:
+            seen = list(deliveries)
+        verified = sum(show(delivery) for delivery in seen)
         print(f"\n{verified} of {len(SEED_EVENTS)} events delivered and verified")
-        return 0 if verified == len(SEED_EVENTS) else 1
+        if verified != len(SEED_EVENTS):
+            return 1
+        if os.environ.get("CI"):
+            return 0
+        status, portal = call(base, key, "POST", "/v1/accounts/jane/portal-sessions", {"ttl_seconds": 86400})
+        print(f"\nManage jane's webhooks (add endpoints, send tests, replay) in a browser:\n  {portal['url']}\n"
+              f"Deliveries to the demo receiver show here. Ctrl-C stops everything.")
+        follow(len(seen))
+        return 0
+    except KeyboardInterrupt:
+        return 0
     finally:
         dev.send_signal(signal.SIGINT)
         try:

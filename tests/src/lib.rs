@@ -165,25 +165,7 @@ impl TestEnv {
     /// Stores a portal token of `account` that expires `lifetime` from now (a
     /// negative one: already expired), in the account's current generation; returns it.
     pub async fn portal_token(&self, account: &str, lifetime: time::Duration) -> String {
-        let token = shared::portal::generate_token();
-        let account = account.parse().expect("an account name");
-        let generation = self
-            .store
-            .portal_generation(&account)
-            .await
-            .expect("the generation reads");
-        let stored = shared::portal::PortalToken::new(
-            &token,
-            &account,
-            generation,
-            time::OffsetDateTime::now_utc(),
-            lifetime,
-        );
-        self.store
-            .put_portal_token(&stored)
-            .await
-            .expect("the token is stored");
-        token
+        portal_token(&self.store, account, lifetime).await
     }
 
     /// Stores an endpoint of `account` at `url` — every event type and dataset, the
@@ -252,6 +234,29 @@ impl TestEnv {
     }
 }
 
+/// Stores in `store` a portal token of `account` that expires `lifetime` from now
+/// (a negative one: already expired), in the account's current generation; returns it.
+pub async fn portal_token(store: &Store, account: &str, lifetime: time::Duration) -> String {
+    let account = account.parse().expect("an account name");
+    let token = shared::portal::generate_token(&account);
+    let generation = store
+        .portal_generation(&account)
+        .await
+        .expect("the generation reads");
+    let stored = shared::portal::PortalToken::new(
+        &token,
+        &account,
+        generation,
+        time::OffsetDateTime::now_utc(),
+        lifetime,
+    );
+    store
+        .put_portal_token(&stored)
+        .await
+        .expect("the token is stored");
+    token
+}
+
 /// The URL of the queue named `name` (one `hookline dev` made, say).
 pub async fn queue_url(sqs: &aws_sdk_sqs::Client, name: &str) -> String {
     sqs.get_queue_url()
@@ -306,12 +311,16 @@ impl Delivery {
     }
 }
 
+/// The workspace's `target` directory: its builds, and the tests' artifacts.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"))
+}
+
 /// Where the workspace's debug binaries are.
 pub fn binary(name: &str) -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    let path = target.join("debug").join(name);
+    let path = target_dir().join("debug").join(name);
     assert!(
         path.is_file(),
         "{} is missing: run `cargo build --workspace --bins` first (`make test` does)",
@@ -485,8 +494,10 @@ pub fn is_running(pid: u32) -> bool {
 pub struct Reply {
     pub status: u16,
     pub headers: Vec<(String, String)>,
-    /// Bytes of body sent back.
+    /// Bytes of body sent back (as `x`s), unless `text` is set.
     pub body_bytes: usize,
+    /// A body to send back instead.
+    pub text: Option<String>,
     /// How long the answer is held back.
     pub after: Duration,
 }
@@ -497,6 +508,7 @@ impl Reply {
             status,
             headers: Vec::new(),
             body_bytes: 0,
+            text: None,
             after: Duration::ZERO,
         }
     }
@@ -509,6 +521,12 @@ impl Reply {
     /// A body of `bytes` bytes of `x`.
     pub fn body_of(mut self, bytes: usize) -> Self {
         self.body_bytes = bytes;
+        self
+    }
+
+    /// Answers with `text` as the body.
+    pub fn text(mut self, text: impl Into<String>) -> Self {
+        self.text = Some(text.into());
         self
     }
 
@@ -650,8 +668,12 @@ async fn scripted_reply(
     for (name, value) in &reply.headers {
         response = response.header(name.as_str(), value.as_str());
     }
+    let body = match reply.text {
+        Some(text) => text.into_bytes(),
+        None => vec![b'x'; reply.body_bytes],
+    };
     let response = response
-        .body(axum::body::Body::from(vec![b'x'; reply.body_bytes]))
+        .body(axum::body::Body::from(body))
         .expect("a valid reply");
     state
         .answered
