@@ -4,6 +4,7 @@
 
 pub mod faults;
 pub mod intercept;
+pub mod openapi;
 
 use std::future::Future;
 use std::io::{BufRead, BufReader};

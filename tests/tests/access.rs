@@ -192,6 +192,13 @@ async fn every_route_with_every_kind_of_credential() {
         (Method::GET, "/portal".into(), null.clone(), Open, S::OK),
         (
             Method::GET,
+            "/v1/openapi.json".into(),
+            null.clone(),
+            Open,
+            S::OK,
+        ),
+        (
+            Method::GET,
             "/v1/event-types".into(),
             null.clone(),
             Catalog,

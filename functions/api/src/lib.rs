@@ -1,9 +1,11 @@
 //! The management API: an account's settings, portal sessions, endpoints, their
 //! secrets and attempts, and messages under `/v1/accounts/{account}`, the
-//! operators' DLQ routes under `/v1/dlq`, and the portal page at `/portal`.
+//! operators' DLQ routes under `/v1/dlq`, the portal page at `/portal`, and the
+//! API's OpenAPI document at `/v1/openapi.json`.
 
 mod accounts;
 pub mod dlq;
+pub mod openapi;
 pub mod recovery;
 
 mod endpoints;
@@ -56,6 +58,7 @@ enum Route<'a> {
     Message(Account, &'a str),
     Dlq,
     DlqReplay,
+    OpenApi,
 }
 
 impl<'a> Route<'a> {
@@ -85,6 +88,7 @@ impl<'a> Route<'a> {
             }
             ["v1", "dlq"] => Route::Dlq,
             ["v1", "dlq", "replay"] => Route::DlqReplay,
+            ["v1", "openapi.json"] => Route::OpenApi,
             _ => return Err(ApiError::not_found(format!("no route {path}"))),
         };
         Ok(route)
@@ -97,7 +101,11 @@ impl<'a> Route<'a> {
             Route::PortalSessions(_) => "POST, DELETE",
             Route::Endpoints(_) => "GET, POST",
             Route::Endpoint(..) => "GET, PATCH, DELETE",
-            Route::Secret(..) | Route::Attempts(..) | Route::Message(..) | Route::Dlq => "GET",
+            Route::Secret(..)
+            | Route::Attempts(..)
+            | Route::Message(..)
+            | Route::Dlq
+            | Route::OpenApi => "GET",
             Route::RotateSecret(..)
             | Route::Test(..)
             | Route::ReplayMessage(..)
@@ -106,9 +114,10 @@ impl<'a> Route<'a> {
         }
     }
 
-    /// What the route is to [`shared::access`].
-    fn scope(&self) -> Scope<'_> {
-        match self {
+    /// What the route is to [`shared::access`]; `None` for the public document, which,
+    /// like the portal page, needs no credential.
+    fn scope(&self) -> Option<Scope<'_>> {
+        let scope = match self {
             Route::PortalSessions(account) => Scope::PortalSessions(account),
             Route::Settings(account)
             | Route::Endpoints(account)
@@ -121,7 +130,9 @@ impl<'a> Route<'a> {
             | Route::Recover(account, _)
             | Route::Message(account, _) => Scope::Account(account),
             Route::Dlq | Route::DlqReplay => Scope::Platform,
-        }
+            Route::OpenApi => return None,
+        };
+        Some(scope)
     }
 }
 
@@ -132,7 +143,9 @@ async fn route(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiError> {
     if !route.allowed().split(", ").any(|m| m == method.as_str()) {
         return Err(ApiError::method_not_allowed(route.allowed()));
     }
-    admit(&deps.store, req, route.scope()).await?;
+    if let Some(scope) = route.scope() {
+        admit(&deps.store, req, scope).await?;
+    }
     match (route, method) {
         (Route::Settings(account), Method::PATCH) => {
             accounts::patch_settings(deps, &account, req).await
@@ -164,6 +177,7 @@ async fn route(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiError> {
         (Route::Message(account, id), _) => messages::get(deps, &account, id).await,
         (Route::Dlq, _) => dlq::stats(deps).await,
         (Route::DlqReplay, _) => dlq::replay(deps, req).await,
+        (Route::OpenApi, _) => Ok(openapi::document()),
     }
 }
 
@@ -227,14 +241,14 @@ mod tests {
         );
         let sessions = Route::parse("/v1/accounts/jane/portal-sessions").unwrap();
         let jane = Account::parse("jane").unwrap();
-        assert_eq!(sessions.scope(), Scope::PortalSessions(&jane));
+        assert_eq!(sessions.scope(), Some(Scope::PortalSessions(&jane)));
         assert_eq!(
             Route::parse("/v1/accounts/jane/settings").unwrap().scope(),
-            Scope::Account(&jane)
+            Some(Scope::Account(&jane))
         );
         assert_eq!(
             Route::parse("/v1/dlq/replay").unwrap().scope(),
-            Scope::Platform
+            Some(Scope::Platform)
         );
         for path in [
             "/",
