@@ -24,6 +24,11 @@ use crate::Deps;
 /// A fan-out to more endpoints than this is handed to fan-out tasks at once, so
 /// the platform is answered after a few calls, however many endpoints subscribe.
 pub const LARGE_FAN_OUT: usize = 50;
+/// The delivery jobs one request enqueues itself at most; a batch's events past
+/// them are handed to fan-out tasks too, so a request's SQS calls stay few however
+/// its events and their endpoints multiply (100 events × 50 endpoints would
+/// otherwise be 500 calls in a row, longer than the gateway waits).
+pub const INLINE_JOBS: usize = 2 * LARGE_FAN_OUT;
 /// Events of a batch stored at the same time.
 const CONCURRENT_WRITES: usize = 16;
 /// How long a request waits for the first request with its key to finish before
@@ -254,8 +259,9 @@ async fn find_endpoints(deps: &Deps, pending: &mut [Pending]) {
 }
 
 /// Enqueues every pending event's jobs: small fan-outs inline, filling
-/// SendMessageBatch calls across events; large ones, and whatever SQS did not take,
-/// as fan-out tasks. An event whose tasks could not be enqueued either is `failed`.
+/// SendMessageBatch calls across events, up to [`INLINE_JOBS`]; large ones, those
+/// past that budget, and whatever SQS did not take, as fan-out tasks. An event
+/// whose tasks could not be enqueued either is `failed`.
 async fn fan_out(deps: &Deps, pending: &mut [Pending]) {
     let mut jobs = Vec::new();
     // (event, endpoint) of each job.
@@ -265,7 +271,8 @@ async fn fan_out(deps: &Deps, pending: &mut [Pending]) {
         if event.failed {
             continue;
         }
-        if event.endpoint_ids.len() > LARGE_FAN_OUT {
+        let count = event.endpoint_ids.len();
+        if count > LARGE_FAN_OUT || jobs.len() + count > INLINE_JOBS {
             handed_over[position] = event.endpoint_ids.clone();
             continue;
         }

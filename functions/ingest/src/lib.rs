@@ -16,7 +16,7 @@ use shared::http::{
 use shared::queue::Queues;
 use shared::store::Store;
 
-pub use accept::LARGE_FAN_OUT;
+pub use accept::{INLINE_JOBS, LARGE_FAN_OUT};
 
 /// What the handler needs, built once per instance.
 pub struct Deps {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use aws_lambda_events::event::sqs::SqsEvent;
 use hookline_tests::TestEnv;
 use hookline_tests::intercept::{InjectAt, Injected};
-use ingest::{Deps, LARGE_FAN_OUT, handle};
+use ingest::{Deps, INLINE_JOBS, LARGE_FAN_OUT, handle};
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request};
 use serde_json::{Value, json};
@@ -193,6 +193,51 @@ async fn a_large_fan_out_is_handed_to_tasks_at_once() {
         "{counts:?}"
     );
     assert!(jobs.iter().all(|j| j.payload.is_some()));
+}
+
+#[tokio::test]
+async fn a_batch_enqueues_a_bounded_number_of_jobs_itself_and_hands_the_rest_to_tasks() {
+    let endpoints_each = 30;
+    let events = 10;
+    assert!(endpoints_each <= LARGE_FAN_OUT && endpoints_each * events > INLINE_JOBS);
+    let (env, key, endpoints) = setup(endpoints_each).await;
+    let counted = InjectAt::new("SendMessageBatch", &[], Injected::Refused);
+    let ingest = deps(&env, env.intercepted(counted.clone()).await);
+    let batch = json!({"events": vec![serde_json::from_str::<Value>(EVENT).unwrap(); events]});
+
+    let (status, body) = call(&ingest, post("/v1/events/batch", &key, &batch.to_string())).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let answers = body["data"].as_array().unwrap();
+    assert!(
+        answers.iter().all(|a| a["endpoints"] == endpoints_each),
+        "{body}"
+    );
+    // Whole events up to the budget go inline, ten jobs a call; the rest, one task
+    // each, in one more call.
+    let inline_events = INLINE_JOBS / endpoints_each;
+    let inline_jobs = inline_events * endpoints_each;
+    assert_eq!(counted.seen(), inline_jobs.div_ceil(10) + 1);
+    let (jobs, tasks) = drain(&env).await;
+    assert_eq!(
+        (jobs.len(), tasks.len()),
+        (inline_jobs, events - inline_events)
+    );
+
+    run_tasks(&env, &tasks).await;
+    let (rest, _) = drain(&env).await;
+    let all = [jobs, rest].concat();
+    for answer in answers {
+        let of_event: Vec<DeliveryJob> = all
+            .iter()
+            .filter(|job| json!(job.message_id) == answer["id"])
+            .cloned()
+            .collect();
+        let counts = per_endpoint(&of_event, &answer["id"]);
+        assert!(
+            endpoints.iter().all(|e| counts.get(e) == Some(&1)),
+            "{counts:?}"
+        );
+    }
 }
 
 #[tokio::test]
