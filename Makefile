@@ -6,11 +6,16 @@ VENV := .venv
 MOTO_VERSION := 5.2.1
 STANDARDWEBHOOKS_VERSION := 1.1.0
 SVIX_VERSION := 2.9.1
+# The API fuzzer the tests run against the OpenAPI document. pytest, which it
+# requires, is held at the last release whose `packaging` bound admits checkov's
+# (`packaging<24`, infra/infra.mk), so both live in one venv.
+SCHEMATHESIS_VERSION := 4.32.5
+PYTEST_VERSION := 9.1.1
 
 # moto_server from the venv is found by `hookline dev` and the tests.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup browser build test bench bench-faults bench-calls demo lint fmt clean
+.PHONY: setup fuzz-tools browser build test bench bench-faults bench-calls demo lint fmt clean
 
 # Package installs need root: sudo only when not root already.
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
@@ -32,11 +37,18 @@ browser: /usr/bin/chromedriver
 	$(SUDO) apt-get update -qq
 	$(SUDO) apt-get install -y --no-install-recommends chromium chromium-driver
 
+fuzz-tools: $(VENV)/.schemathesis-$(SCHEMATHESIS_VERSION)
+
+$(VENV)/.schemathesis-$(SCHEMATHESIS_VERSION): $(VENV)/.ready
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check \
+		schemathesis==$(SCHEMATHESIS_VERSION) pytest==$(PYTEST_VERSION)
+	touch $@
+
 build:
 	cargo build --workspace --bins
 
 # End-to-end tests run the debug binaries, so they are built first.
-test: setup browser build lint-infra
+test: setup fuzz-tools browser build lint-infra
 	cargo test --workspace
 
 # Benchmarks print their figures; each is an ignored test, named here.

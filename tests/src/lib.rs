@@ -340,16 +340,24 @@ pub struct Dev {
 }
 
 impl Dev {
-    /// Starts `hookline dev --port 0` with `api_key`, `extra` arguments and `env` added
-    /// to its environment, without waiting for it to be ready.
-    pub fn spawn(api_key: &str, extra: &[&str], env: &[(&str, &str)]) -> Child {
-        Command::new(binary("hookline"))
+    /// `hookline dev --port 0` with `api_key`, `extra` arguments and `env` added to
+    /// its environment.
+    fn command(api_key: &str, extra: &[&str], env: &[(&str, &str)]) -> Command {
+        let mut command = Command::new(binary("hookline"));
+        command
             .args(["dev", "--port", "0", "--api-key", api_key])
             .args(extra)
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+            .stderr(Stdio::piped());
+        command
+    }
+
+    /// Starts `hookline dev --port 0` with `api_key`, `extra` arguments and `env` added
+    /// to its environment, without waiting for it to be ready.
+    pub fn spawn(api_key: &str, extra: &[&str], env: &[(&str, &str)]) -> Child {
+        Self::command(api_key, extra, env)
             .spawn()
             .expect("hookline dev starts")
     }
@@ -362,7 +370,47 @@ impl Dev {
     /// [`Dev::start`] with variables added to the environment dev and its functions get.
     pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Self {
         let api_key = shared::keys::generate();
-        let mut child = Self::spawn(&api_key, extra, env);
+        let child = Self::spawn(&api_key, extra, env);
+        Self::when_ready(child, api_key)
+    }
+
+    /// [`Dev::start`] in a network namespace of its own whose only interface is
+    /// loopback, emulator included: whatever URLs its endpoints are given, no
+    /// delivery can leave the machine. Reach it with [`Dev::command_inside`].
+    pub fn start_isolated(extra: &[&str]) -> Self {
+        let api_key = shared::keys::generate();
+        let dev = Self::command(&api_key, extra, &[]);
+        // `unshare` and `sh` exec in turn, so the child's pid is dev's own.
+        let child = Command::new("unshare")
+            .args([
+                "--net",
+                "--",
+                "sh",
+                "-c",
+                r#"ip link set lo up && exec "$0" "$@""#,
+            ])
+            .arg(dev.get_program())
+            .args(dev.get_args())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("unshare starts (it needs CAP_SYS_ADMIN)");
+        Self::when_ready(child, api_key)
+    }
+
+    /// `program` run in dev's network namespace, where its `url` answers.
+    pub fn command_inside(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut command = Command::new("nsenter");
+        command
+            .arg(format!("--net=/proc/{}/ns/net", self.child.id()))
+            .arg("--")
+            .arg(program);
+        command
+    }
+
+    /// Waits for a spawned dev's `ready` line.
+    fn when_ready(mut child: Child, api_key: String) -> Self {
         let log = Arc::new(Mutex::new(String::new()));
         let stderr = child.stderr.take().expect("piped");
         let kept = log.clone();
