@@ -4,6 +4,7 @@
 //! document lists seen at least once.
 
 use std::collections::BTreeSet;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use hookline_cli::emulator::Emulator;
@@ -154,9 +155,11 @@ fn event(id: &str, name: &str) -> Value {
 async fn every_route_answers_as_the_document_says() {
     let emulator = Emulator::start().expect("the emulator starts");
     let mut walk = Walk::start(&["--emulator", emulator.url(), "--retry-schedule", "1s"]).await;
-    // The first delivery fails with a body, the rest succeed.
-    let receiver = Receiver::scripted(|n, _| {
-        if n == 0 {
+    // Each message's first delivery fails with a body, its retry succeeds.
+    let delivered = Mutex::new(BTreeSet::new());
+    let receiver = Receiver::scripted(move |_, headers| {
+        let id = headers["webhook-id"].to_str().unwrap().to_string();
+        if delivered.lock().unwrap().insert(id) {
             Reply::status(500).body_of(10)
         } else {
             Reply::status(204)
