@@ -1,9 +1,13 @@
 //! Who may do what, route by route: every route of `ingest` and `api`, each called
 //! in-process against the emulator with a platform key, a portal token of the
-//! account, one of another account, an expired one, a revoked one and none.
+//! account, one of another account, an expired one, a revoked one and none. Every
+//! route the OpenAPI document lists must have its row.
+
+use std::collections::BTreeSet;
 
 use hookline_cli::local::gateway::INGEST_PATHS;
 use hookline_tests::TestEnv;
+use hookline_tests::openapi::Document;
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request};
 use serde_json::{Value, json};
@@ -192,6 +196,20 @@ async fn every_route_with_every_kind_of_credential() {
         (Method::GET, "/portal".into(), null.clone(), Open, S::OK),
         (
             Method::GET,
+            "/portal/portal.js".into(),
+            null.clone(),
+            Open,
+            S::OK,
+        ),
+        (
+            Method::GET,
+            "/v1/openapi.json".into(),
+            null.clone(),
+            Open,
+            S::OK,
+        ),
+        (
+            Method::GET,
             "/v1/openapi.json".into(),
             null.clone(),
             Open,
@@ -310,6 +328,21 @@ async fn every_route_with_every_kind_of_credential() {
             S::NO_CONTENT,
         ),
     ];
+
+    // Every route the API documents has its row.
+    let document = Document::new(serde_json::from_str(api::openapi::DOCUMENT).unwrap());
+    let tried: BTreeSet<(String, String)> = rows
+        .iter()
+        .filter_map(|(method, path, ..)| Some((method.to_string(), document.template_of(path)?)))
+        .collect();
+    for template in document.paths() {
+        for method in document.methods(&template) {
+            assert!(
+                tried.contains(&(method.clone(), template.clone())),
+                "no row tries {method} {template}"
+            );
+        }
+    }
 
     let mut wrong = Vec::new();
     for (method, path, body, kind, ok) in &rows {
