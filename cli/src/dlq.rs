@@ -65,10 +65,8 @@ pub async fn run(command: DlqCommand) -> Result<(), String> {
                 })
                 .transpose()?;
             let event_type = event_type
-                .map(|name| {
-                    shared::event::known_event_type("--event-type", &name)
-                        .map_err(|e| e.to_string())
-                })
+                // Only the queues are at hand here: a name no job carries skips them all.
+                .map(|name| name.parse::<shared::event_type::EventType>())
                 .transpose()?;
             if limit == Some(0) {
                 return Err("--limit must be at least 1".into());

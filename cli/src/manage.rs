@@ -160,8 +160,13 @@ pub async fn endpoints(command: EndpointsCommand) -> Result<(), String> {
             if let Some(format) = format {
                 body.insert("format".into(), json!(format));
             }
-            let input = endpoint::parse_new(&body, &account, config.allow_private_targets)
+            let catalog = store
+                .event_type_catalog()
+                .await
                 .map_err(|e| e.to_string())?;
+            let input =
+                endpoint::parse_new(&body, &account, config.allow_private_targets, &catalog)
+                    .map_err(|e| e.to_string())?;
             endpoint::refuse_private_host(&input.url, config.allow_private_targets)
                 .await
                 .map_err(|e| e.to_string())?;

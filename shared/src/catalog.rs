@@ -1,9 +1,16 @@
-//! The event types a platform may post, and the sentence each one reads as.
+//! The event types a platform may post: the built-in ones, seed of the registry,
+//! and those it registered ([`crate::registry`]); and the sentence each reads as.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::Serialize;
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 
+use crate::event::FieldError;
 use crate::event_type::EventType;
+use crate::registry::{self, RegisteredType};
+use crate::text_template;
 
 /// A built-in event type as `GET /v1/event-types` lists it.
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
@@ -63,9 +70,121 @@ fn is_known(name: &str) -> bool {
     EVENT_TYPES.iter().any(|t| t.name == name)
 }
 
-/// `name` as an [`EventType`], when the catalog has it.
-pub fn known(name: &str) -> Option<EventType> {
+/// Whether `name` is a built-in type: those are read-only.
+pub fn is_builtin(name: &str) -> bool {
+    is_known(name)
+}
+
+/// `name` as an [`EventType`], when it is a built-in one.
+pub fn builtin(name: &str) -> Option<EventType> {
     is_known(name).then(|| EventType::parse(name)).flatten()
+}
+
+/// A registered type with its schema compiled once.
+#[derive(Debug, Clone)]
+struct Entry {
+    registered: RegisteredType,
+    validator: Option<Arc<jsonschema::Validator>>,
+}
+
+/// The whole catalog at one moment: the built-in types and the registered ones.
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    registered: BTreeMap<String, Entry>,
+}
+
+impl Catalog {
+    /// The catalog with `registered` beside the built-ins. Err when a stored schema
+    /// does not compile (it did when it was stored).
+    pub fn new(registered: Vec<RegisteredType>) -> Result<Self, String> {
+        let registered = registered
+            .into_iter()
+            .map(|registered| {
+                let validator = match &registered.schema {
+                    Some(schema) => {
+                        Some(Arc::new(registry::compile(schema).map_err(|e| {
+                            format!("the schema of {}: {e}", registered.name)
+                        })?))
+                    }
+                    None => None,
+                };
+                Ok((
+                    registered.name.to_string(),
+                    Entry {
+                        registered,
+                        validator,
+                    },
+                ))
+            })
+            .collect::<Result<_, String>>()?;
+        Ok(Self { registered })
+    }
+
+    /// `name` as an event type an event may have and an endpoint may newly
+    /// subscribe to: built-in, or registered and not archived.
+    pub fn subscribable(&self, name: &str) -> Option<EventType> {
+        match self.registered.get(name) {
+            Some(entry) if !entry.registered.archived => Some(entry.registered.name.clone()),
+            Some(_) => None,
+            None => builtin(name),
+        }
+    }
+
+    /// `name` as an event type the catalog has or had, archived ones included.
+    pub fn any(&self, name: &str) -> Option<EventType> {
+        match self.registered.get(name) {
+            Some(entry) => Some(entry.registered.name.clone()),
+            None => builtin(name),
+        }
+    }
+
+    /// Whether `object` fits the schema of `event_type`, if it has one.
+    pub fn check_object(
+        &self,
+        event_type: &EventType,
+        object: &Map<String, Value>,
+    ) -> Result<(), FieldError> {
+        match self
+            .registered
+            .get(event_type.as_str())
+            .and_then(|e| e.validator.as_ref())
+        {
+            Some(validator) => registry::check_object(validator, object),
+            None => Ok(()),
+        }
+    }
+
+    /// The text template of `event_type`, if it has one.
+    pub fn text_template(&self, event_type: &EventType) -> Option<&str> {
+        self.registered
+            .get(event_type.as_str())
+            .and_then(|e| e.registered.text_template.as_deref())
+    }
+
+    /// `GET /v1/event-types`'s `data`: the built-in types, then the registered ones by name.
+    pub fn listing(&self) -> Vec<Value> {
+        let builtins = EVENT_TYPES.iter().map(|t| {
+            json!({"name": t.name, "description": t.description, "schema": null,
+                   "text_template": null, "operational": false, "archived": false})
+        });
+        builtins
+            .chain(self.registered.values().map(|e| e.registered.view()))
+            .collect()
+    }
+}
+
+/// An event's text when the platform sent none: from its type's template, else the
+/// built-in sentence.
+pub fn text(
+    template: Option<&str>,
+    event_type: &str,
+    dataset: &str,
+    object: &Map<String, Value>,
+) -> String {
+    match template {
+        Some(template) => text_template::render(template, event_type, dataset, object),
+        None => default_text(event_type, dataset, object),
+    }
 }
 
 /// The sentence a delivery carries when the platform sent no `text`, e.g.
@@ -114,8 +233,80 @@ mod tests {
         assert_eq!(EVENT_TYPES.len(), 11);
         assert!(is_known("sample.created") && is_known("release.created"));
         assert!(!is_known("sample.exploded") && !is_known(""));
-        assert!(EVENT_TYPES.iter().all(|t| known(t.name).is_some()));
-        assert_eq!(known("sample.exploded"), None);
+        assert!(EVENT_TYPES.iter().all(|t| builtin(t.name).is_some()));
+        assert_eq!(builtin("sample.exploded"), None);
+    }
+
+    fn registered(name: &str, archived: bool, schema: Option<Value>) -> RegisteredType {
+        let now = time::OffsetDateTime::now_utc();
+        RegisteredType {
+            name: EventType::parse(name).unwrap(),
+            description: String::new(),
+            schema,
+            text_template: Some("Task {object.name} in {dataset}".into()),
+            archived,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    #[test]
+    fn the_catalog_is_the_built_ins_and_the_registered_types() {
+        let catalog = Catalog::new(vec![
+            registered("task.submitted", false, Some(json!({"required": ["name"]}))),
+            registered("task.old", true, None),
+        ])
+        .unwrap();
+        assert!(catalog.subscribable("sample.created").is_some());
+        assert!(catalog.subscribable("task.submitted").is_some());
+        assert_eq!(catalog.subscribable("task.old"), None);
+        assert!(catalog.any("task.old").is_some());
+        assert_eq!(catalog.any("task.never"), None);
+        let listing = catalog.listing();
+        assert_eq!(listing.len(), EVENT_TYPES.len() + 2);
+        assert_eq!(listing[0]["schema"], Value::Null);
+        assert_eq!(listing[EVENT_TYPES.len()]["name"], "task.old");
+
+        let submitted = catalog.subscribable("task.submitted").unwrap();
+        assert!(
+            catalog
+                .check_object(&submitted, &object(json!({"name": "x"})))
+                .is_ok()
+        );
+        assert_eq!(
+            catalog
+                .check_object(&submitted, &object(json!({})))
+                .unwrap_err()
+                .field,
+            "/object"
+        );
+        let template = catalog.text_template(&submitted);
+        assert_eq!(
+            text(
+                template,
+                "task.submitted",
+                "jane/flowers",
+                &object(json!({"name": "t1"}))
+            ),
+            "Task t1 in jane/flowers"
+        );
+        assert_eq!(
+            text(
+                None,
+                "sample.created",
+                "jane/flowers",
+                &object(json!({"name": "rose.png"}))
+            ),
+            "Sample rose.png created in dataset jane/flowers."
+        );
+        assert!(
+            Catalog::new(vec![registered(
+                "task.bad",
+                false,
+                Some(json!({"type": 5}))
+            )])
+            .is_err()
+        );
     }
 
     #[test]

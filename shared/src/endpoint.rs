@@ -5,7 +5,8 @@ use time::OffsetDateTime;
 use url::{Host, Url};
 
 use crate::account::{Account, is_valid_name};
-use crate::event::{FieldError, known_event_type};
+use crate::catalog::Catalog;
+use crate::event::{FieldError, any_event_type, known_event_type};
 use crate::event_type::EventType;
 use crate::ids::EndpointId;
 use crate::model::{Endpoint, EndpointSecrets, Format};
@@ -171,13 +172,18 @@ fn version_field(value: &Value) -> Result<u32, FieldError> {
         .ok_or_else(|| FieldError::new("version", "must be an integer of at least 1"))
 }
 
-fn event_types_field(value: &Value) -> Result<Vec<EventType>, FieldError> {
+/// `check` says whether a name may be subscribed to (an archived type may be
+/// kept by a patch, see [`EndpointPatch::refuse_archived_additions`]).
+fn event_types_field(
+    value: &Value,
+    check: impl Fn(&str, &str) -> Result<EventType, FieldError>,
+) -> Result<Vec<EventType>, FieldError> {
     if value.is_null() {
         return Ok(Vec::new());
     }
     let mut types = string_list(value, "event_types")?
         .iter()
-        .map(|name| known_event_type("event_types", name))
+        .map(|name| check("event_types", name))
         .collect::<Result<Vec<_>, _>>()?;
     types.sort();
     types.dedup();
@@ -236,6 +242,7 @@ pub fn parse_new(
     body: &Map<String, Value>,
     account: &Account,
     allow_private_targets: bool,
+    catalog: &Catalog,
 ) -> Result<EndpointIn, FieldError> {
     refuse_unknown_fields(body)?;
     let field = |name: &str| body.get(name).unwrap_or(&Value::Null);
@@ -243,7 +250,9 @@ pub fn parse_new(
         url: url_field(field("url"), allow_private_targets)?,
         description: description_field(field("description"))?,
         version: version_field(field("version"))?,
-        event_types: event_types_field(field("event_types"))?,
+        event_types: event_types_field(field("event_types"), |field, name| {
+            known_event_type(field, name, catalog)
+        })?,
         datasets: datasets_field(field("datasets"), account)?,
         format: format_field(field("format"))?,
         disabled: disabled_field(field("disabled"))?,
@@ -269,6 +278,7 @@ pub fn parse_patch(
     body: &Map<String, Value>,
     account: &Account,
     allow_private_targets: bool,
+    catalog: &Catalog,
 ) -> Result<EndpointPatch, FieldError> {
     refuse_unknown_fields(body)?;
     let get = |name: &str| body.get(name);
@@ -278,7 +288,9 @@ pub fn parse_patch(
             .transpose()?,
         description: get("description").map(description_field).transpose()?,
         version: get("version").map(version_field).transpose()?,
-        event_types: get("event_types").map(event_types_field).transpose()?,
+        event_types: get("event_types")
+            .map(|v| event_types_field(v, |field, name| any_event_type(field, name, catalog)))
+            .transpose()?,
         datasets: get("datasets")
             .map(|v| datasets_field(v, account))
             .transpose()?,
@@ -290,6 +302,19 @@ pub fn parse_patch(
 impl EndpointPatch {
     pub fn is_empty(&self) -> bool {
         *self == Self::default()
+    }
+
+    /// An archived type stays on an endpoint that has it, but is not added anew.
+    pub fn refuse_archived_additions(
+        &self,
+        endpoint: &Endpoint,
+        catalog: &Catalog,
+    ) -> Result<(), FieldError> {
+        let added = self.event_types.iter().flatten();
+        for event_type in added.filter(|t| !endpoint.event_types.contains(t)) {
+            known_event_type("event_types", event_type.as_str(), catalog)?;
+        }
+        Ok(())
     }
 
     /// The endpoint with these changes made.
@@ -432,7 +457,13 @@ mod tests {
             "event_types": ["sample.created"], "datasets": ["jane/flowers"],
             "format": "slack", "disabled": true
         });
-        let parsed = parse_new(body.as_object().unwrap(), &"jane".parse().unwrap(), false).unwrap();
+        let parsed = parse_new(
+            body.as_object().unwrap(),
+            &"jane".parse().unwrap(),
+            false,
+            &Catalog::default(),
+        )
+        .unwrap();
         assert_eq!(parsed.version, 2);
         assert_eq!(parsed.format, Format::Slack);
         assert_eq!(parsed.datasets, Some(vec!["jane/flowers".to_string()]));
@@ -441,6 +472,7 @@ mod tests {
             json!({"url": "https://example.com"}).as_object().unwrap(),
             &"jane".parse().unwrap(),
             false,
+            &Catalog::default(),
         )
         .unwrap();
         assert_eq!(
@@ -483,8 +515,13 @@ mod tests {
             ),
         ];
         for (field, body) in cases {
-            let error =
-                parse_new(body.as_object().unwrap(), &"jane".parse().unwrap(), false).unwrap_err();
+            let error = parse_new(
+                body.as_object().unwrap(),
+                &"jane".parse().unwrap(),
+                false,
+                &Catalog::default(),
+            )
+            .unwrap_err();
             assert_eq!(error.field, field, "{body}");
         }
     }
@@ -498,6 +535,7 @@ mod tests {
             .unwrap(),
             &"jane".parse().unwrap(),
             false,
+            &Catalog::default(),
         )
         .unwrap();
         let created = time::macros::datetime!(2026-01-01 0:00 UTC);
@@ -508,6 +546,7 @@ mod tests {
                 .unwrap(),
             &"jane".parse().unwrap(),
             false,
+            &Catalog::default(),
         )
         .unwrap();
         let later = created + time::Duration::minutes(1);
@@ -516,12 +555,22 @@ mod tests {
         assert_eq!(patched.datasets, None);
         assert!(patched.disabled);
         assert_eq!(patched.event_types, ["sample.created"]);
+        assert!(
+            patch
+                .refuse_archived_additions(&endpoint, &Catalog::default())
+                .is_ok()
+        );
         assert_eq!((patched.format, patched.version), (Format::Slack, 3));
         assert_eq!((patched.created_at, patched.updated_at), (created, later));
         assert!(
-            parse_patch(&Map::new(), &"jane".parse().unwrap(), false)
-                .unwrap()
-                .is_empty()
+            parse_patch(
+                &Map::new(),
+                &"jane".parse().unwrap(),
+                false,
+                &Catalog::default()
+            )
+            .unwrap()
+            .is_empty()
         );
         for body in [
             json!({"url": null}),
@@ -530,7 +579,13 @@ mod tests {
             json!({"url": "https://10.0.0.1/"}),
         ] {
             assert!(
-                parse_patch(body.as_object().unwrap(), &"jane".parse().unwrap(), false).is_err(),
+                parse_patch(
+                    body.as_object().unwrap(),
+                    &"jane".parse().unwrap(),
+                    false,
+                    &Catalog::default()
+                )
+                .is_err(),
                 "{body}"
             );
         }

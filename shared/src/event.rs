@@ -5,7 +5,7 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 use crate::account::{Account, MAX_NAME_BYTES};
-use crate::catalog;
+use crate::catalog::{self, Catalog};
 use crate::event_type::EventType;
 use crate::ids::MessageId;
 use crate::model::Message;
@@ -54,16 +54,34 @@ pub struct NewEvent {
     pub created_at: Option<String>,
     pub api_version: Option<String>,
     pub idempotency_key: Option<String>,
+    /// Its type's text template, for the text when the event has none.
+    pub text_template: Option<String>,
 }
 
-/// `name` as an event type the catalog has; otherwise an error naming `field`.
-pub fn known_event_type(field: &str, name: &str) -> Result<EventType, FieldError> {
-    catalog::known(name).ok_or_else(|| {
-        FieldError::new(
-            field,
-            format!("`{name}` is not a known event type (see GET /v1/event-types)"),
-        )
-    })
+fn unknown_event_type(field: &str, name: &str) -> FieldError {
+    FieldError::new(
+        field,
+        format!("`{name}` is not a known event type (see GET /v1/event-types)"),
+    )
+}
+
+/// `name` as an event type of `catalog` that is not archived; otherwise an error naming `field`.
+pub fn known_event_type(
+    field: &str,
+    name: &str,
+    catalog: &Catalog,
+) -> Result<EventType, FieldError> {
+    catalog
+        .subscribable(name)
+        .ok_or_else(|| unknown_event_type(field, name))
+}
+
+/// `name` as an event type `catalog` has or had (archived ones included), e.g. to
+/// filter jobs that may still carry it; otherwise an error naming `field`.
+pub fn any_event_type(field: &str, name: &str, catalog: &Catalog) -> Result<EventType, FieldError> {
+    catalog
+        .any(name)
+        .ok_or_else(|| unknown_event_type(field, name))
 }
 
 fn optional_string(
@@ -83,8 +101,13 @@ fn optional_string(
     }
 }
 
-/// Checks a parsed body. `header_key` is the `Idempotency-Key` header, used when the body has no `id`.
-pub fn parse(body: &Map<String, Value>, header_key: Option<&str>) -> Result<NewEvent, FieldError> {
+/// Checks a parsed body against the fields' rules and its type's schema.
+/// `header_key` is the `Idempotency-Key` header, used when the body has no `id`.
+pub fn parse(
+    body: &Map<String, Value>,
+    header_key: Option<&str>,
+    catalog: &Catalog,
+) -> Result<NewEvent, FieldError> {
     if let Some(unknown) = body.keys().find(|k| !FIELDS.contains(&k.as_str())) {
         return Err(FieldError::new(
             unknown.as_str(),
@@ -94,7 +117,7 @@ pub fn parse(body: &Map<String, Value>, header_key: Option<&str>) -> Result<NewE
 
     let event_type = match body.get("event_type") {
         None | Some(Value::Null) => return Err(FieldError::new("event_type", "is required")),
-        Some(Value::String(t)) => known_event_type("event_type", t)?,
+        Some(Value::String(t)) => known_event_type("event_type", t, catalog)?,
         Some(_) => return Err(FieldError::new("event_type", "must be a string")),
     };
 
@@ -117,6 +140,7 @@ pub fn parse(body: &Map<String, Value>, header_key: Option<&str>) -> Result<NewE
         Some(Value::Object(o)) => o.clone(),
         Some(_) => return Err(FieldError::new("object", "must be a JSON object")),
     };
+    catalog.check_object(&event_type, &object)?;
 
     let text = match body.get("text") {
         None | Some(Value::Null) => None,
@@ -150,6 +174,7 @@ pub fn parse(body: &Map<String, Value>, header_key: Option<&str>) -> Result<NewE
     };
 
     Ok(NewEvent {
+        text_template: catalog.text_template(&event_type).map(str::to_string),
         event_type,
         dataset,
         account,
@@ -181,7 +206,12 @@ impl NewEvent {
     pub fn into_message(self, default_api_version: &str, now: OffsetDateTime) -> Message {
         let created_at = self.created_at.unwrap_or_else(|| timefmt::format(now));
         let text = self.text.unwrap_or_else(|| {
-            catalog::default_text(self.event_type.as_str(), &self.dataset, &self.object)
+            catalog::text(
+                self.text_template.as_deref(),
+                self.event_type.as_str(),
+                &self.dataset,
+                &self.object,
+            )
         });
         let api_version = self.api_version.as_deref().unwrap_or(default_api_version);
         let payload = payload::standard(&payload::Standard {
@@ -238,6 +268,7 @@ pub enum Refusal {
 /// own `id`; Err when the body is not such a batch of 1 to [`MAX_BATCH_EVENTS`].
 pub fn parse_batch(
     body: &Map<String, Value>,
+    catalog: &Catalog,
 ) -> Result<Vec<Result<NewEvent, Refusal>>, FieldError> {
     if let Some(unknown) = body.keys().find(|k| k.as_str() != "events") {
         return Err(FieldError::new(
@@ -269,7 +300,7 @@ pub fn parse_batch(
             if bytes > MAX_EVENT_BYTES {
                 return Err(Refusal::TooLarge(bytes));
             }
-            parse(object, None).map_err(Refusal::Invalid)
+            parse(object, None, catalog).map_err(Refusal::Invalid)
         })
         .collect())
 }
@@ -290,7 +321,7 @@ mod tests {
 
     #[test]
     fn accepts_the_minimal_event_and_fills_defaults() {
-        let event = parse(&body(minimal()), None).unwrap();
+        let event = parse(&body(minimal()), None, &Catalog::default()).unwrap();
         assert_eq!(event.account, "jane");
         assert_eq!(event.idempotency_key, None);
         let now = OffsetDateTime::from_unix_timestamp(1_628_520_019).unwrap();
@@ -310,7 +341,12 @@ mod tests {
         full["api_version"] = json!("2020-01-01");
         full["id"] = json!("evt_123");
         full["object"] = json!({"z": 1, "a": {"y": 2, "b": 3}});
-        let event = parse(&body(full), Some("ignored-when-id-is-set")).unwrap();
+        let event = parse(
+            &body(full),
+            Some("ignored-when-id-is-set"),
+            &Catalog::default(),
+        )
+        .unwrap();
         assert_eq!(event.idempotency_key.as_deref(), Some("evt_123"));
         let message = event.into_message("2021-08-01", OffsetDateTime::now_utc());
         assert_eq!(
@@ -321,7 +357,7 @@ mod tests {
 
     #[test]
     fn idempotency_key_header_is_used_without_an_id() {
-        let event = parse(&body(minimal()), Some(" key-1 ")).unwrap();
+        let event = parse(&body(minimal()), Some(" key-1 "), &Catalog::default()).unwrap();
         assert_eq!(event.idempotency_key.as_deref(), Some("key-1"));
     }
 
@@ -394,7 +430,7 @@ mod tests {
             ),
         ];
         for (field, value) in cases {
-            let error = parse(&body(value.clone()), None).unwrap_err();
+            let error = parse(&body(value.clone()), None, &Catalog::default()).unwrap_err();
             assert_eq!(&error.field, field, "{value}");
             assert!(error.to_string().starts_with(field), "{error}");
         }
@@ -402,7 +438,11 @@ mod tests {
 
     #[test]
     fn the_fingerprint_is_the_event_as_sent_whatever_the_key_order() {
-        let fingerprint = |value: Value| parse(&body(value), None).unwrap().fingerprint();
+        let fingerprint = |value: Value| {
+            parse(&body(value), None, &Catalog::default())
+                .unwrap()
+                .fingerprint()
+        };
         let base = fingerprint(
             json!({"event_type": "sample.created", "dataset": "jane/flowers", "object": {"a": 1, "b": {"x": [1, {"q": 1, "p": 2}], "y": 2}}}),
         );
@@ -440,12 +480,16 @@ mod tests {
             json!({"events": [good.clone()], "extra": 1}),
         ];
         for batch in refused_as_a_whole {
-            assert!(parse_batch(&body(batch.clone())).is_err(), "{batch}");
+            assert!(
+                parse_batch(&body(batch.clone()), &Catalog::default()).is_err(),
+                "{batch}"
+            );
         }
         assert_eq!(
-            parse_batch(&body(
-                json!({"events": vec![good.clone(); MAX_BATCH_EVENTS]})
-            ))
+            parse_batch(
+                &body(json!({"events": vec![good.clone(); MAX_BATCH_EVENTS]})),
+                &Catalog::default()
+            )
             .unwrap()
             .len(),
             MAX_BATCH_EVENTS
@@ -454,7 +498,7 @@ mod tests {
         let huge = json!({"event_type": "sample.created", "dataset": "jane/flowers", "object": {"blob": "x".repeat(MAX_EVENT_BYTES)}});
         let items = parse_batch(&body(json!({"events": [
             good, 3, {"event_type": "sample.created"}, huge, {"event_type": "sample.created", "dataset": "jane/flowers", "object": {}, "id": "evt_1"}
-        ]})))
+        ]})), &Catalog::default())
         .unwrap();
         assert!(items[0].is_ok());
         assert!(matches!(&items[1], Err(Refusal::Invalid(e)) if e.field == "event"));

@@ -20,11 +20,13 @@ pub mod portal;
 pub mod queue;
 pub mod recover;
 pub mod redrive;
+pub mod registry;
 pub mod retry;
 pub mod settings;
 pub mod signing;
 pub mod store;
 pub mod task;
+pub mod text_template;
 pub mod timefmt;
 
 /// The `user-agent` of every delivery.

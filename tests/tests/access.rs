@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 
-use hookline_cli::local::gateway::INGEST_PATHS;
+use hookline_cli::local::gateway::is_ingest_path;
 use hookline_tests::TestEnv;
 use hookline_tests::openapi::Document;
 use lambda_http::http::{Method, StatusCode};
@@ -46,7 +46,7 @@ impl Env {
             Body::Text(body.to_string())
         };
         let request: Request = builder.body(body).unwrap();
-        let response = if INGEST_PATHS.contains(&path) {
+        let response = if is_ingest_path(path) {
             ingest::handle(&self.ingest, request).await
         } else {
             api::handle(&self.api, request).await
@@ -126,6 +126,7 @@ async fn every_route_with_every_kind_of_credential() {
             store: env.store.clone(),
             queues: env.queues.clone(),
             config: env.config.clone(),
+            event_types: ingest::CatalogCache::default(),
         },
         api: api::Deps {
             store: env.store.clone(),
@@ -235,6 +236,34 @@ async fn every_route_with_every_kind_of_credential() {
             json!({"events": [event.clone()]}),
             Platform,
             S::ACCEPTED,
+        ),
+        (
+            Method::POST,
+            "/v1/event-types".into(),
+            json!({"name": "task.access"}),
+            Platform,
+            S::CREATED,
+        ),
+        (
+            Method::PATCH,
+            "/v1/event-types/task.access".into(),
+            json!({"description": "A task."}),
+            Platform,
+            S::OK,
+        ),
+        (
+            Method::DELETE,
+            "/v1/event-types/task.access".into(),
+            null.clone(),
+            Platform,
+            S::NO_CONTENT,
+        ),
+        (
+            Method::GET,
+            "/v1/event-types/task.access".into(),
+            null.clone(),
+            Open,
+            S::METHOD_NOT_ALLOWED,
         ),
         (Method::GET, "/v1/dlq".into(), null.clone(), Platform, S::OK),
         (

@@ -19,13 +19,26 @@ use super::runtime::{Function, InvokeError};
 /// Lambda's limit on a synchronous invocation's payload; API Gateway refuses larger bodies.
 pub const MAX_EVENT_BODY: usize = 6 * 1024 * 1024;
 
-/// Paths served by `ingest`; everything else goes to `api`, as `infra/template.yaml` routes them.
+/// Paths served by `ingest`, as `infra/template.yaml` writes them (`{name}` is one
+/// path segment); everything else goes to `api`.
 pub const INGEST_PATHS: &[&str] = &[
     "/v1/events",
     "/v1/events/batch",
     "/v1/event-types",
+    "/v1/event-types/{name}",
     "/health",
 ];
+
+/// Whether API Gateway routes `path` to `ingest`: it matches one of [`INGEST_PATHS`].
+pub fn is_ingest_path(path: &str) -> bool {
+    INGEST_PATHS.iter().any(|route| {
+        let (route, path) = (route.split('/'), path.split('/'));
+        route.clone().count() == path.clone().count()
+            && route.zip(path).all(|(expected, given)| {
+                expected == given || (expected.starts_with('{') && !given.is_empty())
+            })
+    })
+}
 
 #[derive(Clone)]
 pub struct Gateway {
@@ -47,7 +60,7 @@ async fn forward(
         return gateway_error(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large");
     };
     let path = parts.uri.path();
-    let function = if INGEST_PATHS.contains(&path) {
+    let function = if is_ingest_path(path) {
         &gateway.ingest
     } else {
         &gateway.api

@@ -5,7 +5,8 @@ use std::time::{Duration, Instant};
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, Response};
 use serde_json::{Map, Value, json};
-use shared::event::known_event_type;
+use shared::catalog::Catalog;
+use shared::event::any_event_type;
 use shared::http::{ApiError, json, json_object};
 use shared::ids::EndpointId;
 use shared::redrive::{self, Filter};
@@ -33,7 +34,9 @@ pub async fn stats(deps: &Deps) -> Result<Response<Body>, ApiError> {
 /// and `"complete": false` when the run stopped early (its time ran out, or an
 /// error stopped it after moving some jobs): calling again does the rest.
 pub async fn replay(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiError> {
-    let filter = parse_filter(&json_object(req)?)?;
+    let body = json_object(req)?;
+    let catalog = crate::endpoints::event_type_catalog(deps).await?;
+    let filter = parse_filter(&body, &catalog)?;
     let deadline = Instant::now() + REPLAY_BUDGET;
     let outcome = redrive::redrive(&deps.queues, &filter, Some(deadline), |_| {})
         .await
@@ -52,7 +55,8 @@ pub async fn replay(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiErr
 }
 
 /// The replay filter from a request body; every field optional.
-pub fn parse_filter(body: &Map<String, Value>) -> Result<Filter, ApiError> {
+/// The filter of a replay; its `event_type` may be archived: its jobs may still wait.
+pub fn parse_filter(body: &Map<String, Value>, catalog: &Catalog) -> Result<Filter, ApiError> {
     if let Some(unknown) = body.keys().find(|k| !REPLAY_FIELDS.contains(&k.as_str())) {
         return Err(ApiError::validation(format!(
             "{unknown}: unknown field; expected one of {}",
@@ -68,7 +72,7 @@ pub fn parse_filter(body: &Map<String, Value>) -> Result<Filter, ApiError> {
     };
     let event_type = match body.get("event_type") {
         None | Some(Value::Null) => None,
-        Some(Value::String(name)) => Some(known_event_type("event_type", name)?),
+        Some(Value::String(name)) => Some(any_event_type("event_type", name, catalog)?),
         Some(_) => return Err(ApiError::validation("event_type: must be a string")),
     };
     let limit = match body.get("limit") {
@@ -98,11 +102,17 @@ mod tests {
 
     #[test]
     fn reads_a_filter_and_refuses_bad_fields() {
-        assert_eq!(parse_filter(&Map::new()).unwrap(), Filter::default());
+        assert_eq!(
+            parse_filter(&Map::new(), &Catalog::default()).unwrap(),
+            Filter::default()
+        );
         let id = EndpointId::new();
-        let filter = parse_filter(&body(json!({
-            "endpoint_id": id.as_str(), "event_type": "sample.created", "limit": 3
-        })))
+        let filter = parse_filter(
+            &body(json!({
+                "endpoint_id": id.as_str(), "event_type": "sample.created", "limit": 3
+            })),
+            &Catalog::default(),
+        )
         .unwrap();
         assert_eq!(filter.endpoint_id, Some(id));
         assert_eq!(filter.event_type.unwrap(), "sample.created");
@@ -116,7 +126,7 @@ mod tests {
             (json!({"limit": "5"}), "limit"),
             (json!({"endpoint": "ep_1"}), "endpoint"),
         ] {
-            let error = parse_filter(&body(refused.clone())).unwrap_err();
+            let error = parse_filter(&body(refused.clone()), &Catalog::default()).unwrap_err();
             assert_eq!(error.code, "validation_error", "{refused}");
             assert!(
                 error.message.starts_with(field),

@@ -4,6 +4,7 @@ use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::json;
 use shared::account::Account;
+use shared::catalog::Catalog;
 use shared::endpoint;
 use shared::http::{ApiError, json, json_object, no_content};
 use shared::ids::{AttemptId, EndpointId};
@@ -36,13 +37,23 @@ pub(crate) async fn load(
         .ok_or_else(|| not_found(id))
 }
 
+/// The event types as stored now: endpoints subscribe to them rarely, and a type
+/// registered or archived a moment ago counts.
+pub(crate) async fn event_type_catalog(deps: &Deps) -> Result<Catalog, ApiError> {
+    deps.store
+        .event_type_catalog()
+        .await
+        .map_err(internal("could not read the event types"))
+}
+
 pub async fn create(
     deps: &Deps,
     account: &Account,
     req: &Request,
 ) -> Result<Response<Body>, ApiError> {
     let body = json_object(req)?;
-    let input = endpoint::parse_new(&body, account, deps.config.allow_private_targets)?;
+    let catalog = event_type_catalog(deps).await?;
+    let input = endpoint::parse_new(&body, account, deps.config.allow_private_targets, &catalog)?;
     endpoint::refuse_private_host(&input.url, deps.config.allow_private_targets).await?;
     let (endpoint, secrets) = endpoint::new_endpoint(account, input, OffsetDateTime::now_utc());
     let creation = deps
@@ -92,12 +103,15 @@ pub async fn patch(
     req: &Request,
 ) -> Result<Response<Body>, ApiError> {
     let body = json_object(req)?;
-    let changes = endpoint::parse_patch(&body, account, deps.config.allow_private_targets)?;
+    let catalog = event_type_catalog(deps).await?;
+    let changes =
+        endpoint::parse_patch(&body, account, deps.config.allow_private_targets, &catalog)?;
     if let Some(url) = &changes.url {
         endpoint::refuse_private_host(url, deps.config.allow_private_targets).await?;
     }
     for _ in 0..WRITE_ATTEMPTS {
         let (current, _) = load(deps, account, id).await?;
+        changes.refuse_archived_additions(&current, &catalog)?;
         if changes.is_empty() {
             return Ok(json(StatusCode::OK, &EndpointOut::from(&current)));
         }

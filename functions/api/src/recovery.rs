@@ -8,7 +8,7 @@ use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, Response};
 use serde_json::{Map, Value, json};
 use shared::account::Account;
-use shared::catalog;
+use shared::catalog::Catalog;
 use shared::event::{NewEvent, known_event_type};
 use shared::event_type::EventType;
 use shared::http::{ApiError, json, json_object};
@@ -44,7 +44,8 @@ pub async fn send_test(
     let (endpoint, _) = endpoints::load(deps, account, endpoint_id).await?;
     require_webhooks_enabled(deps, account).await?;
     let body = json_object(req)?;
-    let event_type = test_event_type(&body, &endpoint)?;
+    let catalog = endpoints::event_type_catalog(deps).await?;
+    let event_type = test_event_type(&body, &endpoint, &catalog)?;
     let mut object = Map::new();
     object.insert("name".into(), Value::String("test".into()));
     object.insert("test".into(), Value::Bool(true));
@@ -60,6 +61,7 @@ pub async fn send_test(
         created_at: None,
         api_version: None,
         idempotency_key: None,
+        text_template: None,
     };
     let message = event.into_message(&deps.config.api_version, OffsetDateTime::now_utc());
     deps.store
@@ -77,19 +79,23 @@ pub async fn send_test(
 }
 
 /// The requested event type, else the endpoint's first, else [`DEFAULT_TEST_EVENT`].
-fn test_event_type(body: &Map<String, Value>, endpoint: &Endpoint) -> Result<EventType, ApiError> {
+fn test_event_type(
+    body: &Map<String, Value>,
+    endpoint: &Endpoint,
+    catalog: &Catalog,
+) -> Result<EventType, ApiError> {
     if let Some(unknown) = body.keys().find(|k| k.as_str() != "event_type") {
         return Err(ApiError::validation(format!(
             "{unknown}: unknown field; expected event_type"
         )));
     }
     match body.get("event_type") {
-        None | Some(Value::Null) => Ok(endpoint
-            .event_types
-            .first()
-            .cloned()
-            .unwrap_or_else(|| catalog::known(DEFAULT_TEST_EVENT).expect("a built-in type"))),
-        Some(Value::String(name)) => Ok(known_event_type("event_type", name)?),
+        None | Some(Value::Null) => {
+            Ok(endpoint.event_types.first().cloned().unwrap_or_else(|| {
+                shared::catalog::builtin(DEFAULT_TEST_EVENT).expect("a built-in type")
+            }))
+        }
+        Some(Value::String(name)) => Ok(known_event_type("event_type", name, catalog)?),
         Some(_) => Err(ApiError::validation("event_type: must be a string")),
     }
 }

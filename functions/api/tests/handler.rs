@@ -298,6 +298,7 @@ async fn attempts_newest_first_filtered_and_paged_and_the_message_view() {
             .as_object()
             .unwrap(),
         None,
+        &shared::catalog::Catalog::default(),
     )
     .unwrap()
     .into_message("2021-08-01", time::OffsetDateTime::now_utc());
@@ -662,6 +663,7 @@ async fn create_until_answered(store: &Store, account: &Account) {
             .unwrap(),
         account,
         false,
+        &shared::catalog::Catalog::default(),
     )
     .unwrap();
     let (endpoint, secrets) = endpoint::new_endpoint(account, input, OffsetDateTime::now_utc());

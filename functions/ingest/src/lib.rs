@@ -1,13 +1,18 @@
-//! `POST /v1/events`, `POST /v1/events/batch`, `GET /v1/event-types`, `GET /health`:
-//! accept events, store each once, and enqueue one delivery job per subscribed endpoint.
+//! `POST /v1/events`, `POST /v1/events/batch`, `GET /health`: accept events, store
+//! each once, and enqueue one delivery job per subscribed endpoint; and the event
+//! types they may have: `GET`/`POST /v1/event-types`, `PATCH`/`DELETE /v1/event-types/{name}`.
 
 mod accept;
+mod catalog_cache;
+mod event_types;
+
+use std::sync::Arc;
 
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 use serde_json::{Value, json};
 use shared::access::Scope;
-use shared::catalog::EVENT_TYPES;
+use shared::catalog::Catalog;
 use shared::config::Config;
 use shared::event::{self, Refusal};
 use shared::http::{
@@ -17,12 +22,15 @@ use shared::queue::Queues;
 use shared::store::Store;
 
 pub use accept::{INLINE_JOBS, LARGE_FAN_OUT};
+pub use catalog_cache::{CATALOG_TTL, CatalogCache};
 
 /// What the handler needs, built once per instance.
 pub struct Deps {
     pub store: Store,
     pub queues: Queues,
     pub config: Config,
+    /// The event-type catalog, read at most once per [`CATALOG_TTL`] for events.
+    pub event_types: CatalogCache,
 }
 
 pub async fn handle(deps: &Deps, req: Request) -> Response<Body> {
@@ -38,9 +46,13 @@ async fn route(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiError> {
         "/health" => Err(ApiError::method_not_allowed("GET")),
         "/v1/event-types" if method == Method::GET => {
             admit(&deps.store, req, Scope::Catalog).await?;
-            Ok(json(StatusCode::OK, &json!({"data": EVENT_TYPES})))
+            event_types::list(deps).await
         }
-        "/v1/event-types" => Err(ApiError::method_not_allowed("GET")),
+        "/v1/event-types" if method == Method::POST => {
+            admit(&deps.store, req, Scope::Platform).await?;
+            event_types::register(deps, req).await
+        }
+        "/v1/event-types" => Err(ApiError::method_not_allowed("GET, POST")),
         "/v1/events" if method == Method::POST => {
             admit(&deps.store, req, Scope::Platform).await?;
             accept_event(deps, req).await
@@ -51,14 +63,43 @@ async fn route(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiError> {
             accept_batch(deps, req).await
         }
         "/v1/events/batch" => Err(ApiError::method_not_allowed("POST")),
-        path => Err(ApiError::not_found(format!("no route {path}"))),
+        path => match path.strip_prefix("/v1/event-types/") {
+            Some(name) if !name.is_empty() && !name.contains('/') => {
+                if method == Method::PATCH {
+                    admit(&deps.store, req, Scope::Platform).await?;
+                    event_types::patch(deps, name, req).await
+                } else if method == Method::DELETE {
+                    admit(&deps.store, req, Scope::Platform).await?;
+                    event_types::archive(deps, name).await
+                } else {
+                    Err(ApiError::method_not_allowed("PATCH, DELETE"))
+                }
+            }
+            _ => Err(ApiError::not_found(format!("no route {path}"))),
+        },
     }
+}
+
+/// The catalog the events naming `names` are checked against.
+async fn catalog<'a>(
+    deps: &Deps,
+    names: impl Iterator<Item = &'a str>,
+) -> Result<Arc<Catalog>, ApiError> {
+    deps.event_types
+        .get(&deps.store, names)
+        .await
+        .map_err(|error| {
+            tracing::error!(%error, "could not read the event types");
+            ApiError::internal()
+        })
 }
 
 /// `POST /v1/events` → 202 `{"id", "endpoints"}` (with `"duplicate": true` for a repeat).
 async fn accept_event(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiError> {
     let body = json_object(req)?;
-    let event = event::parse(&body, header_value(req, "idempotency-key"))?;
+    let named = body.get("event_type").and_then(Value::as_str);
+    let catalog = catalog(deps, named.into_iter()).await?;
+    let event = event::parse(&body, header_value(req, "idempotency-key"), &catalog)?;
     let answer = accept::accept(deps, vec![event])
         .await
         .pop()
@@ -69,7 +110,14 @@ async fn accept_event(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiE
 /// `POST /v1/events/batch` → 202 `{"data": [...]}`, one answer per event in order.
 async fn accept_batch(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiError> {
     let body = json_object_within(req, MAX_BATCH_BODY_BYTES)?;
-    let items = event::parse_batch(&body)?;
+    let named = body
+        .get("events")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|event| event.get("event_type").and_then(Value::as_str));
+    let catalog = catalog(deps, named).await?;
+    let items = event::parse_batch(&body, &catalog)?;
     let valid: Vec<event::NewEvent> = items.iter().filter_map(|i| i.clone().ok()).collect();
     let mut answers = accept::accept(deps, valid).await.into_iter();
     let data: Vec<Value> = items

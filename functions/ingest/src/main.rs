@@ -11,6 +11,7 @@ async fn main() -> Result<(), Error> {
         store,
         queues,
         config,
+        event_types: ingest::CatalogCache::default(),
     };
     lambda_http::run(service_fn(move |req| async move {
         Ok::<_, std::convert::Infallible>(ingest::handle(deps, req).await)

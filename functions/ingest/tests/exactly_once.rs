@@ -50,6 +50,7 @@ async fn setup() -> (TestEnv, Deps, String) {
         store: env.store.clone(),
         queues: env.queues.clone(),
         config: env.config.clone(),
+        event_types: ingest::CatalogCache::default(),
     };
     (env, deps, key)
 }
@@ -57,7 +58,12 @@ async fn setup() -> (TestEnv, Deps, String) {
 /// `body` as ingest makes it a message, and its fingerprint.
 fn message_of(env: &TestEnv, body: &str) -> (Message, String) {
     let body: Value = serde_json::from_str(body).unwrap();
-    let event = shared::event::parse(body.as_object().unwrap(), None).unwrap();
+    let event = shared::event::parse(
+        body.as_object().unwrap(),
+        None,
+        &shared::catalog::Catalog::default(),
+    )
+    .unwrap();
     let fingerprint = event.fingerprint();
     (
         event.into_message(&env.config.api_version, OffsetDateTime::now_utc()),
@@ -203,6 +209,7 @@ async fn a_lost_answer_is_recognised_as_our_own_write() {
             store,
             queues,
             config: env.config.clone(),
+            event_types: ingest::CatalogCache::default(),
         };
         let (status, accepted) = call(&deps, post(&key, body)).await;
         assert_eq!(status, StatusCode::ACCEPTED, "{operation}: {accepted}");
@@ -226,6 +233,7 @@ async fn a_failed_claim_transaction_stores_nothing_and_the_key_stays_free() {
         store,
         queues,
         config: env.config.clone(),
+        event_types: ingest::CatalogCache::default(),
     };
     let (status, _) = call(&broken, post(&key, EVENT)).await;
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
@@ -248,7 +256,10 @@ async fn calls_per_event_with_and_without_a_key() {
         store,
         queues,
         config: env.config.clone(),
+        event_types: ingest::CatalogCache::default(),
     };
+    // The event-type catalog is read once per instance and TTL, not per event.
+    deps.event_types.read(&deps.store).await.unwrap();
     let mut seen = proxy.counts();
     for (label, body, expected) in [
         (

@@ -56,6 +56,7 @@ fn deps(env: &TestEnv, (store, queues): (shared::store::Store, shared::queue::Qu
         store,
         queues,
         config: env.config.clone(),
+        event_types: ingest::CatalogCache::default(),
     }
 }
 

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use time::OffsetDateTime;
 
 use super::{AttemptOutcome, StoreError};
@@ -17,6 +18,7 @@ use crate::ids::{ApiKeyId, AttemptId, EndpointId, MessageId};
 use crate::keys::ApiKey;
 use crate::model::{Attempt, AttemptStatus, Endpoint, EndpointSecrets, Format, Message};
 use crate::portal::PortalToken;
+use crate::registry::RegisteredType;
 use crate::settings::AccountSettings;
 use crate::signing::Secret;
 use crate::timefmt;
@@ -243,6 +245,60 @@ pub(super) fn api_key_from_item(item: &Item) -> Result<ApiKey, StoreError> {
         prefix: r.prefix,
         created_at: r.created_at,
     })
+}
+
+// --- registered event types ---
+
+#[derive(Serialize, Deserialize)]
+struct EventTypeRecord {
+    name: EventType,
+    description: String,
+    /// The schema as JSON text: DynamoDB's numbers and maps would not keep it as written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    schema: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    text_template: Option<String>,
+    archived: bool,
+    #[serde(with = "crate::timefmt")]
+    created_at: OffsetDateTime,
+    #[serde(with = "crate::timefmt")]
+    updated_at: OffsetDateTime,
+    /// The write that made this version, so a write whose answer was lost knows its own.
+    written_by: String,
+}
+
+/// A registered type's attributes, without its keys, as written by `written_by`.
+pub(super) fn event_type_item(registered: &RegisteredType, written_by: &str) -> Item {
+    to_item(EventTypeRecord {
+        name: registered.name.clone(),
+        description: registered.description.clone(),
+        schema: registered.schema.as_ref().map(Value::to_string),
+        text_template: registered.text_template.clone(),
+        archived: registered.archived,
+        created_at: registered.created_at,
+        updated_at: registered.updated_at,
+        written_by: written_by.to_string(),
+    })
+}
+
+/// A registered type, and the write that made this version of it.
+pub(super) fn event_type_from_item(item: &Item) -> Result<(RegisteredType, String), StoreError> {
+    let r: EventTypeRecord = from_item(item, "an event type")?;
+    let schema = r
+        .schema
+        .map(|text| serde_json::from_str::<Value>(&text))
+        .transpose()
+        .map_err(|e| StoreError::Corrupt(format!("an event type's schema: {e}")))?;
+    let registered = RegisteredType {
+        name: r.name,
+        description: r.description,
+        schema,
+        text_template: r.text_template,
+        archived: r.archived,
+        created_at: r.created_at,
+        updated_at: r.updated_at,
+    };
+    Ok((registered, r.written_by))
 }
 
 // --- account settings ---

@@ -7,6 +7,7 @@
 //! | endpoint | `ACCT#<account>` | `EP#<ep_id>` | |
 //! | endpoint count | `ACCT#<account>` | `COUNT` | |
 //! | account settings | `ACCT#<account>` | `SETTINGS` | |
+//! | registered event type | `EVENTTYPES` | `ET#<name>` | |
 //! | portal token | `PORTAL#<sha256 hex>` | `PORTAL` | |
 //! | message | `MSG#<msg_id>` | `MSG` | |
 //! | idempotency record | `IDEM#<account>#<key>` | `IDEM` | |
@@ -17,6 +18,7 @@ use std::collections::HashMap;
 use super::codec::{Item, s};
 use super::schema::{PARTITION_KEY as PK, SORT_KEY as SK};
 use crate::account::Account;
+use crate::event_type::EventType;
 use crate::ids::{AttemptId, EndpointId, MessageId};
 use crate::model::AttemptStatus;
 
@@ -65,6 +67,15 @@ pub(super) const SETTINGS_SK: &str = "SETTINGS";
 
 pub(super) fn account_settings_key(account: &Account) -> Item {
     key(account_pk(account), SETTINGS_SK)
+}
+
+// --- registered event types ---
+
+/// Every registered event type shares one partition: the registry is one Query.
+pub(super) const EVENT_TYPES_PK: &str = "EVENTTYPES";
+
+pub(super) fn event_type_key(name: &EventType) -> Item {
+    key(EVENT_TYPES_PK.to_string(), format!("ET#{name}"))
 }
 
 // --- portal tokens ---

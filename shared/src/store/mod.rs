@@ -16,6 +16,8 @@
 //!     by endpoint (`gsi1`) and by endpoint and status (`gsi2`);
 //!   - `settings`: an account's settings, one item after its endpoints, so the
 //!     fan-out's Query reads them too;
+//!   - `event_types`: the registered event types share one partition, so the
+//!     registry is one Query; writes are conditional and carry a token;
 //!   - `portal`: portal tokens by their hash, and the account's portal
 //!     generation (in its settings item) that revokes them all at once.
 
@@ -31,6 +33,7 @@ mod api_keys;
 mod attempts;
 mod codec;
 mod endpoints;
+mod event_types;
 mod keys;
 mod messages;
 mod portal;

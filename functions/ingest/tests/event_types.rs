@@ -1,0 +1,452 @@
+//! Event types as data, through the ingest handler against the emulator: the
+//! registry's routes, a type's schema and text template at ingest, and archiving.
+
+use std::time::Duration;
+
+use aws_lambda_events::event::sqs::SqsEvent;
+use hookline_tests::{Receiver, TestEnv};
+use ingest::{CatalogCache, Deps, handle};
+use lambda_http::http::{Method, StatusCode};
+use lambda_http::{Body, Request};
+use serde_json::{Value, json};
+use shared::ids::MessageId;
+
+fn request(method: Method, path: &str, key: &str, body: &Value) -> Request {
+    let builder = lambda_http::http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("authorization", format!("Bearer {key}"));
+    let body = if body.is_null() {
+        Body::Empty
+    } else {
+        Body::Text(body.to_string())
+    };
+    builder
+        .header("content-type", "application/json")
+        .body(body)
+        .unwrap()
+}
+
+async fn call(
+    deps: &Deps,
+    key: &str,
+    method: Method,
+    path: &str,
+    body: Value,
+) -> (StatusCode, Value) {
+    let response = handle(deps, request(method, path, key, &body)).await;
+    let status = response.status();
+    let body = serde_json::from_slice(response.body().as_ref()).unwrap_or(Value::Null);
+    (status, body)
+}
+
+async fn setup() -> (TestEnv, Deps, String) {
+    let env = TestEnv::new("1s").await;
+    let key = env.api_key().await;
+    let deps = Deps {
+        store: env.store.clone(),
+        queues: env.queues.clone(),
+        config: env.config.clone(),
+        event_types: CatalogCache::default(),
+    };
+    (env, deps, key)
+}
+
+fn task_submitted() -> Value {
+    json!({
+        "name": "task.submitted",
+        "description": "A task was submitted at a workflow stage.",
+        "schema": {
+            "type": "object",
+            "required": ["task_id", "stage", "name"],
+            "properties": {
+                "task_id": {"type": "string"},
+                "stage": {"type": "string"},
+                "name": {"type": "string", "minLength": 1},
+                "assignee": {"type": "string"}
+            }
+        },
+        "text_template": "Task {object.name} submitted at {object.stage} in {dataset} by {object.assignee}"
+    })
+}
+
+fn event(object: Value) -> Value {
+    json!({"event_type": "task.submitted", "dataset": "jane/flowers", "object": object})
+}
+
+fn good_object() -> Value {
+    json!({"task_id": "t1", "stage": "review", "name": "Label roses", "assignee": "ana"})
+}
+
+#[tokio::test]
+async fn types_are_registered_changed_and_archived_by_platform_keys_only() {
+    let (env, deps, key) = setup().await;
+    let (status, created) = call(
+        &deps,
+        &key,
+        Method::POST,
+        "/v1/event-types",
+        task_submitted(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["name"], "task.submitted");
+    assert_eq!(created["schema"], task_submitted()["schema"]);
+    assert_eq!(
+        (created["operational"].clone(), created["archived"].clone()),
+        (json!(false), json!(false))
+    );
+
+    // The name is taken: by the type just registered, and by a built-in one.
+    for name in ["task.submitted", "sample.created"] {
+        let (status, body) = call(
+            &deps,
+            &key,
+            Method::POST,
+            "/v1/event-types",
+            json!({"name": name}),
+        )
+        .await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (StatusCode::CONFLICT, Some("conflict")),
+            "{name}"
+        );
+    }
+
+    let (status, listed) = call(&deps, &key, Method::GET, "/v1/event-types", Value::Null).await;
+    assert_eq!(status, StatusCode::OK);
+    let data = listed["data"].as_array().unwrap();
+    assert_eq!(data.len(), 12);
+    assert_eq!(data[0]["name"], "dataset.created");
+    assert_eq!(data[0]["schema"], Value::Null);
+    assert_eq!(data[0]["text_template"], Value::Null);
+    assert_eq!(data[11]["name"], "task.submitted");
+
+    let path = "/v1/event-types/task.submitted";
+    let (status, patched) = call(
+        &deps,
+        &key,
+        Method::PATCH,
+        path,
+        json!({"description": "Submitted.", "text_template": null}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{patched}");
+    assert_eq!(patched["description"], "Submitted.");
+    assert_eq!(patched["text_template"], Value::Null);
+    assert_eq!(patched["schema"], task_submitted()["schema"]);
+
+    // A built-in type is read-only; an unknown one is not there; a bad schema is named.
+    let (status, body) = call(
+        &deps,
+        &key,
+        Method::PATCH,
+        "/v1/event-types/sample.created",
+        json!({"description": "x"}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("validation_error"))
+    );
+    let (status, _) = call(
+        &deps,
+        &key,
+        Method::DELETE,
+        "/v1/event-types/sample.created",
+        Value::Null,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = call(
+        &deps,
+        &key,
+        Method::PATCH,
+        "/v1/event-types/task.never",
+        json!({"description": "x"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, body) = call(
+        &deps,
+        &key,
+        Method::PATCH,
+        path,
+        json!({"schema": {"type": 12}}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("schema: "),
+        "{body}"
+    );
+    let (status, body) = call(
+        &deps,
+        &key,
+        Method::POST,
+        "/v1/event-types",
+        json!({"name": "task.bad", "schema": {"required": "name"}}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("schema: "),
+        "{body}"
+    );
+
+    // A portal token reads the catalog, and changes none of it.
+    let token = env.portal_token("jane", time::Duration::hours(1)).await;
+    let (status, _) = call(&deps, &token, Method::GET, "/v1/event-types", Value::Null).await;
+    assert_eq!(status, StatusCode::OK);
+    for (method, path, body) in [
+        (
+            Method::POST,
+            "/v1/event-types",
+            json!({"name": "task.portal"}),
+        ),
+        (Method::PATCH, path, json!({"description": "mine"})),
+        (Method::DELETE, path, Value::Null),
+    ] {
+        let (status, answer) = call(&deps, &token, method.clone(), path, body).await;
+        assert_eq!(
+            (status, answer["error"]["code"].as_str()),
+            (StatusCode::FORBIDDEN, Some("forbidden")),
+            "{method} {path}"
+        );
+    }
+
+    // DELETE archives, and says so again; PATCH brings it back.
+    for _ in 0..2 {
+        let (status, _) = call(&deps, &key, Method::DELETE, path, Value::Null).await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+    }
+    let (_, listed) = call(&deps, &key, Method::GET, "/v1/event-types", Value::Null).await;
+    assert_eq!(listed["data"][11]["archived"], true);
+    assert_eq!(listed["data"][11]["description"], "Submitted.");
+    let (status, restored) =
+        call(&deps, &key, Method::PATCH, path, json!({"archived": false})).await;
+    assert_eq!(
+        (status, restored["archived"].clone()),
+        (StatusCode::OK, json!(false))
+    );
+}
+
+#[tokio::test]
+async fn an_object_that_breaks_the_schema_is_refused_with_its_pointer() {
+    let (env, deps, key) = setup().await;
+    env.add_endpoint("jane", "https://example.com/hook", |_| {})
+        .await;
+    let (status, _) = call(
+        &deps,
+        &key,
+        Method::POST,
+        "/v1/event-types",
+        task_submitted(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+
+    let mut wrong_type = good_object();
+    wrong_type["name"] = json!(7);
+    let mut missing = good_object();
+    missing.as_object_mut().unwrap().remove("stage");
+    for (object, pointer) in [
+        (wrong_type.clone(), "/object/name"),
+        (missing.clone(), "/object"),
+    ] {
+        let (status, body) = call(&deps, &key, Method::POST, "/v1/events", event(object)).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("validation_error")),
+            "{body}"
+        );
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.starts_with(&format!("{pointer}: ")), "{message}");
+    }
+    let (_, body) = call(&deps, &key, Method::POST, "/v1/events", event(missing)).await;
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("stage"),
+        "{body}"
+    );
+
+    let (status, body) = call(
+        &deps,
+        &key,
+        Method::POST,
+        "/v1/events/batch",
+        json!({"events": [event(good_object()), event(wrong_type)]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(body["data"][0]["endpoints"], 1, "{body}");
+    assert_eq!(body["data"][1]["error"]["code"], "validation_error");
+    assert!(
+        body["data"][1]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("/object/name: "),
+        "{body}"
+    );
+    // Only the good event was stored.
+    assert_eq!(env.count_items("MSG#").await, 1);
+}
+
+#[tokio::test]
+async fn the_text_comes_from_the_type_s_template_unless_the_event_has_one() {
+    let (env, deps, key) = setup().await;
+    call(
+        &deps,
+        &key,
+        Method::POST,
+        "/v1/event-types",
+        task_submitted(),
+    )
+    .await;
+    let jane = "jane".parse().unwrap();
+    let stored_text = |body: Value| {
+        let (env, deps, key, jane) = (&env, &deps, &key, &jane);
+        async move {
+            let (status, accepted) = call(deps, key, Method::POST, "/v1/events", body).await;
+            assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
+            let id = MessageId::parse(accepted["id"].as_str().unwrap()).unwrap();
+            let message = env.store.get_message(jane, &id).await.unwrap().unwrap();
+            let payload: Value = serde_json::from_str(&message.payload).unwrap();
+            payload["text"].as_str().unwrap().to_string()
+        }
+    };
+    assert_eq!(
+        stored_text(event(good_object())).await,
+        "Task Label roses submitted at review in jane/flowers by ana"
+    );
+    let mut without_assignee = good_object();
+    without_assignee.as_object_mut().unwrap().remove("assignee");
+    assert_eq!(
+        stored_text(event(without_assignee)).await,
+        "Task Label roses submitted at review in jane/flowers by "
+    );
+    let mut own_text = event(good_object());
+    own_text["text"] = json!("Roses are ready.");
+    assert_eq!(stored_text(own_text).await, "Roses are ready.");
+    // A built-in type keeps its sentence.
+    assert_eq!(
+        stored_text(json!({"event_type": "sample.created", "dataset": "jane/flowers", "object": {"name": "rose.png"}})).await,
+        "Sample rose.png created in dataset jane/flowers."
+    );
+}
+
+#[tokio::test]
+async fn an_archived_type_is_refused_at_ingest_but_a_queued_delivery_still_goes() {
+    let (env, deps, key) = setup().await;
+    let receiver = Receiver::start().await;
+    call(
+        &deps,
+        &key,
+        Method::POST,
+        "/v1/event-types",
+        task_submitted(),
+    )
+    .await;
+    env.add_endpoint("jane", &receiver.url("/tasks"), |e| {
+        e.event_types = vec!["task.submitted".parse().unwrap()];
+    })
+    .await;
+    // Another instance of ingest, which read the catalog before the archive.
+    let other = Deps {
+        store: env.store.clone(),
+        queues: env.queues.clone(),
+        config: env.config.clone(),
+        event_types: CatalogCache::new(Duration::from_millis(300)),
+    };
+    other.event_types.read(&other.store).await.unwrap();
+    let (status, accepted) = call(
+        &deps,
+        &key,
+        Method::POST,
+        "/v1/events",
+        event(good_object()),
+    )
+    .await;
+    assert_eq!(
+        (status, accepted["endpoints"].clone()),
+        (StatusCode::ACCEPTED, json!(1))
+    );
+
+    let (status, _) = call(
+        &deps,
+        &key,
+        Method::DELETE,
+        "/v1/event-types/task.submitted",
+        Value::Null,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, body) = call(
+        &deps,
+        &key,
+        Method::POST,
+        "/v1/events",
+        event(good_object()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("event_type: "),
+        "{body}"
+    );
+
+    // The job queued before the archive is delivered to the endpoint that subscribed.
+    let received = env
+        .queues
+        .receive_delivery(10, Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert_eq!(received.len(), 1);
+    let event_source: SqsEvent =
+        serde_json::from_value(hookline_cli::local::event_source::sqs_event(
+            &received,
+            "arn:aws:sqs:us-east-1:123456789012:delivery",
+        ))
+        .unwrap();
+    let dispatcher =
+        dispatcher::Deps::new(env.store.clone(), env.queues.clone(), env.config.clone());
+    assert!(
+        dispatcher::handle(&dispatcher, event_source)
+            .await
+            .batch_item_failures
+            .is_empty()
+    );
+    let delivered = receiver.wait_for(1, Duration::from_secs(10)).await;
+    assert_eq!(delivered[0].json()["event_type"], "task.submitted");
+    assert_eq!(
+        delivered[0].json()["text"],
+        "Task Label roses submitted at review in jane/flowers by ana"
+    );
+
+    // The other instance refuses it too once its catalog's TTL has passed.
+    hookline_tests::poll_until(
+        Duration::from_secs(5),
+        "the other instance to see the archive",
+        || async {
+            let (status, _) = call(
+                &other,
+                &key,
+                Method::POST,
+                "/v1/events",
+                event(good_object()),
+            )
+            .await;
+            (status == StatusCode::BAD_REQUEST).then_some(())
+        },
+    )
+    .await;
+}
