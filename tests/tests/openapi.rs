@@ -178,6 +178,37 @@ async fn every_route_answers_as_the_document_says() {
     walk.call("GET", "/v1/event-types", true, Body::None, 200)
         .await;
 
+    // A registered event type: made, refused twice, changed, and archived.
+    let types = "/v1/event-types";
+    let walked = "/v1/event-types/task.walked";
+    let registration = json!({"name": "task.walked", "schema": {"type": "object"}, "text_template": "Task {object.name}"});
+    walk.ok("POST", types, registration.clone(), 201).await;
+    walk.ok("POST", types, registration, 409).await;
+    walk.ok("POST", types, json!({"name": "Task"}), 400).await;
+    walk.ok("PATCH", walked, json!({"description": "Walked."}), 200)
+        .await;
+    walk.ok("PATCH", walked, json!({"schema": {"type": 1}}), 400)
+        .await;
+    walk.ok("PATCH", "/v1/event-types/task.never", json!({}), 404)
+        .await;
+    walk.call(
+        "DELETE",
+        "/v1/event-types/sample.created",
+        true,
+        Body::None,
+        400,
+    )
+    .await;
+    walk.call(
+        "DELETE",
+        "/v1/event-types/task.never",
+        true,
+        Body::None,
+        404,
+    )
+    .await;
+    walk.call("GET", types, true, Body::None, 200).await;
+
     // Endpoints: two, so a page of one has a next cursor.
     let endpoints = "/v1/accounts/jane/endpoints";
     let created = walk
@@ -423,6 +454,9 @@ async fn every_route_answers_as_the_document_says() {
     for (method, path) in [
         ("POST", "/v1/events"),
         ("POST", "/v1/events/batch"),
+        ("POST", "/v1/event-types"),
+        ("PATCH", "/v1/event-types/task.walked"),
+        ("DELETE", "/v1/event-types/task.walked"),
         ("GET", "/v1/dlq"),
         ("POST", "/v1/dlq/replay"),
         ("POST", sessions),
@@ -442,6 +476,7 @@ async fn every_route_answers_as_the_document_says() {
             .replace("{endpoint_id}", &id)
             .replace("{message_id}", &message_id)
             .replace("{asset}", "portal.css")
+            .replace("{name}", "task.walked")
     };
     let too_large = format!("{{\"x\": \"{}\"}}", "x".repeat(MAX_BATCH_BODY_BYTES));
     for (method, path, operation) in walk.operations(&concrete) {
@@ -478,6 +513,14 @@ async fn every_route_answers_as_the_document_says() {
     }
 
     walk.call("DELETE", &endpoint, true, Body::None, 204).await;
+    walk.call(
+        "DELETE",
+        "/v1/event-types/task.walked",
+        true,
+        Body::None,
+        204,
+    )
+    .await;
     walk.call("DELETE", &endpoint, true, Body::None, 404).await;
 
     // A wrong method is refused with the documented methods in `Allow`; an unknown
@@ -538,7 +581,12 @@ async fn hold_idempotency_key(emulator_url: &str, key: &str, body: &Value) {
         hookline_cli::local::TABLE,
         Duration::from_secs(24 * 60 * 60),
     );
-    let event = shared::event::parse(body.as_object().unwrap(), None).unwrap();
+    let event = shared::event::parse(
+        body.as_object().unwrap(),
+        None,
+        &shared::catalog::Catalog::default(),
+    )
+    .unwrap();
     let fingerprint = event.fingerprint();
     let message = event.into_message("2021-08-01", time::OffsetDateTime::now_utc());
     store
@@ -570,6 +618,7 @@ async fn every_route_answers_a_fault_as_the_document_says() {
             .replace("{endpoint_id}", "ep_0")
             .replace("{message_id}", "msg_0")
             .replace("{asset}", "portal.css")
+            .replace("{name}", "task.walked")
     };
     let mut faulted = 0;
     for (method, path, operation) in walk.operations(&concrete) {
