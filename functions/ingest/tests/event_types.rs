@@ -450,3 +450,47 @@ async fn an_archived_type_is_refused_at_ingest_but_a_queued_delivery_still_goes(
     )
     .await;
 }
+
+/// A registration or change whose answer was lost is sent again by the SDK; the
+/// retry's condition fails on the first try's effect, and the write still reports
+/// success, while another registration of the name is refused.
+#[tokio::test]
+async fn a_write_whose_answer_was_lost_knows_its_own_success() {
+    use hookline_tests::intercept::{InjectAt, Injected};
+    let (env, _, _) = setup().await;
+    let lost = InjectAt::new("PutItem", &[0, 3], Injected::AnswerLost);
+    let (store, _) = env.intercepted(lost.clone()).await;
+    let now = time::OffsetDateTime::now_utc();
+    let registered =
+        shared::registry::parse_new(task_submitted().as_object().unwrap(), now).unwrap();
+    assert!(store.register_event_type(&registered).await.unwrap());
+    assert_eq!(lost.seen(), 2, "the SDK sent it again");
+    assert!(!store.register_event_type(&registered).await.unwrap());
+    assert_eq!(lost.seen(), 3);
+
+    let stored = store.event_type(&registered.name).await.unwrap().unwrap();
+    let changed =
+        shared::registry::Change::archive().apply(&stored, now + time::Duration::seconds(1));
+    assert!(
+        store
+            .update_event_type(&changed, stored.updated_at)
+            .await
+            .unwrap()
+    );
+    assert_eq!(lost.seen(), 5, "the SDK sent it again");
+    // A change made from the version before is stale now.
+    assert!(
+        !store
+            .update_event_type(&changed, stored.updated_at)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .event_type(&registered.name)
+            .await
+            .unwrap()
+            .unwrap()
+            .archived
+    );
+}

@@ -721,6 +721,57 @@ mod tests {
     }
 
     #[test]
+    fn event_types_round_trip_and_a_corrupt_field_is_an_error() {
+        let time = timefmt::parse("2026-01-02T03:04:05.123456Z").unwrap();
+        let registered = RegisteredType {
+            name: "task.submitted".parse().unwrap(),
+            description: "Submitted.".into(),
+            schema: Some(
+                serde_json::json!({"type": "object", "properties": {"n": {"maximum": 1.5}}}),
+            ),
+            text_template: Some("Task {object.n}".into()),
+            archived: true,
+            created_at: time,
+            updated_at: time,
+        };
+        let item = event_type_item(&registered, "w1");
+        assert_eq!(
+            item["schema"],
+            s(r#"{"type":"object","properties":{"n":{"maximum":1.5}}}"#)
+        );
+        assert_eq!(
+            event_type_from_item(&item).unwrap(),
+            (registered.clone(), "w1".into())
+        );
+        let read = |item: &Item| event_type_from_item(item);
+        for name in [
+            "name",
+            "description",
+            "archived",
+            "created_at",
+            "updated_at",
+            "written_by",
+        ] {
+            assert_refused(&item, name, read, false);
+        }
+        for name in ["schema", "text_template"] {
+            assert_refused(&item, name, read, true);
+        }
+        let mut bad_schema = item.clone();
+        bad_schema.insert("schema".into(), s("{not json"));
+        assert!(matches!(read(&bad_schema), Err(StoreError::Corrupt(_))));
+        let bare = event_type_item(
+            &RegisteredType {
+                schema: None,
+                text_template: None,
+                ..registered
+            },
+            "w2",
+        );
+        assert!(!bare.contains_key("schema") && !bare.contains_key("text_template"));
+    }
+
+    #[test]
     fn portal_tokens_round_trip_and_a_corrupt_field_is_an_error() {
         let token = PortalToken::new(
             "hlp_x",
