@@ -575,7 +575,10 @@ async fn recover_queues_each_failed_message_once_across_continuations() {
 }
 
 /// `make bench`: 10,000 failed messages with the API's own budget; prints the
-/// time and the process's peak memory.
+/// time and the process's peak memory. moto answers each Query by reading every
+/// item of the table (about 15,000 here), so on moto the run is moto's: a loaded
+/// 2-core machine spent 52 min of moto's CPU on it in 75 min before it was
+/// stopped, against 64 s of this process's CPU and a 28 MiB peak.
 #[tokio::test]
 #[ignore = "a benchmark: make bench"]
 async fn recover_of_ten_thousand_failed_messages() {
