@@ -3,10 +3,6 @@
 //! table key or a queue job never carries a malformed one and a function that takes
 //! an [`Account`] cannot be handed some other string by mistake.
 
-use std::fmt;
-
-use serde::{Deserialize, Serialize};
-
 /// Longest account name, and longest part of a dataset name.
 pub const MAX_NAME_BYTES: usize = 100;
 
@@ -24,68 +20,14 @@ pub fn is_valid_name(text: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct Account(String);
+crate::name::validated_name!(Account, is_valid_name, "an account name");
 
 impl Account {
-    pub fn parse(text: &str) -> Option<Self> {
-        is_valid_name(text).then(|| Self(text.to_string()))
-    }
-
     /// The owner of a dataset `owner/name`, when both parts are valid names.
     pub fn of_dataset(dataset: &str) -> Option<Self> {
         let (owner, name) = dataset.split_once('/')?;
         is_valid_name(name).then_some(())?;
         Self::parse(owner)
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for Account {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl PartialEq<str> for Account {
-    fn eq(&self, other: &str) -> bool {
-        self.0 == other
-    }
-}
-
-impl PartialEq<&str> for Account {
-    fn eq(&self, other: &&str) -> bool {
-        self.0 == *other
-    }
-}
-
-impl std::str::FromStr for Account {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        Self::parse(text).ok_or_else(|| format!("`{text}` is not an account name"))
-    }
-}
-
-impl TryFrom<String> for Account {
-    type Error = String;
-
-    fn try_from(text: String) -> Result<Self, Self::Error> {
-        if is_valid_name(&text) {
-            Ok(Self(text))
-        } else {
-            text.parse()
-        }
-    }
-}
-
-impl From<Account> for String {
-    fn from(account: Account) -> String {
-        account.0
     }
 }
 

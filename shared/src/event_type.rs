@@ -2,10 +2,6 @@
 //! subscribes to and what a DLQ replay filters by. Parsed once where it enters;
 //! whether the catalog knows it is a separate question ([`crate::catalog::known`]).
 
-use std::fmt;
-
-use serde::{Deserialize, Serialize};
-
 pub const MIN_BYTES: usize = 3;
 pub const MAX_BYTES: usize = 64;
 
@@ -20,63 +16,7 @@ fn is_valid(text: &str) -> bool {
         })
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct EventType(String);
-
-impl EventType {
-    pub fn parse(text: &str) -> Option<Self> {
-        is_valid(text).then(|| Self(text.to_string()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for EventType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl PartialEq<str> for EventType {
-    fn eq(&self, other: &str) -> bool {
-        self.0 == other
-    }
-}
-
-impl PartialEq<&str> for EventType {
-    fn eq(&self, other: &&str) -> bool {
-        self.0 == *other
-    }
-}
-
-impl std::str::FromStr for EventType {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        Self::parse(text).ok_or_else(|| format!("`{text}` is not an event type name"))
-    }
-}
-
-impl TryFrom<String> for EventType {
-    type Error = String;
-
-    fn try_from(text: String) -> Result<Self, Self::Error> {
-        if is_valid(&text) {
-            Ok(Self(text))
-        } else {
-            text.parse()
-        }
-    }
-}
-
-impl From<EventType> for String {
-    fn from(event_type: EventType) -> String {
-        event_type.0
-    }
-}
+crate::name::validated_name!(EventType, is_valid, "an event type name");
 
 #[cfg(test)]
 mod tests {

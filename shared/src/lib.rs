@@ -14,6 +14,7 @@ pub mod ids;
 pub mod keys;
 pub mod logging;
 pub mod model;
+mod name;
 pub mod net;
 pub mod payload;
 pub mod portal;

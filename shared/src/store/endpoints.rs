@@ -121,17 +121,8 @@ impl Store {
         account: &Account,
         id: &EndpointId,
     ) -> Result<Option<(Endpoint, EndpointSecrets)>, StoreError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(endpoint_key(account, id)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(aws_error("GetItem"))?;
-        output
-            .item
+        self.read_item(endpoint_key(account, id))
+            .await?
             .map(|item| Ok((endpoint_from_item(&item)?, secrets_from_item(&item)?)))
             .transpose()
     }

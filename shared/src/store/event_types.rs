@@ -79,17 +79,8 @@ impl Store {
         &self,
         name: &EventType,
     ) -> Result<Option<(RegisteredType, String)>, StoreError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(event_type_key(name)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(aws_error("GetItem"))?;
-        output
-            .item
+        self.read_item(event_type_key(name))
+            .await?
             .map(|item| event_type_from_item(&item))
             .transpose()
     }

@@ -130,18 +130,12 @@ impl Store {
         claim: Claim<'_>,
         ours: &MessageId,
     ) -> Result<Inserted, StoreError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(idempotency_record_key(account, claim.key)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(aws_error("GetItem"))?;
-        let item = output.item.ok_or_else(|| {
-            StoreError::Corrupt("an idempotency claim refused a write but is not there".into())
-        })?;
+        let item = self
+            .read_item(idempotency_record_key(account, claim.key))
+            .await?
+            .ok_or_else(|| {
+                StoreError::Corrupt("an idempotency claim refused a write but is not there".into())
+            })?;
         let record = claim_from_item(&item)?;
         if record.message_id == *ours {
             return Ok(Inserted::New);

@@ -93,6 +93,21 @@ impl Store {
         }
     }
 
+    /// The item under `key`, read consistently (a write just made is seen); `None`
+    /// when there is none.
+    async fn read_item(&self, key: codec::Item) -> Result<Option<codec::Item>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(aws_error("GetItem"))?;
+        Ok(output.item)
+    }
+
     fn expires_at(&self) -> AttributeValue {
         n((OffsetDateTime::now_utc() + self.retention).unix_timestamp())
     }

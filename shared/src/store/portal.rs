@@ -25,35 +25,16 @@ impl Store {
 
     /// The token stored under `token_hash`, expired or not; `None` when there is none.
     pub async fn portal_token(&self, token_hash: &str) -> Result<Option<PortalToken>, StoreError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(portal_token_key(token_hash)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(aws_error("GetItem"))?;
-        output
-            .item
+        self.read_item(portal_token_key(token_hash))
+            .await?
             .map(|item| portal_token_from_item(&item))
             .transpose()
     }
 
     /// The account's portal generation: 0 until its sessions are first revoked.
     pub async fn portal_generation(&self, account: &Account) -> Result<u64, StoreError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(account_settings_key(account)))
-            .projection_expression("portal_generation")
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(aws_error("GetItem"))?;
-        output
-            .item
+        self.read_item(account_settings_key(account))
+            .await?
             .map_or(Ok(0), |item| portal_generation_from_item(&item))
     }
 

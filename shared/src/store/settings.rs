@@ -12,18 +12,11 @@ use crate::settings::AccountSettings;
 impl Store {
     /// An account's settings; the defaults for an account that never changed them.
     pub async fn account_settings(&self, account: &Account) -> Result<AccountSettings, StoreError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(account_settings_key(account)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(aws_error("GetItem"))?;
-        output.item.map_or(Ok(AccountSettings::default()), |item| {
-            account_settings_from_item(&item)
-        })
+        self.read_item(account_settings_key(account))
+            .await?
+            .map_or(Ok(AccountSettings::default()), |item| {
+                account_settings_from_item(&item)
+            })
     }
 
     /// Writes an account's settings, leaving the item's other attributes be; the same
