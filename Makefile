@@ -15,7 +15,7 @@ PYTEST_VERSION := 9.1.1
 # moto_server from the venv is found by `hookline dev` and the tests.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup fuzz-tools browser build test bench bench-faults bench-calls demo lint fmt clean
+.PHONY: setup fuzz-tools browser build build-tests test bench bench-faults bench-calls demo lint fmt clean
 
 # Package installs need root: sudo only when not root already.
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
@@ -47,22 +47,27 @@ $(VENV)/.schemathesis-$(SCHEMATHESIS_VERSION): $(VENV)/.ready
 build:
 	cargo build --workspace --bins
 
-# End-to-end tests run the debug binaries, so they are built first.
-test: setup fuzz-tools browser build lint-infra
+# End-to-end tests run the debug binaries, so they are built first, together with
+# the tests: the tests' dependencies turn on more features of shared crates, and
+# one build with them all compiles each crate once rather than twice.
+build-tests:
+	cargo build --workspace --bins --tests
+
+test: setup fuzz-tools browser build-tests lint-infra
 	cargo test --workspace
 
 # Benchmarks print their figures; each is an ignored test, named here.
-bench: setup build
+bench: setup build-tests
 	cargo test -p hookline-api --test recovery -- --ignored --nocapture recover_of_ten_thousand
 	$(MAKE) bench-faults
 	$(MAKE) bench-calls
 
 # The fault test at 2,000 events (AWS failing a tenth of its calls).
-bench-faults: setup build
+bench-faults: setup build-tests
 	cargo test -p hookline-tests --test faults -- --ignored --nocapture benchmark_2000
 
 # AWS calls per event, delivery, failed attempt and replayed job; prints the tables in docs/cost.md.
-bench-calls: setup build
+bench-calls: setup build-tests
 	cargo test -p hookline-tests --test calls -- --ignored --nocapture
 
 demo: setup build
