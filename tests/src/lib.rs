@@ -229,6 +229,23 @@ impl TestEnv {
             .count()
     }
 
+    /// Everything the delivery queue shows now, received (and so hidden for its
+    /// visibility timeout), not deleted.
+    pub async fn receive_all_delivery(&self) -> Vec<queue::Received> {
+        let mut all = Vec::new();
+        loop {
+            let batch = self
+                .queues
+                .receive_delivery(10, Duration::ZERO)
+                .await
+                .expect("the delivery queue answers");
+            if batch.is_empty() {
+                return all;
+            }
+            all.extend(batch);
+        }
+    }
+
     /// Visible plus in-flight messages of a queue.
     pub async fn queue_depth(&self, url: &str) -> usize {
         queue_depth(&self.sqs, url).await

@@ -89,18 +89,11 @@ async fn claimed_by_a_first_request(env: &TestEnv) -> Message {
 }
 
 async fn jobs(env: &TestEnv) -> Vec<DeliveryJob> {
-    let mut jobs = Vec::new();
-    loop {
-        let batch = env
-            .queues
-            .receive_delivery(10, Duration::ZERO)
-            .await
-            .unwrap();
-        if batch.is_empty() {
-            return jobs;
-        }
-        jobs.extend(batch.iter().map(|r| serde_json::from_str(&r.body).unwrap()));
-    }
+    env.receive_all_delivery()
+        .await
+        .iter()
+        .map(|r| serde_json::from_str(&r.body).unwrap())
+        .collect()
 }
 
 #[tokio::test]

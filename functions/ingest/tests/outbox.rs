@@ -3,7 +3,6 @@
 //! dispatcher (in-process here) turns into jobs under the same message id.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use hookline_tests::TestEnv;
@@ -63,22 +62,13 @@ fn deps(env: &TestEnv, (store, queues): (shared::store::Store, shared::queue::Qu
 /// Everything the delivery queue holds now: delivery jobs, and tasks as received.
 async fn drain(env: &TestEnv) -> (Vec<DeliveryJob>, Vec<(Task, Received)>) {
     let (mut jobs, mut tasks) = (Vec::new(), Vec::new());
-    loop {
-        let batch = env
-            .queues
-            .receive_delivery(10, Duration::ZERO)
-            .await
-            .unwrap();
-        if batch.is_empty() {
-            return (jobs, tasks);
-        }
-        for received in batch {
-            match Task::from_body(&received.body) {
-                Some(task) => tasks.push((task.unwrap(), received)),
-                None => jobs.push(serde_json::from_str(&received.body).unwrap()),
-            }
+    for received in env.receive_all_delivery().await {
+        match Task::from_body(&received.body) {
+            Some(task) => tasks.push((task.unwrap(), received)),
+            None => jobs.push(serde_json::from_str(&received.body).unwrap()),
         }
     }
+    (jobs, tasks)
 }
 
 /// Has the dispatcher do `tasks`, as Lambda would hand them over; none may fail.
