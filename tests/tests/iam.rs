@@ -111,15 +111,20 @@ impl EnforcingEmulator {
         env
     }
 
-    /// Puts `body` on the delivery queue, as the operator.
-    async fn enqueue(&self, body: &str) {
+    /// An SQS client signing as the operator.
+    async fn operator_sqs(&self) -> aws_sdk_sqs::Client {
         let sdk = shared::aws::for_emulator_as(
             self.url(),
             &self.operator.access_key_id,
             &self.operator.secret_access_key,
         )
         .await;
-        let sqs = aws_sdk_sqs::Client::new(&sdk);
+        aws_sdk_sqs::Client::new(&sdk)
+    }
+
+    /// Puts `body` on the delivery queue, as the operator.
+    async fn enqueue(&self, body: &str) {
+        let sqs = self.operator_sqs().await;
         let found = sqs.get_queue_url().queue_name(DELIVERY_QUEUE).send().await;
         let url = found.expect("dev made the queue").queue_url;
         sqs.send_message()
@@ -132,13 +137,7 @@ impl EnforcingEmulator {
 
     /// The `replay` function behind the local Runtime API, with its own key.
     async fn start_replay(&self) -> (Function, watch::Sender<bool>) {
-        let sdk = shared::aws::for_emulator_as(
-            self.url(),
-            &self.operator.access_key_id,
-            &self.operator.secret_access_key,
-        )
-        .await;
-        let sqs = aws_sdk_sqs::Client::new(&sdk);
+        let sqs = self.operator_sqs().await;
         let mut env = vec![
             ("AWS_ENDPOINT_URL".into(), self.url().to_string()),
             ("AWS_REGION".into(), shared::aws::EMULATOR_REGION.into()),
