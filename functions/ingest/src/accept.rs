@@ -38,9 +38,11 @@ const IN_PROGRESS_POLL: Duration = Duration::from_millis(200);
 /// The longest `Retry-After` of a 409: a first request that died is taken over
 /// when its lease ends, one that lives ends sooner.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(5);
-/// Fan-out tasks SQS refused are sent again this many times in all, pausing
-/// [`TASK_PAUSE`] and then twice as long: an event some of whose jobs are queued
-/// can't be taken back, so giving up on its task leaves it half delivered.
+/// Fan-out tasks are sent this many times in all, pausing [`TASK_PAUSE`] and then
+/// twice as long. The queue already retries entries SQS refused; a call that failed
+/// outright it leaves to the caller, since its effect is unknown. For a task a
+/// repeat is harmless (jobs under the same message id), while giving up leaves an
+/// event some of whose jobs are queued half delivered.
 const TASK_TRIES: u32 = 3;
 const TASK_PAUSE: Duration = Duration::from_millis(50);
 
@@ -317,7 +319,7 @@ async fn fan_out(deps: &Deps, pending: &mut [Pending]) {
     }
 }
 
-/// Sends `tasks`, trying those SQS refused again; the indexes of those that never went.
+/// Sends `tasks`, sending again those that did not go; the indexes of those that never went.
 async fn send_tasks(deps: &Deps, tasks: &[String]) -> Vec<usize> {
     let mut unsent: Vec<usize> = (0..tasks.len()).collect();
     let mut pause = TASK_PAUSE;
