@@ -66,11 +66,40 @@ pub const EVENT_TYPES: &[Definition] = &[
     },
 ];
 
+/// hookline's own event types ([`crate::operational`]): listed and subscribable by
+/// name like the others, never posted by the platform nor registered over.
+pub const OPERATIONAL_TYPES: &[Definition] = &[
+    Definition {
+        name: "endpoint.disabled",
+        description: "hookline disabled an endpoint: it answered 410 Gone, or failed without a success for too long.",
+    },
+    Definition {
+        name: "message.attempt.failing",
+        description: "A message failed its fourth attempt at an endpoint.",
+    },
+    Definition {
+        name: "message.attempt.exhausted",
+        description: "A message's last attempt at an endpoint failed; its job went to the dead-letter queue.",
+    },
+    Definition {
+        name: "message.attempt.recovered",
+        description: "A message reached an endpoint after it had been reported failing there.",
+    },
+];
+
 fn is_known(name: &str) -> bool {
-    EVENT_TYPES.iter().any(|t| t.name == name)
+    EVENT_TYPES
+        .iter()
+        .chain(OPERATIONAL_TYPES)
+        .any(|t| t.name == name)
 }
 
-/// Whether `name` is a built-in type: those are read-only.
+/// Whether `name` is one of hookline's own operational types.
+pub fn is_operational(name: &str) -> bool {
+    OPERATIONAL_TYPES.iter().any(|t| t.name == name)
+}
+
+/// Whether `name` is a built-in type, operational ones included: those are read-only.
 pub fn is_builtin(name: &str) -> bool {
     is_known(name)
 }
@@ -161,11 +190,12 @@ impl Catalog {
             .and_then(|e| e.registered.text_template.as_deref())
     }
 
-    /// `GET /v1/event-types`'s `data`: the built-in types, then the registered ones by name.
+    /// `GET /v1/event-types`'s `data`: the built-in types, the operational ones, then
+    /// the registered ones by name.
     pub fn listing(&self) -> Vec<Value> {
-        let builtins = EVENT_TYPES.iter().map(|t| {
+        let builtins = EVENT_TYPES.iter().chain(OPERATIONAL_TYPES).map(|t| {
             json!({"name": t.name, "description": t.description, "schema": null,
-                   "text_template": null, "operational": false, "archived": false})
+                   "text_template": null, "operational": is_operational(t.name), "archived": false})
         });
         builtins
             .chain(self.registered.values().map(|e| e.registered.view()))
@@ -237,6 +267,29 @@ mod tests {
         assert_eq!(builtin("sample.exploded"), None);
     }
 
+    #[test]
+    fn the_operational_types_are_built_in_and_marked() {
+        assert_eq!(OPERATIONAL_TYPES.len(), 4);
+        for name in [
+            "endpoint.disabled",
+            "message.attempt.failing",
+            "message.attempt.exhausted",
+            "message.attempt.recovered",
+        ] {
+            assert!(is_operational(name) && is_builtin(name), "{name}");
+            assert!(Catalog::default().subscribable(name).is_some(), "{name}");
+        }
+        assert!(!is_operational("sample.created") && !is_operational("endpoint"));
+        let listing = Catalog::default().listing();
+        let operational: Vec<&Value> = listing
+            .iter()
+            .filter(|t| t["operational"] == true)
+            .map(|t| &t["name"])
+            .collect();
+        assert_eq!(operational.len(), 4);
+        assert_eq!(listing.len(), EVENT_TYPES.len() + OPERATIONAL_TYPES.len());
+    }
+
     fn registered(name: &str, archived: bool, schema: Option<Value>) -> RegisteredType {
         let now = time::OffsetDateTime::now_utc();
         RegisteredType {
@@ -263,9 +316,10 @@ mod tests {
         assert!(catalog.any("task.old").is_some());
         assert_eq!(catalog.any("task.never"), None);
         let listing = catalog.listing();
-        assert_eq!(listing.len(), EVENT_TYPES.len() + 2);
+        let seeded = EVENT_TYPES.len() + OPERATIONAL_TYPES.len();
+        assert_eq!(listing.len(), seeded + 2);
         assert_eq!(listing[0]["schema"], Value::Null);
-        assert_eq!(listing[EVENT_TYPES.len()]["name"], "task.old");
+        assert_eq!(listing[seeded]["name"], "task.old");
 
         let submitted = catalog.subscribable("task.submitted").unwrap();
         assert!(

@@ -13,6 +13,7 @@ pub const RETENTION_DAYS: &str = "HOOKLINE_RETENTION_DAYS";
 pub const ALLOW_PRIVATE_TARGETS: &str = "HOOKLINE_ALLOW_PRIVATE_TARGETS";
 pub const API_VERSION: &str = "HOOKLINE_API_VERSION";
 pub const PORTAL_FRAME_ANCESTORS: &str = "HOOKLINE_PORTAL_FRAME_ANCESTORS";
+pub const DISABLE_AFTER: &str = "HOOKLINE_DISABLE_AFTER";
 
 /// Every variable [`Config::from_env`] reads; every function reads all of them.
 pub const VARIABLES: &[&str] = &[
@@ -25,6 +26,7 @@ pub const VARIABLES: &[&str] = &[
     ALLOW_PRIVATE_TARGETS,
     API_VERSION,
     PORTAL_FRAME_ANCESTORS,
+    DISABLE_AFTER,
 ];
 
 pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 15_000;
@@ -35,6 +37,8 @@ pub const DEFAULT_PORTAL_FRAME_ANCESTORS: &str = "'self'";
 /// Bounds that keep a typo from turning into a zero or a year.
 pub const MAX_REQUEST_TIMEOUT_MS: u64 = 60_000;
 pub const MAX_RETENTION_DAYS: u32 = 3650;
+/// Failures without a success for this long disable an endpoint.
+pub const DEFAULT_DISABLE_AFTER: Duration = Duration::from_secs(5 * 24 * 60 * 60);
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -48,6 +52,8 @@ pub struct Config {
     pub api_version: String,
     /// The sources of the portal page's CSP `frame-ancestors`, space-separated.
     pub portal_frame_ancestors: String,
+    /// Failures without a success this long disable an endpoint.
+    pub disable_after: Duration,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -140,6 +146,19 @@ impl Config {
             None => DEFAULT_PORTAL_FRAME_ANCESTORS.to_string(),
         };
 
+        let disable_after = match get(DISABLE_AFTER) {
+            Some(text) => crate::retry::parse_duration(text.trim())
+                .filter(|after| !after.is_zero())
+                .ok_or_else(|| {
+                    invalid(
+                        DISABLE_AFTER,
+                        &text,
+                        "expected a duration such as 5d, 12h or 30s".to_string(),
+                    )
+                })?,
+            None => DEFAULT_DISABLE_AFTER,
+        };
+
         Ok(Self {
             table: required(TABLE)?,
             delivery_queue_url: required(DELIVERY_QUEUE_URL)?,
@@ -150,6 +169,7 @@ impl Config {
             allow_private_targets,
             api_version: get(API_VERSION).unwrap_or_else(|| DEFAULT_API_VERSION.to_string()),
             portal_frame_ancestors,
+            disable_after,
         })
     }
 
@@ -199,6 +219,7 @@ mod tests {
         assert!(!config.allow_private_targets);
         assert_eq!(config.api_version, "2021-08-01");
         assert_eq!(config.portal_frame_ancestors, "'self'");
+        assert_eq!(config.disable_after, Duration::from_secs(5 * 86_400));
     }
 
     #[test]
@@ -227,12 +248,14 @@ mod tests {
             (ALLOW_PRIVATE_TARGETS, "1"),
             (API_VERSION, "2024-01-01"),
             (PORTAL_FRAME_ANCESTORS, " 'self'   https://app.example.com "),
+            (DISABLE_AFTER, "90s"),
         ]);
         let config = config(&pairs).unwrap();
         assert_eq!(config.retry_schedule.attempts(), 3);
         assert_eq!(config.request_timeout, Duration::from_millis(2500));
         assert_eq!(config.retention(), Duration::from_secs(7 * 86_400));
         assert!(config.allow_private_targets);
+        assert_eq!(config.disable_after, Duration::from_secs(90));
         assert_eq!(config.api_version, "2024-01-01");
         assert_eq!(
             config.portal_frame_ancestors,
@@ -257,6 +280,8 @@ mod tests {
             (REQUEST_TIMEOUT_MS, "600000"),
             (RETENTION_DAYS, "-1"),
             (ALLOW_PRIVATE_TARGETS, "yes please"),
+            (DISABLE_AFTER, "5 days"),
+            (DISABLE_AFTER, "0d"),
             // Each would let the value end frame-ancestors and add a directive.
             (PORTAL_FRAME_ANCESTORS, "'self'; script-src *"),
             (

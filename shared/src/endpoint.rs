@@ -340,6 +340,12 @@ impl EndpointPatch {
         }
         if let Some(disabled) = self.disabled {
             changed.disabled = disabled;
+            if !disabled {
+                // Enabled again by its owner: whatever hookline disabled it for is over,
+                // and a new run of failures starts from scratch.
+                changed.disabled_reason = None;
+                changed.failing_since = None;
+            }
         }
         changed.updated_at = now;
         changed
@@ -362,6 +368,8 @@ pub fn new_endpoint(
         datasets: input.datasets,
         format: input.format,
         disabled: input.disabled,
+        disabled_reason: None,
+        failing_since: None,
         created_at: now,
         updated_at: now,
     };

@@ -117,6 +117,14 @@ pub fn parse(
 
     let event_type = match body.get("event_type") {
         None | Some(Value::Null) => return Err(FieldError::new("event_type", "is required")),
+        Some(Value::String(t)) if catalog::is_operational(t) => {
+            return Err(FieldError::new(
+                "event_type",
+                format!(
+                    "`{t}` is an operational type that hookline raises itself; it cannot be posted"
+                ),
+            ));
+        }
         Some(Value::String(t)) => known_event_type("event_type", t, catalog)?,
         Some(_) => return Err(FieldError::new("event_type", "must be a string")),
     };
@@ -218,7 +226,7 @@ impl NewEvent {
             event_type: self.event_type.as_str(),
             created_at: &created_at,
             api_version,
-            dataset: &self.dataset,
+            dataset: Some(&self.dataset),
             object: &self.object,
             text: &text,
         });
@@ -375,6 +383,10 @@ mod tests {
             (
                 "event_type",
                 json!({"event_type": "sample.exploded", "dataset": "jane/flowers", "object": {}}),
+            ),
+            (
+                "event_type",
+                json!({"event_type": "endpoint.disabled", "dataset": "jane/flowers", "object": {}}),
             ),
             (
                 "dataset",

@@ -16,6 +16,7 @@ pub mod logging;
 pub mod model;
 mod name;
 pub mod net;
+pub mod operational;
 pub mod payload;
 pub mod portal;
 pub mod queue;

@@ -49,15 +49,23 @@ pub struct Endpoint {
     pub datasets: Option<Vec<String>>,
     pub format: Format,
     pub disabled: bool,
+    /// Why hookline disabled it (see [`crate::operational`]); `None` when it did not.
+    pub disabled_reason: Option<String>,
+    /// When its current run of failures began; `None` after a success. Not part of
+    /// what its owner sees: auto-disable reads it.
+    pub failing_since: Option<OffsetDateTime>,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
 }
 
 impl Endpoint {
-    /// Whether an event of `event_type` in `dataset` is delivered here.
+    /// Whether an event of `event_type` in `dataset` is delivered here. An empty list
+    /// of types is every type but the operational ones ([`crate::operational::receives`]).
     pub fn subscribes(&self, event_type: &EventType, dataset: &str) -> bool {
+        let every =
+            self.event_types.is_empty() && !crate::catalog::is_operational(event_type.as_str());
         !self.disabled
-            && (self.event_types.is_empty() || self.event_types.iter().any(|t| t == event_type))
+            && (every || self.event_types.iter().any(|t| t == event_type))
             && self
                 .datasets
                 .as_ref()
@@ -98,12 +106,20 @@ pub struct Message {
     pub id: MessageId,
     pub account: Account,
     pub event_type: EventType,
+    /// Empty for hookline's operational events, which are about no dataset (see [`Message::dataset`]).
     pub dataset: String,
     /// As the platform sent it (validated RFC 3339), or the time it was accepted.
     pub created_at: String,
     /// The exact `standard` body every delivery sends (see [`crate::payload`]).
     pub payload: String,
     pub received_at: OffsetDateTime,
+}
+
+impl Message {
+    /// The dataset the message is about; `None` for an operational event.
+    pub fn dataset(&self) -> Option<&str> {
+        Some(self.dataset.as_str()).filter(|d| !d.is_empty())
+    }
 }
 
 /// One message to one endpoint: the body of an SQS job. Never carries a secret.
@@ -215,6 +231,8 @@ mod tests {
             datasets: datasets.map(|d| d.iter().map(|s| s.to_string()).collect()),
             format: Format::Standard,
             disabled: false,
+            disabled_reason: None,
+            failing_since: None,
             created_at: now,
             updated_at: now,
         }
@@ -230,6 +248,7 @@ mod tests {
         let flowers = endpoint(&[], Some(&["jane/flowers"]));
         assert!(flowers.subscribes(&"issue.created".parse().unwrap(), "jane/flowers"));
         assert!(!flowers.subscribes(&"issue.created".parse().unwrap(), "jane/trees"));
+        assert!(!all.subscribes(&"endpoint.disabled".parse().unwrap(), "jane/flowers"));
         let none = endpoint(&[], Some(&[]));
         assert!(!none.subscribes(&"issue.created".parse().unwrap(), "jane/flowers"));
         let mut disabled = endpoint(&[], None);

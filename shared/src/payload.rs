@@ -11,7 +11,8 @@ pub struct Standard<'a> {
     pub event_type: &'a str,
     pub created_at: &'a str,
     pub api_version: &'a str,
-    pub dataset: &'a str,
+    /// `None` (JSON null) for hookline's operational events.
+    pub dataset: Option<&'a str>,
     pub object: &'a Map<String, Value>,
     pub text: &'a str,
 }

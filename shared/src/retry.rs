@@ -80,18 +80,25 @@ impl Default for RetrySchedule {
     }
 }
 
+/// A duration as the settings write it: a whole number and a unit, `ms`, `s`, `m`,
+/// `h` or `d` (`250ms`, `5m`, `5d`).
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let split = text.find(|c: char| !c.is_ascii_digit())?;
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().ok()?;
+    let seconds = |per: u64| Duration::from_secs(number.saturating_mul(per));
+    match unit {
+        "ms" => Some(Duration::from_millis(number)),
+        "s" => Some(seconds(1)),
+        "m" => Some(seconds(60)),
+        "h" => Some(seconds(3600)),
+        "d" => Some(seconds(86_400)),
+        _ => None,
+    }
+}
+
 fn parse_step(step: &str) -> Result<Duration, ScheduleError> {
-    let bad = || ScheduleError::BadStep(step.to_string());
-    let split = step.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
-    let (number, unit) = step.split_at(split);
-    let number: u64 = number.parse().map_err(|_| bad())?;
-    let delay = match unit {
-        "ms" => Duration::from_millis(number),
-        "s" => Duration::from_secs(number),
-        "m" => Duration::from_secs(number.saturating_mul(60)),
-        "h" => Duration::from_secs(number.saturating_mul(3600)),
-        _ => return Err(bad()),
-    };
+    let delay = parse_duration(step).ok_or_else(|| ScheduleError::BadStep(step.to_string()))?;
     if delay > MAX_STEP {
         return Err(ScheduleError::TooLong(step.to_string()));
     }
@@ -343,7 +350,8 @@ mod tests {
         for (text, error) in [
             ("5", ScheduleError::BadStep("5".into())),
             ("s", ScheduleError::BadStep("s".into())),
-            ("5d", ScheduleError::BadStep("5d".into())),
+            ("5x", ScheduleError::BadStep("5x".into())),
+            ("1d", ScheduleError::TooLong("1d".into())),
             ("-5s", ScheduleError::BadStep("-5s".into())),
             ("1.5h", ScheduleError::BadStep("1.5h".into())),
             ("13h", ScheduleError::TooLong("13h".into())),
@@ -351,6 +359,16 @@ mod tests {
             assert_eq!(RetrySchedule::parse(text), Err(error), "{text}");
         }
         assert!(RetrySchedule::parse("12h").is_ok());
+    }
+
+    #[test]
+    fn durations_read_in_every_unit_of_the_settings() {
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("5m"), Some(Duration::from_secs(300)));
+        assert_eq!(parse_duration("5d"), Some(Duration::from_secs(5 * 86_400)));
+        for bad in ["", "5", "d", "5 d", "5days", "-1s"] {
+            assert_eq!(parse_duration(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -188,6 +188,8 @@ impl TestEnv {
             datasets: None,
             format: shared::model::Format::Standard,
             disabled: false,
+            disabled_reason: None,
+            failing_since: None,
             created_at: now,
             updated_at: now,
         };

@@ -151,6 +151,10 @@ fn configuration_defaults_and_bounds_match_the_loader() {
         default_of(config::PORTAL_FRAME_ANCESTORS),
         config::DEFAULT_PORTAL_FRAME_ANCESTORS
     );
+    assert_eq!(
+        shared::retry::parse_duration(&default_of(config::DISABLE_AFTER)),
+        Some(config::DEFAULT_DISABLE_AFTER)
+    );
 
     // A parameter's bounds must not let a deployer pick a value the loader refuses.
     for (variable, max) in [

@@ -135,6 +135,8 @@ mod tests {
             datasets: Some(vec!["jane/flowers".into()]),
             format: Format::Slack,
             disabled: true,
+            disabled_reason: None,
+            failing_since: None,
             created_at: time,
             updated_at: time,
         };

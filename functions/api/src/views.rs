@@ -25,6 +25,7 @@ pub struct EndpointOut<'a> {
     datasets: Option<&'a [String]>,
     format: Format,
     disabled: bool,
+    disabled_reason: Option<&'a str>,
     digest: Option<()>,
     #[serde(with = "shared::timefmt")]
     created_at: OffsetDateTime,
@@ -44,6 +45,7 @@ impl<'a> From<&'a Endpoint> for EndpointOut<'a> {
             datasets: endpoint.datasets.as_deref(),
             format: endpoint.format,
             disabled: endpoint.disabled,
+            disabled_reason: endpoint.disabled_reason.as_deref(),
             digest: None,
             created_at: endpoint.created_at,
             updated_at: endpoint.updated_at,
@@ -103,7 +105,8 @@ impl<'a> From<&'a Attempt> for AttemptOut<'a> {
 pub struct MessageOut<'a> {
     id: &'a MessageId,
     event_type: &'a EventType,
-    dataset: &'a str,
+    /// `None` for hookline's operational events, which are about no dataset.
+    dataset: Option<&'a str>,
     created_at: &'a str,
     payload: Value,
     attempts: Vec<AttemptOut<'a>>,
@@ -114,7 +117,7 @@ impl<'a> MessageOut<'a> {
         Self {
             id: &message.id,
             event_type: &message.event_type,
-            dataset: &message.dataset,
+            dataset: message.dataset(),
             created_at: &message.created_at,
             payload,
             attempts: attempts.iter().map(AttemptOut::from).collect(),
@@ -169,6 +172,8 @@ mod tests {
             datasets: None,
             format: Format::Slack,
             disabled: false,
+            disabled_reason: None,
+            failing_since: None,
             created_at: time,
             updated_at: time,
         };
@@ -185,6 +190,7 @@ mod tests {
                 "datasets": null,
                 "format": "slack",
                 "disabled": false,
+                "disabled_reason": null,
                 "digest": null,
                 "created_at": "2026-01-02T03:04:05.123456Z",
                 "updated_at": "2026-01-02T03:04:05.123456Z",
@@ -202,6 +208,7 @@ mod tests {
                 "datasets",
                 "format",
                 "disabled",
+                "disabled_reason",
                 "digest",
                 "created_at",
                 "updated_at"

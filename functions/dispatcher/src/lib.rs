@@ -314,7 +314,7 @@ async fn deliver(
             // The receiver says it is gone for good: stop delivering there at all.
             match deps
                 .store
-                .disable_endpoint(&job.account, &job.endpoint_id)
+                .disable_endpoint(&job.account, &job.endpoint_id, shared::operational::GONE)
                 .await
             {
                 Ok(_) => deps.endpoints.forget(&job.account, &job.endpoint_id),

@@ -420,6 +420,8 @@ async fn during_rotation_both_secrets_sign_and_each_verifies() {
         datasets: None,
         format: Format::Standard,
         disabled: false,
+        disabled_reason: None,
+        failing_since: None,
         created_at: now,
         updated_at: now,
     };

@@ -66,6 +66,16 @@ struct EndpointRecord {
     datasets: Option<Vec<String>>,
     format: Format,
     disabled: bool,
+    /// Present only while hookline has the endpoint disabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    disabled_reason: Option<String>,
+    /// Present only during a run of failures.
+    #[serde(
+        default,
+        with = "crate::timefmt::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    failing_since: Option<OffsetDateTime>,
     #[serde(with = "crate::timefmt")]
     created_at: OffsetDateTime,
     #[serde(with = "crate::timefmt")]
@@ -105,6 +115,8 @@ pub(super) fn settings_item(endpoint: &Endpoint) -> Item {
         datasets: endpoint.datasets.clone(),
         format: endpoint.format,
         disabled: endpoint.disabled,
+        disabled_reason: endpoint.disabled_reason.clone(),
+        failing_since: endpoint.failing_since,
         created_at: endpoint.created_at,
         updated_at: endpoint.updated_at,
     })
@@ -133,6 +145,8 @@ pub(super) fn endpoint_from_item(item: &Item) -> Result<Endpoint, StoreError> {
         datasets: r.datasets,
         format: r.format,
         disabled: r.disabled,
+        disabled_reason: r.disabled_reason,
+        failing_since: r.failing_since,
         created_at: r.created_at,
         updated_at: r.updated_at,
     })
@@ -457,6 +471,8 @@ mod tests {
             datasets: Some(vec!["jane/flowers".into()]),
             format: Format::Slack,
             disabled: true,
+            disabled_reason: Some("it answered 410 Gone".into()),
+            failing_since: Some(now),
             created_at: now,
             updated_at: now,
         };
@@ -569,7 +585,9 @@ mod tests {
                 "datasets",
                 "description",
                 "disabled",
+                "disabled_reason",
                 "event_types",
+                "failing_since",
                 "format",
                 "id",
                 "previous_secret",
@@ -595,9 +613,17 @@ mod tests {
     fn an_endpoint_without_datasets_or_rotation_stores_no_such_attribute() {
         let (mut endpoint, _) = endpoint();
         endpoint.datasets = None;
+        endpoint.disabled_reason = None;
+        endpoint.failing_since = None;
         let secrets = EndpointSecrets::new(Secret::generate());
         let item = endpoint_item(&endpoint, &secrets);
-        for absent in ["datasets", "previous_secret", "previous_secret_expires_at"] {
+        for absent in [
+            "datasets",
+            "previous_secret",
+            "previous_secret_expires_at",
+            "disabled_reason",
+            "failing_since",
+        ] {
             assert!(!item.contains_key(absent), "{absent}");
         }
         assert_eq!(endpoint_from_item(&item).unwrap().datasets, None);

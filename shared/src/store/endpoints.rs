@@ -156,12 +156,29 @@ impl Store {
             .expression_attribute_values(":disabled", AttributeValue::Bool(endpoint.disabled))
             .expression_attribute_values(":updated_at", s(time_text(endpoint.updated_at)))
             .expression_attribute_values(":expected", s(time_text(expected_updated_at)));
+        let mut remove = Vec::new();
         match &endpoint.datasets {
             Some(datasets) => {
                 set.push_str(", datasets = :datasets");
                 request = request.expression_attribute_values(":datasets", list(datasets));
             }
-            None => set.push_str(" REMOVE datasets"),
+            None => remove.push("datasets"),
+        }
+        match &endpoint.disabled_reason {
+            Some(reason) => {
+                set.push_str(", disabled_reason = :reason");
+                request = request.expression_attribute_values(":reason", s(reason.as_str()));
+            }
+            None => remove.push("disabled_reason"),
+        }
+        // Only the dispatcher starts a run of failures; a change may only end one
+        // (re-enabling: see [`crate::endpoint::EndpointPatch::apply`]).
+        if endpoint.failing_since.is_none() {
+            remove.push("failing_since");
+        }
+        if !remove.is_empty() {
+            set.push_str(" REMOVE ");
+            set.push_str(&remove.join(", "));
         }
         let updated = applied(request.update_expression(set).send().await, "UpdateItem")?;
         Ok(updated || self.holds(endpoint, Some(endpoint), None).await?)
@@ -334,21 +351,24 @@ impl Store {
         Ok(found)
     }
 
-    /// Marks an endpoint of `account` disabled; `false` when there is no such endpoint.
+    /// Marks an endpoint of `account` disabled by hookline, for `reason`; `false` when
+    /// there is no such endpoint.
     pub async fn disable_endpoint(
         &self,
         account: &Account,
         id: &EndpointId,
+        reason: &str,
     ) -> Result<bool, StoreError> {
         let updated = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(endpoint_key(account, id)))
-            .update_expression("SET disabled = :yes, updated_at = :now")
+            .update_expression("SET disabled = :yes, disabled_reason = :reason, updated_at = :now")
             .condition_expression("attribute_exists(#pk)")
             .expression_attribute_names("#pk", PK)
             .expression_attribute_values(":yes", AttributeValue::Bool(true))
+            .expression_attribute_values(":reason", s(reason))
             .expression_attribute_values(":now", s(time_text(OffsetDateTime::now_utc())))
             .send()
             .await;
