@@ -496,6 +496,24 @@ impl Dev {
             .request(method, self.url(path))
             .bearer_auth(&self.api_key)
     }
+
+    /// Sends `body` (none when null) with the platform key; the status and the JSON
+    /// answer (null when there is none).
+    pub async fn send(
+        &self,
+        client: &reqwest::Client,
+        method: reqwest::Method,
+        path: &str,
+        body: serde_json::Value,
+    ) -> (reqwest::StatusCode, serde_json::Value) {
+        let mut request = self.request(client, method, path);
+        if !body.is_null() {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("dev answers");
+        let status = response.status();
+        (status, response.json().await.unwrap_or_default())
+    }
 }
 
 impl Drop for Dev {

@@ -10,22 +10,6 @@ use serde_json::{Value, json};
 
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
 
-async fn send(
-    dev: &Dev,
-    client: &reqwest::Client,
-    method: Method,
-    path: &str,
-    body: Value,
-) -> (StatusCode, Value) {
-    let mut request = dev.request(client, method, path);
-    if !body.is_null() {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
 #[tokio::test]
 async fn a_registered_type_s_template_fills_webhook_and_slack_text() {
     let webhook = Receiver::start().await;
@@ -48,28 +32,29 @@ async fn a_registered_type_s_template_fills_webhook_and_slack_text() {
         },
         "text_template": "Task {object.task_id} submitted at {object.stage} by {object.assignee} in {dataset}"
     });
-    let (status, created) =
-        send(&dev, &client, Method::POST, "/v1/event-types", registration).await;
+    let (status, created) = dev
+        .send(&client, Method::POST, "/v1/event-types", registration)
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
 
     let endpoints = "/v1/accounts/jane/endpoints";
     for (receiver, format) in [(&webhook, "standard"), (&slack, "slack")] {
         let body = json!({"url": receiver.url("/hook"), "event_types": ["task.submitted"], "format": format});
-        let (status, endpoint) = send(&dev, &client, Method::POST, endpoints, body).await;
+        let (status, endpoint) = dev.send(&client, Method::POST, endpoints, body).await;
         assert_eq!(status, StatusCode::CREATED, "{endpoint}");
     }
 
     let object = json!({"task_id": "t-17", "stage": "review", "assignee": "ana", "submitted_at": "2026-11-23T10:00:00Z"});
     let mut bad = object.clone();
     bad["task_id"] = json!(17);
-    let (status, refused) = send(
-        &dev,
-        &client,
-        Method::POST,
-        "/v1/events",
-        json!({"event_type": "task.submitted", "dataset": "jane/flowers", "object": bad}),
-    )
-    .await;
+    let (status, refused) = dev
+        .send(
+            &client,
+            Method::POST,
+            "/v1/events",
+            json!({"event_type": "task.submitted", "dataset": "jane/flowers", "object": bad}),
+        )
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
     assert_eq!(refused["error"]["code"], "validation_error");
     assert!(
@@ -80,14 +65,14 @@ async fn a_registered_type_s_template_fills_webhook_and_slack_text() {
         "{refused}"
     );
 
-    let (status, accepted) = send(
-        &dev,
-        &client,
-        Method::POST,
-        "/v1/events",
-        json!({"event_type": "task.submitted", "dataset": "jane/flowers", "object": object}),
-    )
-    .await;
+    let (status, accepted) = dev
+        .send(
+            &client,
+            Method::POST,
+            "/v1/events",
+            json!({"event_type": "task.submitted", "dataset": "jane/flowers", "object": object}),
+        )
+        .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
     assert_eq!(accepted["endpoints"], 2);
 
@@ -100,14 +85,14 @@ async fn a_registered_type_s_template_fills_webhook_and_slack_text() {
     assert_eq!(delivered[0].json(), json!({"text": text}));
 
     // Archived: refused at ingest and for a new subscription; the endpoints keep it.
-    let (status, _) = send(
-        &dev,
-        &client,
-        Method::DELETE,
-        "/v1/event-types/task.submitted",
-        Value::Null,
-    )
-    .await;
+    let (status, _) = dev
+        .send(
+            &client,
+            Method::DELETE,
+            "/v1/event-types/task.submitted",
+            Value::Null,
+        )
+        .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     // Each ingest instance reads the catalog again within its TTL.
     let archived =
@@ -118,8 +103,9 @@ async fn a_registered_type_s_template_fills_webhook_and_slack_text() {
         || async {
             // Several in a row, so that every instance answered.
             for _ in 0..4 {
-                let (status, _) =
-                    send(&dev, &client, Method::POST, "/v1/events", archived.clone()).await;
+                let (status, _) = dev
+                    .send(&client, Method::POST, "/v1/events", archived.clone())
+                    .await;
                 if status != StatusCode::BAD_REQUEST {
                     return None;
                 }
@@ -129,20 +115,20 @@ async fn a_registered_type_s_template_fills_webhook_and_slack_text() {
     )
     .await;
     let body = json!({"url": webhook.url("/new"), "event_types": ["task.submitted"]});
-    let (status, refused) = send(&dev, &client, Method::POST, endpoints, body).await;
+    let (status, refused) = dev.send(&client, Method::POST, endpoints, body).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
-    let (_, listed) = send(&dev, &client, Method::GET, endpoints, Value::Null).await;
+    let (_, listed) = dev.send(&client, Method::GET, endpoints, Value::Null).await;
     let listed = listed["data"].as_array().unwrap();
     assert_eq!(listed.len(), 2);
     let first = format!("{endpoints}/{}", listed[0]["id"].as_str().unwrap());
-    let (status, patched) = send(
-        &dev,
-        &client,
-        Method::PATCH,
-        &first,
-        json!({"event_types": ["task.submitted", "sample.created"]}),
-    )
-    .await;
+    let (status, patched) = dev
+        .send(
+            &client,
+            Method::PATCH,
+            &first,
+            json!({"event_types": ["task.submitted", "sample.created"]}),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{patched}");
     assert_eq!(
         patched["event_types"],

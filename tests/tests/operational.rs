@@ -15,28 +15,14 @@ const OPERATIONAL: [&str; 4] = [
     "message.attempt.recovered",
 ];
 
-async fn send(
-    dev: &Dev,
-    client: &reqwest::Client,
-    method: Method,
-    path: &str,
-    body: Value,
-) -> (StatusCode, Value) {
-    let mut request = dev.request(client, method, path);
-    if !body.is_null() {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
 #[tokio::test]
 async fn the_operational_types_are_listed_and_subscribable_but_never_posted_or_registered() {
     let dev = Dev::start(&[]);
     let client = reqwest::Client::new();
 
-    let (status, listed) = send(&dev, &client, Method::GET, "/v1/event-types", Value::Null).await;
+    let (status, listed) = dev
+        .send(&client, Method::GET, "/v1/event-types", Value::Null)
+        .await;
     assert_eq!(status, StatusCode::OK);
     let operational: Vec<&str> = listed["data"]
         .as_array()
@@ -49,7 +35,7 @@ async fn the_operational_types_are_listed_and_subscribable_but_never_posted_or_r
 
     for name in OPERATIONAL {
         let event = json!({"event_type": name, "dataset": "jane/flowers", "object": {}});
-        let (status, refused) = send(&dev, &client, Method::POST, "/v1/events", event).await;
+        let (status, refused) = dev.send(&client, Method::POST, "/v1/events", event).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{name}: {refused}");
         assert_eq!(refused["error"]["code"], "validation_error");
         assert!(
@@ -61,19 +47,21 @@ async fn the_operational_types_are_listed_and_subscribable_but_never_posted_or_r
         );
 
         let registration = json!({"name": name, "description": "mine now"});
-        let (status, _) = send(&dev, &client, Method::POST, "/v1/event-types", registration).await;
+        let (status, _) = dev
+            .send(&client, Method::POST, "/v1/event-types", registration)
+            .await;
         assert_eq!(status, StatusCode::CONFLICT, "{name}");
     }
 
     let endpoint = json!({"url": "http://127.0.0.1:9/hook", "event_types": OPERATIONAL});
-    let (status, created) = send(
-        &dev,
-        &client,
-        Method::POST,
-        "/v1/accounts/jane/endpoints",
-        endpoint,
-    )
-    .await;
+    let (status, created) = dev
+        .send(
+            &client,
+            Method::POST,
+            "/v1/accounts/jane/endpoints",
+            endpoint,
+        )
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     let mut sorted = OPERATIONAL;
     sorted.sort_unstable();
