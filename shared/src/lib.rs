@@ -13,6 +13,7 @@ pub mod http;
 pub mod ids;
 pub mod keys;
 pub mod logging;
+pub mod metrics;
 pub mod model;
 mod name;
 pub mod net;

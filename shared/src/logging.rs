@@ -33,7 +33,10 @@ pub fn init() {
         .with(filter)
         .with(without_wire_content());
     if json {
-        subscriber.with(format.json()).init();
+        // Fields at the top level, as CloudWatch Logs Insights reads them best.
+        subscriber
+            .with(format.json().flatten_event(true).with_current_span(false))
+            .init();
     } else {
         subscriber.with(format).init();
     }

@@ -947,7 +947,10 @@ async fn no_log_line_names_a_secret_or_a_key_even_at_trace_level() {
     assert!(stack.dev.interrupt(Duration::from_secs(15)).is_some());
     let log = stack.dev.log();
     assert!(log.contains(message.as_str()), "the log was captured");
-    assert!(log.contains("[api] TRACE"), "the functions logged at TRACE");
+    assert!(
+        log.contains(r#"[api] {"level":"TRACE""#),
+        "the functions logged at TRACE, as JSON lines"
+    );
     let secret_bytes = |secret: &str| secret.trim_start_matches("whsec_").to_string();
     for (what, text) in [
         ("the first secret", secret_bytes(&first_secret)),

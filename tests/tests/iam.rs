@@ -31,14 +31,17 @@ const POST: Method = Method::POST;
 const PATCH: Method = Method::PATCH;
 const DELETE: Method = Method::DELETE;
 /// What dev's and the functions' logs must never say: a refused call, or any
-/// warning or error (a refusal the SDK could not parse shows only as one).
-const REFUSALS: [&str; 6] = [
+/// warning or error (a refusal the SDK could not parse shows only as one), in
+/// dev's text lines or the functions' JSON ones.
+const REFUSALS: [&str; 8] = [
     "AccessDenied",
     "not authorized",
     "InvalidClientTokenId",
     "SignatureDoesNotMatch",
     " WARN ",
     " ERROR ",
+    r#""level":"WARN""#,
+    r#""level":"ERROR""#,
 ];
 
 /// moto with IAM enforced and its requests recorded (to a file removed on drop),

@@ -485,3 +485,132 @@ fn the_http_api_routes_to_ingest_what_the_local_gateway_does() {
         .collect();
     assert_eq!(routed, local, "{name}'s routes and hookline dev's differ");
 }
+
+#[test]
+fn every_function_logs_json_lines() {
+    let template = template();
+    for (name, function) in functions(&template) {
+        let logging = function_property(&template, function, "LoggingConfig");
+        assert_eq!(
+            logging["LogFormat"], "JSON",
+            "{name}: EMF metrics and the fields of its log lines need LogFormat JSON"
+        );
+    }
+}
+
+/// Every metric an alarm watches: (namespace, name, dimension values), from the
+/// one-metric form or from each `MetricStat` of a metric-math alarm.
+fn watched(alarm: &Value) -> Vec<(String, String, Vec<Value>)> {
+    let properties = &alarm["Properties"];
+    let one = |metric: &Value| {
+        let dimensions = metric["Dimensions"]
+            .as_array()
+            .map(|list| list.iter().map(|d| d["Value"].clone()).collect())
+            .unwrap_or_default();
+        (
+            scalar_text(&metric["Namespace"]),
+            scalar_text(&metric["MetricName"]),
+            dimensions,
+        )
+    };
+    match properties["Metrics"].as_array() {
+        Some(metrics) => metrics
+            .iter()
+            .filter(|m| !m["MetricStat"].is_null())
+            .map(|m| one(&m["MetricStat"]["Metric"]))
+            .collect(),
+        None => vec![one(properties)],
+    }
+}
+
+#[test]
+fn alarms_watch_every_function_the_api_the_table_and_unrecorded_attempts() {
+    let template = template();
+    let alarms: Vec<_> = resources_of_type(&template, "AWS::CloudWatch::Alarm")
+        .into_iter()
+        .flat_map(|(_, alarm)| watched(alarm))
+        .collect();
+    let watches = |namespace: &str, metric: &str, resource: &str| {
+        alarms.iter().any(|(ns, name, dimensions)| {
+            ns == namespace && name == metric && dimensions.iter().any(|d| d["Ref"] == resource)
+        })
+    };
+    for (name, _) in functions(&template) {
+        for metric in ["Errors", "Throttles"] {
+            assert!(
+                watches("AWS/Lambda", metric, name),
+                "no alarm on {name}'s {metric}"
+            );
+        }
+    }
+    let (api, _) = resources_of_type(&template, "AWS::Serverless::HttpApi")[0];
+    assert!(watches("AWS/ApiGateway", "5xx", api), "no alarm on API 5xx");
+    let (table, _) = resources_of_type(&template, "AWS::DynamoDB::Table")[0];
+    for metric in ["ReadThrottleEvents", "WriteThrottleEvents"] {
+        assert!(
+            watches("AWS/DynamoDB", metric, table),
+            "no alarm on {metric}"
+        );
+    }
+    assert!(
+        alarms
+            .iter()
+            .any(|(ns, name, _)| ns == shared::metrics::NAMESPACE
+                && name == shared::metrics::ATTEMPT_WRITE_FAILURES),
+        "no alarm on the dispatcher's unrecorded attempts"
+    );
+}
+
+#[test]
+fn the_dashboard_shows_every_metric_the_code_writes_and_every_function() {
+    let template = template();
+    let dashboards = resources_of_type(&template, "AWS::CloudWatch::Dashboard");
+    assert_eq!(dashboards.len(), 1, "one dashboard");
+    let body = dashboards[0].1["Properties"]["DashboardBody"]["Fn::Sub"]
+        .as_str()
+        .expect("the dashboard body is a !Sub string");
+    // What CloudFormation substitutes, each `${…}` a name, must leave valid JSON.
+    let mut substituted = String::new();
+    let mut rest = body;
+    let mut references = BTreeSet::new();
+    while let Some(start) = rest.find("${") {
+        let end = rest[start..].find('}').expect("a closed ${…}") + start;
+        substituted.push_str(&rest[..start]);
+        let name = &rest[start + 2..end];
+        references.insert(name.split('.').next().unwrap_or(name).to_string());
+        substituted.push_str("substituted");
+        rest = &rest[end + 1..];
+    }
+    substituted.push_str(rest);
+    let body: Value = serde_json::from_str(&substituted)
+        .unwrap_or_else(|e| panic!("the dashboard body is not JSON: {e}"));
+    let shown: BTreeSet<(String, String)> = body["widgets"]
+        .as_array()
+        .expect("widgets")
+        .iter()
+        .flat_map(|w| {
+            w["properties"]["metrics"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .map(|m| (scalar_text(&m[0]), scalar_text(&m[1])))
+        .collect();
+    use shared::metrics::*;
+    for metric in [
+        DELIVERIES,
+        ATTEMPT_DURATION,
+        DELIVERY_LATENCY,
+        ATTEMPT_WRITE_FAILURES,
+        FAN_OUT_SIZE,
+        DEAD_LETTERED,
+    ] {
+        assert!(
+            shown.contains(&(NAMESPACE.to_string(), metric.to_string())),
+            "the dashboard lacks {metric}"
+        );
+    }
+    for (name, _) in functions(&template) {
+        assert!(references.contains(name), "the dashboard lacks {name}");
+    }
+}

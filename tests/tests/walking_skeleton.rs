@@ -119,6 +119,50 @@ async fn an_event_reaches_the_subscribed_endpoint_signed_as_the_contract_says() 
     // receiver has nothing; the one job was delivered once.
     assert!(other_account.deliveries().is_empty());
     assert_eq!(receiver.deliveries().len(), 1);
+
+    // The functions' logs carry its metrics as EMF lines: the fan-out at ingest, the
+    // success with its latency at the dispatcher; the other lines are JSON too.
+    let emf = |function: &str, log: &str| -> Vec<serde_json::Map<String, Value>> {
+        log.lines()
+            .filter_map(|line| line.strip_prefix(&format!("[{function}] ")))
+            .filter_map(|line| shared::metrics::parse(line).map(|parsed| parsed.root))
+            .collect()
+    };
+    let delivered = poll_until(DELIVERY_TIMEOUT, "the delivery's EMF line", || async {
+        emf("dispatcher", &dev.log())
+            .into_iter()
+            .find(|root| root[shared::metrics::OUTCOME] == "succeeded")
+    })
+    .await;
+    assert_eq!(delivered[shared::metrics::DELIVERIES], json!(1.0));
+    assert!(
+        delivered[shared::metrics::DELIVERY_LATENCY]
+            .as_f64()
+            .unwrap()
+            >= 0.0
+    );
+    assert!(
+        delivered[shared::metrics::ATTEMPT_DURATION]
+            .as_f64()
+            .unwrap()
+            >= 0.0
+    );
+    let log = dev.log();
+    assert!(
+        emf("ingest", &log)
+            .iter()
+            .any(|root| root[shared::metrics::FAN_OUT_SIZE] == json!(1.0)),
+        "ingest's fan-out size"
+    );
+    let dispatcher_lines: Vec<&str> = log
+        .lines()
+        .filter_map(|line| line.strip_prefix("[dispatcher] "))
+        .collect();
+    assert!(!dispatcher_lines.is_empty());
+    for line in dispatcher_lines {
+        serde_json::from_str::<Value>(line)
+            .unwrap_or_else(|e| panic!("a log line that is not JSON ({e}): {line}"));
+    }
 }
 
 #[tokio::test]

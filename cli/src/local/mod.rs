@@ -29,6 +29,8 @@ pub const DISPATCHER_MARGIN: Duration = Duration::from_secs(5);
 pub const VISIBILITY_FACTOR: u32 = 6;
 /// The prefix of the variables that name dev's and each function's emulator credentials.
 const CREDENTIALS_PREFIX: &str = "HOOKLINE_DEV";
+/// Lambda's log format variable: the functions write JSON unless this environment says `Text`.
+const LOG_FORMAT: &str = "AWS_LAMBDA_LOG_FORMAT";
 /// How long the functions may take to start.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -276,6 +278,7 @@ async fn start(options: &DevOptions) -> Result<Running, DevError> {
         .map(|d| format!("{}ms", d.as_millis()))
         .collect::<Vec<_>>()
         .join(",");
+    let log_format = std::env::var(LOG_FORMAT).unwrap_or_else(|_| "JSON".into());
     let mut env: Vec<(String, String)> = [
         ("AWS_ENDPOINT_URL", emulator_url.as_str()),
         ("AWS_REGION", shared::aws::EMULATOR_REGION),
@@ -284,6 +287,8 @@ async fn start(options: &DevOptions) -> Result<Running, DevError> {
         (config::DELIVERY_QUEUE_URL, delivery_url.as_str()),
         (config::DLQ_URL, dlq_url.as_str()),
         (config::RETRY_SCHEDULE, schedule_text.as_str()),
+        // JSON lines, as the template's LogFormat has Lambda ask for.
+        (LOG_FORMAT, log_format.as_str()),
         (
             config::ALLOW_PRIVATE_TARGETS,
             if options.block_private_targets {

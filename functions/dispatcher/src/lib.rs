@@ -16,6 +16,7 @@ use futures::future::join_all;
 use rand::Rng;
 use shared::config::Config;
 use shared::ids::AttemptId;
+use shared::metrics::{self, Tally};
 use shared::model::{Attempt, AttemptStatus, DeliveryJob};
 use shared::queue::{Queues, max_visibility};
 use shared::retry::{FailureKind, next_delay};
@@ -38,6 +39,8 @@ pub struct Deps {
     pub config: Config,
     pub http: reqwest::Client,
     pub endpoints: EndpointCache,
+    /// The current invocation's metrics, written as EMF lines at its end.
+    pub metrics: Tally,
 }
 
 impl Deps {
@@ -54,6 +57,7 @@ impl Deps {
             config,
             http,
             endpoints: EndpointCache::new(cache::ENDPOINT_TTL),
+            metrics: Tally::default(),
         }
     }
 }
@@ -97,6 +101,7 @@ pub async fn handle(deps: &Deps, event: SqsEvent) -> SqsBatchResponse {
             response.add_failure(id);
         }
     }
+    deps.metrics.flush();
     response
 }
 
@@ -146,23 +151,30 @@ async fn process(deps: &Deps, received: Instant, record: &SqsMessage) -> Outcome
         Err(error) => {
             // Trying again cannot make it a job: it goes where a person will look, at once.
             tracing::warn!(sqs_message_id = ?record.message_id, %error, "malformed delivery job");
-            return park(deps, record, body).await;
+            return park(deps, record, body, "malformed").await;
         }
     };
     let attempt = attempt_number(deps, record);
-    match deliver(deps, received, &job, attempt).await {
+    let enqueued_ms = record
+        .attributes
+        .get("SentTimestamp")
+        .and_then(|ms| ms.parse().ok());
+    match deliver(deps, received, &job, attempt, enqueued_ms).await {
         Verdict::Done => Outcome::Done,
         Verdict::Retry(delay) => retry_after(deps, record, delay).await,
-        Verdict::Dead => park(deps, record, body).await,
+        Verdict::Dead => park(deps, record, body, "exhausted").await,
     }
 }
 
 /// Moves a record's body to the DLQ, after which the event source deletes it. If the
 /// send fails, the record comes back soon and is tried again: never lost, never dropped.
-async fn park(deps: &Deps, record: &SqsMessage, body: &str) -> Outcome {
+/// `reason` is the metric's: `exhausted` or `malformed`.
+async fn park(deps: &Deps, record: &SqsMessage, body: &str, reason: &'static str) -> Outcome {
     match deps.queues.send_to_dlq(body).await {
         Ok(()) => {
-            tracing::info!(sqs_message_id = ?record.message_id, "job moved to the DLQ");
+            deps.metrics
+                .add(metrics::DEAD_LETTERED, Some((metrics::REASON, reason)));
+            tracing::info!(sqs_message_id = ?record.message_id, reason, "job moved to the DLQ");
             Outcome::Done
         }
         Err(error) => {
@@ -230,8 +242,21 @@ async fn deliver(
     received: Instant,
     job: &DeliveryJob,
     attempt_number: u32,
+    enqueued_ms: Option<u64>,
 ) -> Verdict {
     let started = Instant::now();
+    let tally = |outcome, failure_kind| {
+        let now_ms = metrics::now_ms();
+        deps.metrics.delivery(metrics::Delivery {
+            outcome,
+            failure_kind,
+            lane: "main",
+            attempt_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            latency_ms: (outcome == metrics::Outcome::Succeeded)
+                .then(|| enqueued_ms.map(|sent| now_ms.saturating_sub(sent)))
+                .flatten(),
+        });
+    };
     let now = OffsetDateTime::now_utc();
     let record = |status, exchange: Exchange, next_delay: Option<Duration>| Attempt {
         id: AttemptId::new(),
@@ -250,6 +275,7 @@ async fn deliver(
     };
     let drop_with = |why: &str| {
         let attempt = record(AttemptStatus::Failed, Exchange::error(why), None);
+        tally(metrics::Outcome::Dropped, None);
         async move {
             save(deps, &attempt).await;
             tracing::info!(message_id = %attempt.message_id, endpoint_id = %attempt.endpoint_id, why = ?attempt.error, "job dropped");
@@ -306,6 +332,7 @@ async fn deliver(
     let mut exchange = send::post(deps, &endpoint.url, secrets, job, now, body).await;
     match exchange.status {
         Some(status) if is_success(status) => {
+            tally(metrics::Outcome::Succeeded, None);
             save(deps, &record(AttemptStatus::Succeeded, exchange, None)).await;
             tracing::info!(message_id = %job.message_id, endpoint_id = %job.endpoint_id, attempt = attempt_number, "delivered");
             Verdict::Done
@@ -322,6 +349,10 @@ async fn deliver(
                     tracing::error!(%error, endpoint_id = %job.endpoint_id, "could not disable an endpoint after a 410");
                 }
             }
+            tally(
+                metrics::Outcome::Failed,
+                Some(metrics::failure_kind(Some(410), false)),
+            );
             exchange.error = Some("410 Gone: endpoint disabled".into());
             save(deps, &record(AttemptStatus::Failed, exchange, None)).await;
             tracing::info!(endpoint_id = %job.endpoint_id, "endpoint disabled after 410 Gone");
@@ -333,6 +364,10 @@ async fn deliver(
                 None if exchange.timed_out => FailureKind::Timeout,
                 None => FailureKind::Other,
             };
+            tally(
+                metrics::Outcome::Failed,
+                Some(metrics::failure_kind(exchange.status, exchange.timed_out)),
+            );
             let delay = retry_delay(deps, received, attempt_number, kind, exchange.retry_after);
             tracing::info!(
                 message_id = %job.message_id, endpoint_id = %job.endpoint_id, attempt = attempt_number,
@@ -352,6 +387,7 @@ async fn save(deps: &Deps, attempt: &Attempt) {
         shared::retry::with_backoff(SAVE_TRIES, SAVE_PAUSE, || deps.store.put_attempt(attempt))
             .await;
     if let Err(error) = written {
+        deps.metrics.add(metrics::ATTEMPT_WRITE_FAILURES, None);
         tracing::error!(
             %error, message_id = %attempt.message_id, endpoint_id = %attempt.endpoint_id,
             attempt = attempt.attempt, "could not record an attempt"

@@ -31,7 +31,10 @@ pub(crate) async fn run(
     let attempt = attempt_number(deps, record);
     match retry_delay(deps, received, attempt, FailureKind::Other, None) {
         Some(delay) => retry_after(deps, record, delay).await,
-        None => park(deps, record, record.body.as_deref().unwrap_or_default()).await,
+        None => {
+            let body = record.body.as_deref().unwrap_or_default();
+            park(deps, record, body, "exhausted").await
+        }
     }
 }
 

@@ -111,6 +111,12 @@ pub async fn accept(deps: &Deps, events: Vec<NewEvent>) -> Vec<Result<Accepted, 
     }
 
     find_endpoints(deps, &mut pending).await;
+    let sizes: Vec<usize> = pending
+        .iter()
+        .filter(|p| !p.failed)
+        .map(|p| p.endpoint_ids.len())
+        .collect();
+    shared::metrics::emit(&shared::metrics::fan_out(shared::metrics::now_ms(), &sizes));
     fan_out(deps, &mut pending).await;
 
     let finished: Vec<(usize, Result<Accepted, ApiError>)> = futures::stream::iter(pending)
