@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
@@ -15,6 +15,9 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::Response;
+use serde_json::Value;
+
+use crate::capacity::{Tables, Units, get_item_request};
 
 /// What an armed proxy does to the calls it faults.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -72,6 +75,9 @@ pub struct FaultCounts {
     pub faulted: BTreeMap<String, u64>,
     /// Every call by the access key id it was signed with, then by `Service.Operation`.
     pub by_caller: BTreeMap<String, BTreeMap<String, u64>>,
+    /// DynamoDB capacity units by caller, then by `Service.Operation`, while metering
+    /// (see [`FaultProxy::meter_capacity`]).
+    pub units_by_caller: BTreeMap<String, BTreeMap<String, Units>>,
 }
 
 impl FaultCounts {
@@ -135,6 +141,9 @@ struct ProxyState {
     draws: AtomicU64,
     plan: Mutex<Option<FaultPlan>>,
     counts: Mutex<FaultCounts>,
+    /// Whether DynamoDB capacity units are worked out, and the tables they need.
+    metering: AtomicBool,
+    tables: Tables,
 }
 
 impl FaultProxy {
@@ -152,6 +161,8 @@ impl FaultProxy {
             draws: AtomicU64::new(0),
             plan: Mutex::new(None),
             counts: Mutex::default(),
+            metering: AtomicBool::new(false),
+            tables: Tables::default(),
         });
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let (bound, address) = std::sync::mpsc::channel();
@@ -192,6 +203,13 @@ impl FaultProxy {
 
     pub fn arm(&self, plan: FaultPlan) {
         *self.state.plan.lock().expect("not poisoned") = Some(plan);
+    }
+
+    /// From now on, works out the capacity units of the DynamoDB calls it forwards
+    /// unfaulted (see [`crate::capacity`]); it reads each written item from the
+    /// emulator before and after the write, uncounted. Tables must be created later.
+    pub fn meter_capacity(&self) {
+        self.state.metering.store(true, Ordering::SeqCst);
     }
 
     pub fn disarm(&self) {
@@ -390,6 +408,9 @@ async fn relay(
         }
     }
     match (call, fault) {
+        (Some((Service::DynamoDb, operation)), None) if state.metering.load(Ordering::SeqCst) => {
+            metered(&state, &operation, method, &uri, &headers, body).await
+        }
         (Some((service, _)), Some((kind, code))) => {
             if kind == FaultKind::AnswerLost {
                 // Whatever the emulator answered, the caller never sees it.
@@ -399,6 +420,75 @@ async fn relay(
         }
         _ => forward(&state, method, &uri, &headers, body).await,
     }
+}
+
+/// Forwards a DynamoDB call and adds its capacity units to its caller's.
+async fn metered(
+    state: &ProxyState,
+    operation: &str,
+    method: Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Response {
+    let request: Value = serde_json::from_slice(&body).unwrap_or_default();
+    if operation == "CreateTable" {
+        state.tables.learn(&request);
+    }
+    let written = state.tables.written(operation, &request);
+    let mut before = Vec::new();
+    for item in &written {
+        before.push(read_item(state, headers, &get_item_request(item)).await);
+    }
+    let response = forward(state, method, uri, headers, body).await;
+    let (parts, answer) = response.into_parts();
+    let answer = axum::body::to_bytes(answer, usize::MAX)
+        .await
+        .unwrap_or_default();
+    let mut units = Units {
+        read: Tables::read_units(
+            operation,
+            &request,
+            &serde_json::from_slice(&answer).unwrap_or_default(),
+        ),
+        write: 0.0,
+    };
+    for (item, before) in written.iter().zip(&before) {
+        let after = read_item(state, headers, &get_item_request(item)).await;
+        units.write += state
+            .tables
+            .write_units(item, before.as_ref(), after.as_ref());
+    }
+    let caller = access_key_id(headers).unwrap_or("unsigned").to_string();
+    *state
+        .counts
+        .lock()
+        .expect("not poisoned")
+        .units_by_caller
+        .entry(caller)
+        .or_default()
+        .entry(format!("DynamoDB.{operation}"))
+        .or_default() += units;
+    Response::from_parts(parts, Body::from(answer))
+}
+
+/// An item as the emulator holds it now, read with the caller's credentials, uncounted.
+async fn read_item(
+    state: &ProxyState,
+    headers: &HeaderMap,
+    request: &Value,
+) -> Option<serde_json::Map<String, Value>> {
+    let mut call = state
+        .client
+        .post(format!("{}/", state.upstream))
+        .header("x-amz-target", "DynamoDB_20120810.GetItem")
+        .header(header::CONTENT_TYPE, "application/x-amz-json-1.0")
+        .body(request.to_string());
+    if let Some(authorization) = headers.get(header::AUTHORIZATION) {
+        call = call.header(header::AUTHORIZATION, authorization);
+    }
+    let answer: Value = call.send().await.ok()?.json().await.ok()?;
+    answer["Item"].as_object().cloned()
 }
 
 /// Hop-by-hop headers and the ones the client sets itself.

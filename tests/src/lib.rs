@@ -2,6 +2,7 @@
 //! process, fresh resources per test, real HTTP receivers, `hookline dev` as a
 //! child process, and waiting with a deadline instead of sleeping.
 
+pub mod capacity;
 pub mod faults;
 pub mod intercept;
 pub mod openapi;

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use hookline_cli::emulator::Emulator;
+use hookline_tests::capacity::Units;
 use hookline_tests::faults::{FaultCounts, FaultProxy};
 use hookline_tests::{Dev, Receiver, Reply, poll_until, queue_depth};
 use reqwest::{Method, StatusCode};
@@ -82,9 +83,10 @@ fn environment() -> Vec<(String, String)> {
         .collect()
 }
 
-/// Calls between two readings of the proxy, by part and operation.
+/// Calls between two readings of the proxy, by part and operation, and each
+/// part's DynamoDB capacity units.
 #[derive(Debug, Default)]
-struct Tally(BTreeMap<Part, BTreeMap<String, u64>>);
+struct Tally(BTreeMap<Part, BTreeMap<String, u64>>, BTreeMap<Part, Units>);
 
 impl Tally {
     fn between(before: &FaultCounts, after: &FaultCounts) -> Self {
@@ -107,7 +109,28 @@ impl Tally {
                 }
             }
         }
+        for (caller, operations) in &after.units_by_caller {
+            for (operation, &units) in operations {
+                let earlier = before
+                    .units_by_caller
+                    .get(caller)
+                    .and_then(|o| o.get(operation))
+                    .copied()
+                    .unwrap_or_default();
+                *tally.1.entry(Part::of(caller, operation)).or_default() += units - earlier;
+            }
+        }
         tally
+    }
+
+    /// `part`'s write and read units per unit: `"w/r"`.
+    fn units(&self, part: Part, units: usize) -> String {
+        let spent = self.1.get(&part).copied().unwrap_or_default();
+        format!(
+            "{:.2}/{:.2}",
+            spent.write / units as f64,
+            spent.read / units as f64
+        )
     }
 
     fn total(&self, part: Part) -> u64 {
@@ -153,6 +176,7 @@ impl Stack {
     async fn start(retry_schedule: &str) -> Self {
         let emulator = Emulator::start().expect("the emulator starts");
         let proxy = FaultProxy::start(emulator.url(), 0);
+        proxy.meter_capacity();
         let env = environment();
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let dev = Dev::start_with_env(
@@ -423,10 +447,12 @@ async fn deliveries(endpoints: usize, batch: bool, keyed: bool) -> Row {
         units: EVENTS,
         figures: vec![
             format!("{:.2}", ingest.total(Part::Ingest) as f64 / EVENTS as f64),
+            ingest.units(Part::Ingest, EVENTS),
             format!(
                 "{:.2}",
                 delivery.total(Part::Dispatcher) as f64 / wanted as f64
             ),
+            delivery.units(Part::Dispatcher, wanted),
             format!(
                 "{:.2}",
                 delivery.total(Part::EventSource) as f64 / wanted as f64
@@ -523,9 +549,12 @@ async fn failures_and_replay(endpoints: usize) -> Row {
         units: jobs,
         figures: vec![
             per(&failed, Part::Dispatcher, attempts),
+            failed.units(Part::Dispatcher, attempts),
             per(&failed, Part::EventSource, attempts),
             per(&replay, Part::Api, jobs),
+            replay.units(Part::Api, jobs),
             per(&again, Part::Dispatcher, jobs),
+            again.units(Part::Dispatcher, jobs),
             per(&again, Part::EventSource, jobs),
         ],
         breakdown: vec![
@@ -574,14 +603,17 @@ async fn aws_calls_per_event_delivery_failed_attempt_and_replayed_job() {
 
     println!(
         "\nAWS calls (DynamoDB and SQS) per unit; 1 KiB events; batches of {BATCH}; \
-         esm = the SQS event source mapping's receives and deletes"
+         esm = the SQS event source mapping's receives and deletes; \
+         WU/RU = DynamoDB write/read capacity units"
     );
     print_table(
         "Ingest and successful delivery",
         &[
             "events",
             "ingest calls/event",
+            "ingest WU/RU per event",
             "dispatcher calls/delivery",
+            "dispatcher WU/RU per delivery",
             "esm calls/delivery",
         ],
         &delivered,
@@ -593,9 +625,12 @@ async fn aws_calls_per_event_delivery_failed_attempt_and_replayed_job() {
         &[
             "jobs",
             "dispatcher calls/failed attempt",
+            "WU/RU per failed attempt",
             "esm calls/failed attempt",
             "api calls/replayed job",
+            "api WU/RU per replayed job",
             "dispatcher calls/replayed delivery",
+            "WU/RU per replayed delivery",
             "esm calls/replayed delivery",
         ],
         &failed,
