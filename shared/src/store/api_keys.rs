@@ -1,7 +1,10 @@
 //! Platform keys: stored by their hash, looked up with one GetItem, and listed
-//! through `gsi1` under one partition (`KEYS`), oldest first.
+//! through `gsi1` under one partition (`KEYS`), oldest first. A key found is
+//! trusted by the instance for [`KNOWN_KEY_TTL`] without reading it again.
 
 use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use super::codec::{Item, api_key_from_item, api_key_item, s};
 use super::keys::{API_KEY_SK, API_KEYS_INDEX_PK, api_key_pk};
@@ -9,6 +12,35 @@ use super::schema::{self, PARTITION_KEY as PK, SORT_KEY as SK};
 use super::{Store, StoreError, aws_error};
 use crate::ids::ApiKeyId;
 use crate::keys::ApiKey;
+
+/// How long an instance trusts a key it found: a revoked key stops working within
+/// this, everywhere (at once on the instance that revoked it).
+pub const KNOWN_KEY_TTL: Duration = Duration::from_secs(30);
+
+/// The hashes of the keys an instance found, and when it read each. Keys not
+/// found are not remembered, so a new key works at once.
+#[derive(Debug, Default)]
+pub(super) struct KnownKeys(Mutex<HashMap<String, Instant>>);
+
+impl KnownKeys {
+    fn is_known(&self, key_hash: &str, now: Instant) -> bool {
+        let known = self.0.lock().expect("not poisoned");
+        known
+            .get(key_hash)
+            .is_some_and(|&read| now.saturating_duration_since(read) < KNOWN_KEY_TTL)
+    }
+
+    fn remember(&self, key_hash: &str, now: Instant) {
+        let mut known = self.0.lock().expect("not poisoned");
+        // Expired entries go too, so the map holds only the keys in use.
+        known.retain(|_, &mut read| now.saturating_duration_since(read) < KNOWN_KEY_TTL);
+        known.insert(key_hash.to_string(), now);
+    }
+
+    fn forget(&self, key_hash: &str) {
+        self.0.lock().expect("not poisoned").remove(key_hash);
+    }
+}
 
 impl Store {
     /// Stores a platform key. Its hash and id are new, so writing it again (after an
@@ -32,7 +64,12 @@ impl Store {
         Ok(())
     }
 
+    /// Whether a platform key of this hash exists: from the instance's memory when
+    /// it was found less than [`KNOWN_KEY_TTL`] ago, else one GetItem.
     pub async fn api_key_exists(&self, key_hash: &str) -> Result<bool, StoreError> {
+        if self.known_keys.is_known(key_hash, Instant::now()) {
+            return Ok(true);
+        }
         let output = self
             .client
             .get_item()
@@ -44,7 +81,11 @@ impl Store {
             .send()
             .await
             .map_err(aws_error("GetItem"))?;
-        Ok(output.item.is_some())
+        let exists = output.item.is_some();
+        if exists {
+            self.known_keys.remember(key_hash, Instant::now());
+        }
+        Ok(exists)
     }
 
     /// Every platform key, oldest first; `only` narrows the listing to one id.
@@ -91,6 +132,34 @@ impl Store {
             .send()
             .await
             .map_err(aws_error("DeleteItem"))?;
+        self.known_keys.forget(&key.key_hash);
         Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_is_trusted_for_its_ttl_then_read_again() {
+        let known = KnownKeys::default();
+        let read = Instant::now();
+        assert!(!known.is_known("h", read));
+        known.remember("h", read);
+        assert!(known.is_known("h", read + KNOWN_KEY_TTL - Duration::from_millis(1)));
+        assert!(!known.is_known("h", read + KNOWN_KEY_TTL));
+        assert!(!known.is_known("other", read));
+        known.forget("h");
+        assert!(!known.is_known("h", read));
+    }
+
+    #[test]
+    fn remembering_drops_expired_keys() {
+        let known = KnownKeys::default();
+        let read = Instant::now();
+        known.remember("old", read);
+        known.remember("new", read + KNOWN_KEY_TTL);
+        assert_eq!(known.0.lock().unwrap().len(), 1);
     }
 }

@@ -5,7 +5,8 @@
 //! - `keys`: every partition and sort key the items use, in one place;
 //! - `codec`: stored items to and from the domain types;
 //! - one module per kind of item, each adding its methods to [`Store`]:
-//!   - `api_keys`: a platform key is one GetItem by its hash;
+//!   - `api_keys`: a platform key is one GetItem by its hash, trusted by the
+//!     instance for a while after;
 //!   - `endpoints`: an account's endpoints share its partition, so fan-out
 //!     and listing are one Query; updates are conditional on what was read;
 //!     a create or delete changes the account's endpoint count in the same
@@ -21,6 +22,7 @@
 //!   - `portal`: portal tokens by their hash, and the account's portal
 //!     generation (in its settings item) that revokes them all at once.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
@@ -40,6 +42,7 @@ mod portal;
 pub mod schema;
 mod settings;
 
+pub use api_keys::KNOWN_KEY_TTL;
 pub use attempts::{AttemptOutcome, attempt_id_before, attempt_id_bounds};
 pub use endpoints::{AccountEndpoints, Creation, MAX_ENDPOINTS_PER_ACCOUNT};
 pub use messages::{Claim, FAN_OUT_LEASE, Inserted};
@@ -67,6 +70,15 @@ where
     }
 }
 
+/// The pauses before what a batch call left unprocessed is sent again; after the
+/// last (zero) the call gives up.
+const UNPROCESSED_PAUSES: [Duration; 4] = [
+    Duration::from_millis(50),
+    Duration::from_millis(200),
+    Duration::from_millis(800),
+    Duration::ZERO,
+];
+
 /// How often a transaction that a concurrent one on the same items cancelled is sent.
 const TRANSACTION_ATTEMPTS: usize = 3;
 
@@ -82,6 +94,8 @@ pub struct Store {
     client: Client,
     table: String,
     retention: Duration,
+    /// Shared by the clones of an instance's store.
+    known_keys: Arc<api_keys::KnownKeys>,
 }
 
 impl Store {
@@ -90,6 +104,7 @@ impl Store {
             client,
             table: table.into(),
             retention,
+            known_keys: Arc::default(),
         }
     }
 
