@@ -327,22 +327,18 @@ impl Queues {
         .await
     }
 
-    /// Hides a received delivery job for `delay` before SQS offers it again: whole
-    /// seconds, rounded up so a retry never comes sooner, and at most SQS's 12 hours.
-    pub async fn delay_retry(
-        &self,
-        receipt_handle: &str,
-        delay: Duration,
-    ) -> Result<(), QueueError> {
-        self.client
-            .change_message_visibility()
-            .queue_url(&self.delivery_url)
-            .receipt_handle(receipt_handle)
-            .visibility_timeout(visibility_seconds(delay))
-            .send()
+    /// Hides received delivery jobs, each for its delay, before SQS offers them
+    /// again: ten per ChangeMessageVisibilityBatch, entries SQS refused tried again.
+    /// Delays are whole seconds, rounded up so a retry never comes sooner, and at
+    /// most SQS's 12 hours. On failure, [`QueueError::Undone`] names the jobs whose
+    /// visibility was not changed.
+    pub async fn delay_retries(&self, delays: &[(&str, Duration)]) -> Result<(), QueueError> {
+        let visibilities: Vec<(&str, i32)> = delays
+            .iter()
+            .map(|&(receipt_handle, delay)| (receipt_handle, visibility_seconds(delay)))
+            .collect();
+        self.change_visibility(&self.delivery_url, &visibilities)
             .await
-            .map_err(aws_error("ChangeMessageVisibility"))?;
-        Ok(())
     }
 
     /// Parks a received message in the DLQ, its body byte for byte. A lost answer
@@ -452,17 +448,29 @@ impl Queues {
     /// Makes jobs received from the DLQ visible there again at once. On failure,
     /// [`QueueError::Undone`] names the jobs still hidden.
     pub async fn release_dead(&self, receipt_handles: &[String]) -> Result<(), QueueError> {
+        let visibilities: Vec<(&str, i32)> =
+            receipt_handles.iter().map(|h| (h.as_str(), 0)).collect();
+        self.change_visibility(&self.dlq_url, &visibilities).await
+    }
+
+    /// Sets each received message's visibility, in seconds from now, ten at a time.
+    async fn change_visibility(
+        &self,
+        url: &str,
+        visibilities: &[(&str, i32)],
+    ) -> Result<(), QueueError> {
         each_batch(
             "ChangeMessageVisibilityBatch",
-            receipt_handles.len(),
+            visibilities.len(),
             |pending| {
                 let entries = pending
                     .iter()
                     .map(|&index| {
+                        let (receipt_handle, seconds) = visibilities[index];
                         ChangeMessageVisibilityBatchRequestEntry::builder()
                             .id(index.to_string())
-                            .receipt_handle(&receipt_handles[index])
-                            .visibility_timeout(0)
+                            .receipt_handle(receipt_handle)
+                            .visibility_timeout(seconds)
                             .build()
                             .expect("id and handle are set")
                     })
@@ -470,7 +478,7 @@ impl Queues {
                 let request = self
                     .client
                     .change_message_visibility_batch()
-                    .queue_url(&self.dlq_url)
+                    .queue_url(url)
                     .set_entries(Some(entries));
                 async move { request.send().await.map(|output| output.failed) }
             },
@@ -478,7 +486,6 @@ impl Queues {
         .await
     }
 
-    /// About how many jobs wait in the DLQ.
     pub async fn dlq_depth(&self) -> Result<u64, QueueError> {
         let output = self
             .client

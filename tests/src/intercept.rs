@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use aws_sdk_dynamodb::config::interceptors::{
-    BeforeDeserializationInterceptorContextMut, BeforeTransmitInterceptorContextRef,
+    BeforeDeserializationInterceptorContextMut, BeforeTransmitInterceptorContextMut,
+    BeforeTransmitInterceptorContextRef,
 };
 use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_smithy_runtime_api::box_error::BoxError;
@@ -106,4 +107,83 @@ struct LoseThisAnswer;
 
 impl aws_smithy_types::config_bag::Storable for LoseThisAnswer {
     type Storer = aws_smithy_types::config_bag::StoreReplace<Self>;
+}
+
+/// Makes DynamoDB's first `BatchWriteItem` leave its last write unprocessed, as
+/// DynamoDB does under load: the write is taken out of the request before it is
+/// sent, and the answer names it in `UnprocessedItems`. Clones share the count.
+#[derive(Debug, Clone, Default)]
+pub struct LeaveUnprocessed {
+    calls: Arc<AtomicUsize>,
+}
+
+impl LeaveUnprocessed {
+    /// How many `BatchWriteItem` calls were made so far.
+    pub fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+}
+
+/// The writes taken out of a request, to be named in its answer.
+#[derive(Debug, Clone)]
+struct TakenOut(String);
+
+impl aws_smithy_types::config_bag::Storable for TakenOut {
+    type Storer = aws_smithy_types::config_bag::StoreReplace<Self>;
+}
+
+impl Intercept for LeaveUnprocessed {
+    fn name(&self) -> &'static str {
+        "LeaveUnprocessed"
+    }
+
+    fn modify_before_transmit(
+        &self,
+        context: &mut BeforeTransmitInterceptorContextMut<'_>,
+        _components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let ours = cfg
+            .load::<Metadata>()
+            .is_some_and(|m| m.name() == "BatchWriteItem");
+        if !ours || self.calls.fetch_add(1, Ordering::SeqCst) > 0 {
+            return Ok(());
+        }
+        let request = context.request_mut();
+        let mut body: serde_json::Value =
+            serde_json::from_slice(request.body().bytes().ok_or("a streaming body")?)?;
+        let mut unprocessed = serde_json::Map::new();
+        for (table, writes) in body["RequestItems"]
+            .as_object_mut()
+            .ok_or("no RequestItems")?
+        {
+            let writes = writes.as_array_mut().ok_or("no writes")?;
+            if writes.len() > 1 {
+                let last = writes.pop().expect("more than one");
+                unprocessed.insert(table.clone(), serde_json::json!([last]));
+            }
+        }
+        let body = body.to_string();
+        request
+            .headers_mut()
+            .insert("content-length", body.len().to_string());
+        *request.body_mut() = SdkBody::from(body);
+        let answer = serde_json::json!({ "UnprocessedItems": unprocessed });
+        cfg.interceptor_state()
+            .store_put(TakenOut(answer.to_string()));
+        Ok(())
+    }
+
+    fn modify_before_deserialization(
+        &self,
+        context: &mut BeforeDeserializationInterceptorContextMut<'_>,
+        _components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if let Some(TakenOut(answer)) = cfg.load::<TakenOut>().cloned() {
+            cfg.interceptor_state().unset::<TakenOut>();
+            *context.response_mut().body_mut() = SdkBody::from(answer);
+        }
+        Ok(())
+    }
 }

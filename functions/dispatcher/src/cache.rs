@@ -1,16 +1,21 @@
 //! Endpoints as the dispatcher last read them. Entries live a few seconds only, so
-//! a rotated secret, a disabled or a deleted endpoint takes effect promptly. Records
-//! of one batch that miss the same endpoint together share one read.
+//! a rotated secret, a disabled or a deleted endpoint takes effect promptly. The
+//! endpoints a batch's jobs name that the cache lacks are read together, in one
+//! BatchGetItem, before its records are delivered; records that miss the same
+//! endpoint all the same (that read failed) share one read of it.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use aws_lambda_events::event::sqs::SqsMessage;
 use shared::account::Account;
 use shared::ids::EndpointId;
 use shared::model::{Endpoint, EndpointSecrets};
 use tokio::sync::OnceCell;
+
+use crate::Deps;
 
 /// How long an endpoint read is reused.
 pub const ENDPOINT_TTL: Duration = Duration::from_secs(3);
@@ -55,6 +60,49 @@ impl EndpointCache {
             .cloned()
     }
 
+    /// Fills the entries of `keys` the cache lacks from one `read` of them all; an
+    /// endpoint it does not return does not exist. If the read fails, each entry
+    /// is left to [`EndpointCache::get`].
+    pub async fn fill<E, F, Fut>(
+        &self,
+        keys: impl IntoIterator<Item = Key>,
+        read: F,
+    ) -> Result<(), E>
+    where
+        F: FnOnce(Vec<Key>) -> Fut,
+        Fut: Future<Output = Result<Vec<(Endpoint, EndpointSecrets)>, E>>,
+    {
+        let mut missing: Vec<(Key, Slot)> = Vec::new();
+        for key in keys {
+            if missing.iter().any(|(k, _)| *k == key) {
+                continue;
+            }
+            let slot = self.slot(key.clone());
+            if !slot.initialized() {
+                missing.push((key, slot));
+            }
+        }
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let mut found: HashMap<Key, Arc<(Endpoint, EndpointSecrets)>> =
+            read(missing.iter().map(|(key, _)| key.clone()).collect())
+                .await?
+                .into_iter()
+                .map(|(endpoint, secrets)| {
+                    (
+                        (endpoint.account.clone(), endpoint.id.clone()),
+                        Arc::new((endpoint, secrets)),
+                    )
+                })
+                .collect();
+        for (key, slot) in missing {
+            // Set already only if a concurrent `get` read it meanwhile: as good.
+            let _ = slot.set(found.remove(&key));
+        }
+        Ok(())
+    }
+
     fn slot(&self, key: Key) -> Slot {
         let mut entries = self.entries.lock().expect("not poisoned");
         if let Some((made_at, slot)) = entries.get(&key)
@@ -75,6 +123,32 @@ impl EndpointCache {
             .lock()
             .expect("not poisoned")
             .remove(&(account.clone(), id.clone()));
+    }
+}
+
+/// Who a record's delivery job is for, read without the rest of it.
+#[derive(serde::Deserialize)]
+struct Addressee {
+    account: Account,
+    endpoint_id: EndpointId,
+}
+
+/// Reads into the cache, in one BatchGetItem (eventually consistent), the
+/// endpoints the batch's delivery jobs name that it lacks.
+pub(crate) async fn read_ahead(deps: &Deps, records: &[SqsMessage]) {
+    let keys = records.iter().filter_map(|record| {
+        let job: Addressee = serde_json::from_str(record.body.as_deref()?).ok()?;
+        Some((job.account, job.endpoint_id))
+    });
+    let read = deps
+        .endpoints
+        .fill(
+            keys,
+            |keys| async move { deps.store.get_endpoints(&keys).await },
+        )
+        .await;
+    if let Err(error) = read {
+        tracing::warn!(%error, "could not read a batch's endpoints at once; reading them one by one");
     }
 }
 

@@ -5,6 +5,7 @@
 
 pub mod cache;
 pub mod dns;
+mod pending;
 mod send;
 mod task;
 
@@ -27,6 +28,7 @@ use time::OffsetDateTime;
 
 use cache::EndpointCache;
 use dns::CheckedResolver;
+use pending::Pending;
 pub use send::{Exchange, KEPT_RESPONSE_BYTES, READ_RESPONSE_BYTES};
 
 /// How long an idle keep-alive connection to an endpoint is kept for the next delivery.
@@ -88,13 +90,19 @@ pub fn http_client_with(config: &Config, resolver: CheckedResolver) -> reqwest::
 pub async fn handle(deps: &Deps, event: SqsEvent) -> SqsBatchResponse {
     // About when the event source received the batch: SQS counts a visibility's 12 hours from there.
     let received = Instant::now();
-    let outcomes = join_all(event.records.iter().map(|record| async move {
-        (
-            record.message_id.as_deref(),
-            process(deps, received, record).await,
-        )
+    let pending = Pending::default();
+    cache::read_ahead(deps, &event.records).await;
+    let outcomes = join_all(event.records.iter().map(|record| {
+        let pending = &pending;
+        async move {
+            (
+                record.message_id.as_deref(),
+                process(deps, pending, received, record).await,
+            )
+        }
     }))
     .await;
+    pending.finish(deps).await;
     let mut response = SqsBatchResponse::default();
     for (message_id, outcome) in outcomes {
         if let (Outcome::Retry, Some(id)) = (outcome, message_id) {
@@ -107,9 +115,6 @@ pub async fn handle(deps: &Deps, event: SqsEvent) -> SqsBatchResponse {
 
 /// How long a job whose DLQ send failed waits before it is tried again.
 const PARK_RETRY_DELAY: Duration = Duration::from_secs(30);
-/// Tries of an attempt record's write, and the pause after the first failure (doubling).
-const SAVE_TRIES: u32 = 4;
-const SAVE_PAUSE: Duration = Duration::from_millis(100);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Outcome {
@@ -141,17 +146,22 @@ fn attempt_number(deps: &Deps, record: &SqsMessage) -> u32 {
     )
 }
 
-async fn process(deps: &Deps, received: Instant, record: &SqsMessage) -> Outcome {
+async fn process(
+    deps: &Deps,
+    pending: &Pending,
+    received: Instant,
+    record: &SqsMessage,
+) -> Outcome {
     let body = record.body.as_deref().unwrap_or_default();
     if let Some(Ok(work)) = Task::from_body(body) {
-        return task::run(deps, received, record, &work).await;
+        return task::run(deps, pending, received, record, &work).await;
     }
     let job = match serde_json::from_str::<DeliveryJob>(body) {
         Ok(job) => job,
         Err(error) => {
             // Trying again cannot make it a job: it goes where a person will look, at once.
             tracing::warn!(sqs_message_id = ?record.message_id, %error, "malformed delivery job");
-            return park(deps, record, body, "malformed").await;
+            return park(deps, pending, record, body, "malformed").await;
         }
     };
     let attempt = attempt_number(deps, record);
@@ -159,17 +169,23 @@ async fn process(deps: &Deps, received: Instant, record: &SqsMessage) -> Outcome
         .attributes
         .get("SentTimestamp")
         .and_then(|ms| ms.parse().ok());
-    match deliver(deps, received, &job, attempt, enqueued_ms).await {
+    match deliver(deps, pending, received, &job, attempt, enqueued_ms).await {
         Verdict::Done => Outcome::Done,
-        Verdict::Retry(delay) => retry_after(deps, record, delay).await,
-        Verdict::Dead => park(deps, record, body, "exhausted").await,
+        Verdict::Retry(delay) => retry_after(pending, record, delay),
+        Verdict::Dead => park(deps, pending, record, body, "exhausted").await,
     }
 }
 
 /// Moves a record's body to the DLQ, after which the event source deletes it. If the
 /// send fails, the record comes back soon and is tried again: never lost, never dropped.
 /// `reason` is the metric's: `exhausted` or `malformed`.
-async fn park(deps: &Deps, record: &SqsMessage, body: &str, reason: &'static str) -> Outcome {
+async fn park(
+    deps: &Deps,
+    pending: &Pending,
+    record: &SqsMessage,
+    body: &str,
+    reason: &'static str,
+) -> Outcome {
     match deps.queues.send_to_dlq(body).await {
         Ok(()) => {
             deps.metrics
@@ -179,19 +195,16 @@ async fn park(deps: &Deps, record: &SqsMessage, body: &str, reason: &'static str
         }
         Err(error) => {
             tracing::error!(%error, sqs_message_id = ?record.message_id, "could not move a job to the DLQ");
-            retry_after(deps, record, PARK_RETRY_DELAY).await
+            retry_after(pending, record, PARK_RETRY_DELAY)
         }
     }
 }
 
-/// Hides a record for `delay` and reports it failed. If the visibility change
-/// fails, SQS still brings the record back, after the queue's visibility timeout;
-/// that early receive does not count as the next attempt (see [`attempt_number`]).
-async fn retry_after(deps: &Deps, record: &SqsMessage, delay: Duration) -> Outcome {
-    if let Some(receipt) = record.receipt_handle.as_deref()
-        && let Err(error) = deps.queues.delay_retry(receipt, delay).await
-    {
-        tracing::warn!(%error, sqs_message_id = ?record.message_id, "could not set the retry delay");
+/// Hides a record for `delay` (with the batch's others, at the end of the
+/// invocation: see [`Pending`]) and reports it failed.
+fn retry_after(pending: &Pending, record: &SqsMessage, delay: Duration) -> Outcome {
+    if let Some(receipt) = record.receipt_handle.as_deref() {
+        pending.delay(receipt, delay);
     }
     Outcome::Retry
 }
@@ -239,6 +252,7 @@ pub fn is_success(status: u16) -> bool {
 /// Delivers `job` once and records the attempt.
 async fn deliver(
     deps: &Deps,
+    pending: &Pending,
     received: Instant,
     job: &DeliveryJob,
     attempt_number: u32,
@@ -276,11 +290,9 @@ async fn deliver(
     let drop_with = |why: &str| {
         let attempt = record(AttemptStatus::Failed, Exchange::error(why), None);
         tally(metrics::Outcome::Dropped, None);
-        async move {
-            save(deps, &attempt).await;
-            tracing::info!(message_id = %attempt.message_id, endpoint_id = %attempt.endpoint_id, why = ?attempt.error, "job dropped");
-            Verdict::Done
-        }
+        tracing::info!(message_id = %attempt.message_id, endpoint_id = %attempt.endpoint_id, why = ?attempt.error, "job dropped");
+        pending.record(attempt);
+        Verdict::Done
     };
 
     // A read that failed reached no endpoint, so no attempt is recorded; the job comes back.
@@ -307,17 +319,17 @@ async fn deliver(
         }
     };
     let Some(found) = found else {
-        return drop_with("endpoint deleted").await;
+        return drop_with("endpoint deleted");
     };
     let (endpoint, secrets) = found.as_ref();
     if endpoint.disabled {
-        return drop_with("endpoint disabled").await;
+        return drop_with("endpoint disabled");
     }
     let payload = match &job.payload {
         Some(inline) => inline.clone(),
         None => match deps.store.get_message(&job.account, &job.message_id).await {
             Ok(Some(message)) => message.payload,
-            Ok(None) => return drop_with("message expired or deleted").await,
+            Ok(None) => return drop_with("message expired or deleted"),
             Err(error) => {
                 tracing::error!(%error, message_id = %job.message_id, "could not read a message");
                 return unread();
@@ -326,14 +338,14 @@ async fn deliver(
     };
     let body = match payload::for_format(endpoint.format, &payload) {
         Ok(body) => body,
-        Err(error) => return drop_with(&error.to_string()).await,
+        Err(error) => return drop_with(&error.to_string()),
     };
 
     let mut exchange = send::post(deps, &endpoint.url, secrets, job, now, body).await;
     match exchange.status {
         Some(status) if is_success(status) => {
             tally(metrics::Outcome::Succeeded, None);
-            save(deps, &record(AttemptStatus::Succeeded, exchange, None)).await;
+            pending.record(record(AttemptStatus::Succeeded, exchange, None));
             tracing::info!(message_id = %job.message_id, endpoint_id = %job.endpoint_id, attempt = attempt_number, "delivered");
             Verdict::Done
         }
@@ -354,7 +366,7 @@ async fn deliver(
                 Some(metrics::failure_kind(Some(410), false)),
             );
             exchange.error = Some("410 Gone: endpoint disabled".into());
-            save(deps, &record(AttemptStatus::Failed, exchange, None)).await;
+            pending.record(record(AttemptStatus::Failed, exchange, None));
             tracing::info!(endpoint_id = %job.endpoint_id, "endpoint disabled after 410 Gone");
             Verdict::Done
         }
@@ -373,25 +385,9 @@ async fn deliver(
                 message_id = %job.message_id, endpoint_id = %job.endpoint_id, attempt = attempt_number,
                 status = ?exchange.status, error = ?exchange.error, next_delay = ?delay, "delivery failed"
             );
-            save(deps, &record(AttemptStatus::Failed, exchange, delay)).await;
+            pending.record(record(AttemptStatus::Failed, exchange, delay));
             Verdict::after(delay)
         }
-    }
-}
-
-/// Records an attempt, trying again a few times: the write is a put of one key, so a
-/// try whose answer was lost is harmless to repeat. A record still not written is
-/// logged, and the delivery's outcome stands: it must not turn into a redelivery.
-async fn save(deps: &Deps, attempt: &Attempt) {
-    let written =
-        shared::retry::with_backoff(SAVE_TRIES, SAVE_PAUSE, || deps.store.put_attempt(attempt))
-            .await;
-    if let Err(error) = written {
-        deps.metrics.add(metrics::ATTEMPT_WRITE_FAILURES, None);
-        tracing::error!(
-            %error, message_id = %attempt.message_id, endpoint_id = %attempt.endpoint_id,
-            attempt = attempt.attempt, "could not record an attempt"
-        );
     }
 }
 

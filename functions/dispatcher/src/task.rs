@@ -11,11 +11,13 @@ use shared::model::DeliveryJob;
 use shared::retry::FailureKind;
 use shared::task::{FanOut, Recover, Task};
 
+use crate::pending::Pending;
 use crate::{Deps, Outcome, attempt_number, park, retry_after, retry_delay};
 
 /// Does `task`, the body of `record`.
 pub(crate) async fn run(
     deps: &Deps,
+    pending: &Pending,
     received: Instant,
     record: &SqsMessage,
     task: &Task,
@@ -30,10 +32,10 @@ pub(crate) async fn run(
     tracing::warn!(sqs_message_id = ?record.message_id, %error, "task failed");
     let attempt = attempt_number(deps, record);
     match retry_delay(deps, received, attempt, FailureKind::Other, None) {
-        Some(delay) => retry_after(deps, record, delay).await,
+        Some(delay) => retry_after(pending, record, delay),
         None => {
             let body = record.body.as_deref().unwrap_or_default();
-            park(deps, record, body, "exhausted").await
+            park(deps, pending, record, body, "exhausted").await
         }
     }
 }

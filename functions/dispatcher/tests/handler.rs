@@ -9,6 +9,8 @@ use std::time::Duration;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use aws_sdk_dynamodb::types::AttributeValue;
 use dispatcher::{Deps, handle};
+use hookline_tests::faults::FaultProxy;
+use hookline_tests::intercept::LeaveUnprocessed;
 use hookline_tests::{Receiver, Reply, TestEnv};
 use serde_json::{Value, json};
 use shared::ids::{EndpointId, MessageId};
@@ -624,7 +626,7 @@ async fn receives_beyond_the_attempts_stay_below_max_receive_count_and_end_in_on
     for _ in 0..3 {
         let received = receive(&env, 1).await;
         env.queues
-            .delay_retry(&received[0].receipt_handle, Duration::ZERO)
+            .delay_retries(&[(&received[0].receipt_handle, Duration::ZERO)])
             .await
             .unwrap();
     }
@@ -680,16 +682,24 @@ async fn no_retry_delay_passes_what_sqs_allows_from_the_receive() {
     env.queues.send_jobs(&[job(&endpoint_id)]).await.unwrap();
     let received = receive(&env, 1).await;
     let receipt = &received[0].receipt_handle;
-    assert!(env.queues.delay_retry(receipt, MAX_STEP).await.is_err());
+    assert!(
+        env.queues
+            .delay_retries(&[(receipt, MAX_STEP)])
+            .await
+            .is_err()
+    );
     let capped = shared::queue::max_visibility(Duration::from_secs(1));
-    env.queues.delay_retry(receipt, capped).await.unwrap();
+    env.queues
+        .delay_retries(&[(receipt, capped)])
+        .await
+        .unwrap();
 }
 
-/// Fails the first PutItem before it reaches the table and the second after it did
+/// Fails the first BatchWriteItem before it reaches the table and the second after it did
 /// (its answer lost), the way DynamoDB and the network can.
 #[derive(Debug, Default)]
 struct FailingPuts {
-    /// PutItem calls so far, shared with the test.
+    /// BatchWriteItem calls so far, shared with the test.
     puts: Arc<AtomicUsize>,
     lose_answer: AtomicBool,
 }
@@ -706,7 +716,7 @@ impl aws_sdk_dynamodb::config::Intercept for FailingPuts {
         _: &mut aws_sdk_dynamodb::config::ConfigBag,
     ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
         let target = context.request().headers().get("x-amz-target");
-        if target != Some("DynamoDB_20120810.PutItem") {
+        if target != Some("DynamoDB_20120810.BatchWriteItem") {
             return Ok(());
         }
         match self.puts.fetch_add(1, Ordering::SeqCst) {
@@ -769,4 +779,112 @@ async fn a_failed_attempt_record_write_is_tried_again() {
         "the write that took effect and its retry are one record"
     );
     assert_eq!(attempts[0].status, AttemptStatus::Succeeded);
+}
+
+/// The calls a batch makes, counted at a proxy: `SQS.`/`DynamoDB.` operation → calls.
+fn calls_of(proxy: &FaultProxy) -> Vec<(String, u64)> {
+    proxy.counts().calls.into_iter().collect()
+}
+
+#[tokio::test]
+async fn a_batch_reads_its_endpoints_writes_its_attempts_and_delays_its_retries_at_once() {
+    let env = TestEnv::new("1s,1s").await;
+    let proxy = FaultProxy::start(hookline_tests::emulator_url(), 1);
+    let (store, queues) = env.adapters_via(proxy.url(), None).await;
+    let deps = Deps::new(store, queues, env.config.clone());
+    let healthy = Receiver::start().await;
+    let failing = Receiver::scripted(|_, _| Reply::status(500)).await;
+    let (up, _) = add_endpoint(&env, healthy.url("/hook"), Format::Standard).await;
+    let (down, _) = add_endpoint(&env, failing.url("/hook"), Format::Standard).await;
+    let jobs: Vec<DeliveryJob> = [&up, &up, &up, &down, &down].map(job).into();
+    env.queues.send_jobs(&jobs).await.unwrap();
+    let received = receive(&env, jobs.len()).await;
+
+    let response = handle(&deps, event_of(&received)).await;
+    assert_eq!(failed_ids(&response).len(), 2);
+    assert_eq!(healthy.successes().len(), 3);
+    assert_eq!(
+        calls_of(&proxy),
+        [
+            ("DynamoDB.BatchGetItem".to_string(), 1),
+            ("DynamoDB.BatchWriteItem".to_string(), 1),
+            ("SQS.ChangeMessageVisibilityBatch".to_string(), 1),
+        ]
+    );
+    for job in &jobs {
+        assert_eq!(attempts_of(&env, &job.message_id).await.len(), 1);
+    }
+    // The failed jobs come back after their delay, not the queue's 30 s timeout.
+    let again = receive(&env, 2).await;
+    assert!(
+        again
+            .iter()
+            .all(|r| r.attributes["ApproximateReceiveCount"] == "2")
+    );
+
+    // The endpoints are cached: the next batch reads none.
+    env.queues.send_jobs(&[job(&up)]).await.unwrap();
+    let received = receive(&env, 1).await;
+    handle(&deps, event_of(&received)).await;
+    assert_eq!(proxy.counts().calls_of("DynamoDB.BatchGetItem"), 1);
+}
+
+#[tokio::test]
+async fn attempts_dynamodb_leaves_unprocessed_are_written_again() {
+    let env = TestEnv::new("1s").await;
+    let receiver = Receiver::start().await;
+    let (endpoint_id, _) = add_endpoint(&env, receiver.url("/hook"), Format::Standard).await;
+    let sdk = shared::aws::for_emulator(hookline_tests::emulator_url()).await;
+    let unprocessed = LeaveUnprocessed::default();
+    let dynamodb = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(&sdk)
+            .interceptor(unprocessed.clone())
+            .build(),
+    );
+    let store =
+        shared::store::Store::new(dynamodb, env.config.table.clone(), env.config.retention());
+    let deps = Deps::new(store, env.queues.clone(), env.config.clone());
+
+    let jobs = [job(&endpoint_id), job(&endpoint_id), job(&endpoint_id)];
+    let bodies: Vec<(String, String)> = jobs
+        .iter()
+        .enumerate()
+        .map(|(n, job)| (n.to_string(), serde_json::to_string(job).unwrap()))
+        .collect();
+    let bodies: Vec<(&str, String)> = bodies
+        .iter()
+        .map(|(n, b)| (n.as_str(), b.clone()))
+        .collect();
+    let response = handle(&deps, sqs_event(&bodies)).await;
+    assert!(failed_ids(&response).is_empty());
+    assert_eq!(unprocessed.calls(), 2, "the write left over is sent again");
+    for job in &jobs {
+        let attempts = attempts_of(&env, &job.message_id).await;
+        assert_eq!(attempts.len(), 1, "{}", job.message_id);
+        assert_eq!(attempts[0].status, AttemptStatus::Succeeded);
+    }
+}
+
+#[tokio::test]
+async fn a_retry_delay_sqs_refuses_leaves_the_others_of_the_batch_set() {
+    let (env, deps) = setup().await;
+    let failing = Receiver::scripted(|_, _| Reply::status(500)).await;
+    let (endpoint_id, _) = add_endpoint(&env, failing.url("/hook"), Format::Standard).await;
+    env.queues.send_jobs(&[job(&endpoint_id)]).await.unwrap();
+    let mut received = receive(&env, 1).await;
+    // A second record whose receipt SQS does not know: its visibility change is refused.
+    let mut stale = received[0].clone();
+    stale.message_id = "stale".into();
+    stale.receipt_handle = "not-a-receipt".into();
+    received.push(stale);
+
+    let response = handle(&deps, event_of(&received)).await;
+    assert_eq!(
+        failed_ids(&response).len(),
+        2,
+        "both come back to be tried again"
+    );
+    // The known one's delay was set: it comes back after 1 s, not the queue's 30 s.
+    let again = receive(&env, 1).await;
+    assert_eq!(again[0].attributes["ApproximateReceiveCount"], "2");
 }

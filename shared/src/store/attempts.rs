@@ -5,8 +5,6 @@
 
 use std::collections::HashMap;
 
-use std::time::Duration;
-
 use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
 use time::OffsetDateTime;
 use ulid::Ulid;
@@ -18,7 +16,7 @@ use super::keys::{
     ATTEMPT_SK_PREFIX, attempt_sk, endpoint_attempts_by_status_pk, endpoint_attempts_pk, message_pk,
 };
 use super::schema::{self, PARTITION_KEY as PK, SORT_KEY as SK, TTL_ATTRIBUTE};
-use super::{Page, Store, StoreError, aws_error};
+use super::{Page, Store, StoreError, UNPROCESSED_PAUSES, aws_error};
 use crate::account::Account;
 use crate::event_type::EventType;
 use crate::ids::{AttemptId, EndpointId, MessageId};
@@ -35,15 +33,8 @@ pub fn attempt_id_bounds(since: OffsetDateTime, until: OffsetDateTime) -> (Attem
     )
 }
 
-/// BatchWriteItem takes at most 25 writes…
+/// BatchWriteItem takes at most 25 writes.
 const BATCH_WRITE: usize = 25;
-/// …and what it leaves unprocessed is written again after these pauses.
-const BATCH_WRITE_PAUSES: [Duration; 4] = [
-    Duration::from_millis(50),
-    Duration::from_millis(200),
-    Duration::from_millis(800),
-    Duration::ZERO,
-];
 
 impl Store {
     /// An attempt's item, indexed under its endpoint for the attempt views.
@@ -85,7 +76,9 @@ impl Store {
     }
 
     /// Records many attempts, 25 per BatchWriteItem, writing again what DynamoDB
-    /// left unprocessed after a pause: to import or seed a history at once.
+    /// left unprocessed after a pause: the attempts of one dispatcher invocation,
+    /// or a history seeded at once. Each write is a put of one key, so a repeat
+    /// after a lost answer is harmless.
     pub async fn put_attempts(&self, attempts: &[Attempt]) -> Result<(), StoreError> {
         for chunk in attempts.chunks(BATCH_WRITE) {
             let mut requests: Vec<WriteRequest> = chunk
@@ -98,7 +91,7 @@ impl Store {
                     WriteRequest::builder().put_request(put).build()
                 })
                 .collect();
-            for pause in BATCH_WRITE_PAUSES {
+            for pause in UNPROCESSED_PAUSES {
                 let output = self
                     .client
                     .batch_write_item()
