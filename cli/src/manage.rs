@@ -183,7 +183,7 @@ pub async fn endpoints(command: EndpointsCommand) -> Result<(), String> {
             }
             let printed = serde_json::to_string(&EndpointWithSecret {
                 endpoint: EndpointOut::from(&endpoint),
-                secret: secrets.current.expose(),
+                secret: Some(secrets.current.expose()),
             });
             println!("{}", printed.expect("serialises"));
             Ok(())

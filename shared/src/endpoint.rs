@@ -6,6 +6,7 @@ use url::{Host, Url};
 
 use crate::account::{Account, is_valid_name};
 use crate::catalog::Catalog;
+use crate::email::{self, DigestSchedule, EmailSettings};
 use crate::event::{FieldError, any_event_type, known_event_type};
 use crate::event_type::EventType;
 use crate::ids::EndpointId;
@@ -21,7 +22,11 @@ pub const MAX_DATASETS: usize = 100;
 pub const PREVIOUS_SECRET_LIFETIME: time::Duration = time::Duration::hours(24);
 
 const FIELDS: &[&str] = &[
+    "type",
     "url",
+    "emails",
+    "reactive",
+    "digest",
     "description",
     "version",
     "event_types",
@@ -29,6 +34,9 @@ const FIELDS: &[&str] = &[
     "format",
     "disabled",
 ];
+/// Fields only a webhook endpoint has, and fields only an email endpoint has.
+const WEBHOOK_FIELDS: &[&str] = &["url", "format"];
+const EMAIL_FIELDS: &[&str] = &["emails", "reactive", "digest"];
 
 /// The settings of a new endpoint, checked.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,6 +48,8 @@ pub struct EndpointIn {
     pub datasets: Option<Vec<String>>,
     pub format: Format,
     pub disabled: bool,
+    /// `Some` for an email endpoint (then `url` is empty).
+    pub email: Option<EmailSettings>,
 }
 
 /// Checks a URL against CONTRACT's endpoint rules. Host names are not resolved here.
@@ -237,6 +247,29 @@ fn disabled_field(value: &Value) -> Result<bool, FieldError> {
     }
 }
 
+/// Refuses the fields of `body` that the other kind of endpoint has.
+fn refuse_fields_of_other_kind(body: &Map<String, Value>, email: bool) -> Result<(), FieldError> {
+    let (theirs, kind) = if email {
+        (WEBHOOK_FIELDS, "an email endpoint")
+    } else {
+        (EMAIL_FIELDS, "a webhook endpoint")
+    };
+    match theirs.iter().find(|field| body.contains_key(**field)) {
+        Some(field) => Err(FieldError::new(*field, format!("is not a field of {kind}"))),
+        None => Ok(()),
+    }
+}
+
+/// `type`: whether the new endpoint is an email endpoint.
+fn is_email_type(value: &Value) -> Result<bool, FieldError> {
+    match value {
+        Value::Null => Ok(false),
+        Value::String(kind) if kind == "webhook" => Ok(false),
+        Value::String(kind) if kind == "email" => Ok(true),
+        _ => Err(FieldError::new("type", "must be \"webhook\" or \"email\"")),
+    }
+}
+
 /// Checks the body of `POST …/endpoints` for `account`.
 pub fn parse_new(
     body: &Map<String, Value>,
@@ -246,8 +279,27 @@ pub fn parse_new(
 ) -> Result<EndpointIn, FieldError> {
     refuse_unknown_fields(body)?;
     let field = |name: &str| body.get(name).unwrap_or(&Value::Null);
+    let is_email = is_email_type(field("type"))?;
+    refuse_fields_of_other_kind(body, is_email)?;
+    let email = if is_email {
+        let emails = match field("emails") {
+            Value::Null => return Err(FieldError::new("emails", "is required")),
+            emails => email::emails_field(emails)?,
+        };
+        Some(EmailSettings {
+            emails,
+            reactive: email::reactive_field(field("reactive"))?,
+            digest: email::digest_field(field("digest"))?,
+        })
+    } else {
+        None
+    };
     Ok(EndpointIn {
-        url: url_field(field("url"), allow_private_targets)?,
+        url: if is_email {
+            String::new()
+        } else {
+            url_field(field("url"), allow_private_targets)?
+        },
         description: description_field(field("description"))?,
         version: version_field(field("version"))?,
         event_types: event_types_field(field("event_types"), |field, name| {
@@ -256,6 +308,7 @@ pub fn parse_new(
         datasets: datasets_field(field("datasets"), account)?,
         format: format_field(field("format"))?,
         disabled: disabled_field(field("disabled"))?,
+        email,
     })
 }
 
@@ -270,6 +323,10 @@ pub struct EndpointPatch {
     pub datasets: Option<Option<Vec<String>>>,
     pub format: Option<Format>,
     pub disabled: Option<bool>,
+    pub emails: Option<Vec<String>>,
+    pub reactive: Option<bool>,
+    /// `Some(None)`: no digest.
+    pub digest: Option<Option<DigestSchedule>>,
 }
 
 /// Checks the body of `PATCH …/endpoints/{id}`: any subset of the creation fields,
@@ -281,8 +338,22 @@ pub fn parse_patch(
     catalog: &Catalog,
 ) -> Result<EndpointPatch, FieldError> {
     refuse_unknown_fields(body)?;
+    if body.contains_key("type") {
+        return Err(FieldError::new(
+            "type",
+            "cannot be changed; create a new endpoint instead",
+        ));
+    }
     let get = |name: &str| body.get(name);
     Ok(EndpointPatch {
+        emails: get("emails")
+            .map(|v| match v {
+                Value::Null => Err(FieldError::new("emails", "cannot be null")),
+                v => email::emails_field(v),
+            })
+            .transpose()?,
+        reactive: get("reactive").map(email::reactive_field).transpose()?,
+        digest: get("digest").map(email::digest_field).transpose()?,
         url: get("url")
             .map(|v| url_field(v, allow_private_targets))
             .transpose()?,
@@ -302,6 +373,26 @@ pub fn parse_patch(
 impl EndpointPatch {
     pub fn is_empty(&self) -> bool {
         *self == Self::default()
+    }
+
+    /// A patch names only fields of the endpoint's own kind.
+    pub fn refuse_fields_of_other_kind(&self, endpoint: &Endpoint) -> Result<(), FieldError> {
+        let named = |field: &str| match field {
+            "url" => self.url.is_some(),
+            "format" => self.format.is_some(),
+            "emails" => self.emails.is_some(),
+            "reactive" => self.reactive.is_some(),
+            _ => self.digest.is_some(),
+        };
+        let mut body = Map::new();
+        for field in WEBHOOK_FIELDS
+            .iter()
+            .chain(EMAIL_FIELDS)
+            .filter(|f| named(f))
+        {
+            body.insert((*field).to_string(), Value::Null);
+        }
+        refuse_fields_of_other_kind(&body, endpoint.email.is_some())
     }
 
     /// An archived type stays on an endpoint that has it, but is not added anew.
@@ -347,6 +438,17 @@ impl EndpointPatch {
                 changed.failing_since = None;
             }
         }
+        if let Some(email) = &mut changed.email {
+            if let Some(emails) = &self.emails {
+                email.emails = emails.clone();
+            }
+            if let Some(reactive) = self.reactive {
+                email.reactive = reactive;
+            }
+            if let Some(digest) = &self.digest {
+                email.digest = digest.clone();
+            }
+        }
         changed.updated_at = now;
         changed
     }
@@ -370,6 +472,7 @@ pub fn new_endpoint(
         disabled: input.disabled,
         disabled_reason: None,
         failing_since: None,
+        email: input.email,
         created_at: now,
         updated_at: now,
     };
@@ -597,6 +700,90 @@ mod tests {
                 "{body}"
             );
         }
+    }
+
+    fn jane() -> Account {
+        "jane".parse().unwrap()
+    }
+
+    #[test]
+    fn an_email_endpoint_has_addresses_a_window_and_a_digest() {
+        let parse = |body: Value| {
+            parse_new(
+                body.as_object().unwrap(),
+                &jane(),
+                false,
+                &Catalog::default(),
+            )
+        };
+        let created = parse(json!({"type": "email", "emails": ["a@example.com"],
+                                   "digest": {"every": "day", "at": "08:00"}}))
+        .unwrap();
+        assert_eq!(created.url, "");
+        let email = created.email.clone().unwrap();
+        assert!(email.reactive);
+        assert_eq!(email.digest.unwrap().timezone, "UTC");
+        let webhook = parse(json!({"type": "webhook", "url": "https://e.com"})).unwrap();
+        assert_eq!(webhook.email, None);
+        for (field, body) in [
+            ("emails", json!({"type": "email"})),
+            ("emails", json!({"type": "email", "emails": []})),
+            (
+                "url",
+                json!({"type": "email", "emails": ["a@e.com"], "url": "https://e.com"}),
+            ),
+            (
+                "format",
+                json!({"type": "email", "emails": ["a@e.com"], "format": "slack"}),
+            ),
+            (
+                "emails",
+                json!({"url": "https://e.com", "emails": ["a@e.com"]}),
+            ),
+            ("digest", json!({"url": "https://e.com", "digest": null})),
+            ("type", json!({"type": "sms", "emails": ["a@e.com"]})),
+            (
+                "reactive",
+                json!({"type": "email", "emails": ["a@e.com"], "reactive": 1}),
+            ),
+        ] {
+            assert_eq!(parse(body.clone()).unwrap_err().field, field, "{body}");
+        }
+
+        let (endpoint, _) = new_endpoint(&jane(), created, OffsetDateTime::now_utc());
+        let patch = |body: Value| {
+            parse_patch(
+                body.as_object().unwrap(),
+                &jane(),
+                false,
+                &Catalog::default(),
+            )
+        };
+        let changes =
+            patch(json!({"reactive": false, "digest": null, "emails": ["b@example.com"]})).unwrap();
+        assert!(changes.refuse_fields_of_other_kind(&endpoint).is_ok());
+        let patched = changes
+            .apply(&endpoint, OffsetDateTime::now_utc())
+            .email
+            .unwrap();
+        assert_eq!(
+            (patched.emails, patched.reactive, patched.digest),
+            (vec!["b@example.com".to_string()], false, None)
+        );
+        let restored = patch(json!({"reactive": null}))
+            .unwrap()
+            .apply(&endpoint, OffsetDateTime::now_utc());
+        assert!(restored.email.unwrap().reactive);
+        assert_eq!(patch(json!({"emails": null})).unwrap_err().field, "emails");
+        assert_eq!(patch(json!({"type": "webhook"})).unwrap_err().field, "type");
+        let url_change = patch(json!({"url": "https://e.com"})).unwrap();
+        assert_eq!(
+            url_change
+                .refuse_fields_of_other_kind(&endpoint)
+                .unwrap_err()
+                .field,
+            "url"
+        );
     }
 
     #[test]

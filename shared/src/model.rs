@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::account::Account;
+use crate::email::EmailSettings;
 use crate::event_type::EventType;
 use crate::ids::{AttemptId, EndpointId, MessageId};
 use crate::queue::MAX_MESSAGE_BYTES;
@@ -40,6 +41,7 @@ impl Format {
 pub struct Endpoint {
     pub id: EndpointId,
     pub account: Account,
+    /// A webhook's URL; empty for an email endpoint.
     pub url: String,
     pub description: String,
     pub version: u32,
@@ -54,11 +56,22 @@ pub struct Endpoint {
     /// When its current run of failures began; `None` after a success. Not part of
     /// what its owner sees: auto-disable reads it.
     pub failing_since: Option<OffsetDateTime>,
+    /// `Some` for an email endpoint: what it sends and to whom.
+    pub email: Option<EmailSettings>,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
 }
 
 impl Endpoint {
+    /// CONTRACT's `type`: `"webhook"` or `"email"`.
+    pub fn kind(&self) -> &'static str {
+        if self.email.is_some() {
+            "email"
+        } else {
+            "webhook"
+        }
+    }
+
     /// Whether an event of `event_type` in `dataset` is delivered here. An empty list
     /// of types is every type but the operational ones ([`crate::operational::receives`]).
     pub fn subscribes(&self, event_type: &EventType, dataset: &str) -> bool {
@@ -233,6 +246,7 @@ mod tests {
             disabled: false,
             disabled_reason: None,
             failing_since: None,
+            email: None,
             created_at: now,
             updated_at: now,
         }

@@ -191,6 +191,7 @@ impl TestEnv {
             disabled: false,
             disabled_reason: None,
             failing_since: None,
+            email: None,
             created_at: now,
             updated_at: now,
         };

@@ -54,7 +54,9 @@ pub async fn create(
     let body = json_object(req)?;
     let catalog = event_type_catalog(deps).await?;
     let input = endpoint::parse_new(&body, account, deps.config.allow_private_targets, &catalog)?;
-    endpoint::refuse_private_host(&input.url, deps.config.allow_private_targets).await?;
+    if input.email.is_none() {
+        endpoint::refuse_private_host(&input.url, deps.config.allow_private_targets).await?;
+    }
     let (endpoint, secrets) = endpoint::new_endpoint(account, input, OffsetDateTime::now_utc());
     let creation = deps
         .store
@@ -71,7 +73,7 @@ pub async fn create(
         StatusCode::CREATED,
         &EndpointWithSecret {
             endpoint: EndpointOut::from(&endpoint),
-            secret: secrets.current.expose(),
+            secret: endpoint.email.is_none().then(|| secrets.current.expose()),
         },
     ))
 }
@@ -111,6 +113,7 @@ pub async fn patch(
     }
     for _ in 0..WRITE_ATTEMPTS {
         let (current, _) = load(deps, account, id).await?;
+        changes.refuse_fields_of_other_kind(&current)?;
         changes.refuse_archived_additions(&current, &catalog)?;
         if changes.is_empty() {
             return Ok(json(StatusCode::OK, &EndpointOut::from(&current)));
@@ -147,8 +150,24 @@ pub async fn delete(deps: &Deps, account: &Account, id: &str) -> Result<Response
     Ok(no_content())
 }
 
+/// The endpoint `id` of `account` if it is a webhook endpoint: an email endpoint
+/// signs nothing, so its secret routes are 404.
+async fn load_webhook(
+    deps: &Deps,
+    account: &Account,
+    id: &str,
+) -> Result<(Endpoint, EndpointSecrets), ApiError> {
+    let (endpoint, secrets) = load(deps, account, id).await?;
+    if endpoint.email.is_some() {
+        return Err(ApiError::not_found(format!(
+            "{id} is an email endpoint, which has no secret"
+        )));
+    }
+    Ok((endpoint, secrets))
+}
+
 pub async fn secret(deps: &Deps, account: &Account, id: &str) -> Result<Response<Body>, ApiError> {
-    let (_, secrets) = load(deps, account, id).await?;
+    let (_, secrets) = load_webhook(deps, account, id).await?;
     Ok(json(
         StatusCode::OK,
         &json!({"secret": secrets.current.expose()}),
@@ -161,7 +180,7 @@ pub async fn rotate_secret(
     id: &str,
 ) -> Result<Response<Body>, ApiError> {
     for _ in 0..WRITE_ATTEMPTS {
-        let (endpoint, secrets) = load(deps, account, id).await?;
+        let (endpoint, secrets) = load_webhook(deps, account, id).await?;
         let now = OffsetDateTime::now_utc();
         let rotated = endpoint::rotated(&secrets, Secret::generate(), now);
         let written = deps

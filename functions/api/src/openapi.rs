@@ -137,10 +137,23 @@ mod tests {
             disabled: true,
             disabled_reason: None,
             failing_since: None,
+            email: None,
             created_at: time,
             updated_at: time,
         };
         let secrets = EndpointSecrets::new(Secret::generate());
+        let email_endpoint = Endpoint {
+            url: String::new(),
+            email: Some(shared::email::EmailSettings {
+                emails: vec!["ops@example.com".into()],
+                reactive: true,
+                digest: shared::email::digest_field(
+                    &json!({"every": "week", "at": "09:00", "weekday": "monday"}),
+                )
+                .unwrap(),
+            }),
+            ..endpoint.clone()
+        };
         let message = Message {
             id: MessageId::new(),
             account: "jane".parse().unwrap(),
@@ -202,8 +215,23 @@ mod tests {
                 201,
                 json!(EndpointWithSecret {
                     endpoint: EndpointOut::from(&endpoint),
-                    secret: secrets.current.expose(),
+                    secret: Some(secrets.current.expose()),
                 }),
+            ),
+            (
+                "post",
+                "/v1/accounts/{account}/endpoints",
+                201,
+                json!(EndpointWithSecret {
+                    endpoint: EndpointOut::from(&email_endpoint),
+                    secret: None,
+                }),
+            ),
+            (
+                "get",
+                endpoint_path,
+                200,
+                json!(EndpointOut::from(&email_endpoint)),
             ),
             (
                 "get",

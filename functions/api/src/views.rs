@@ -4,29 +4,35 @@
 
 use serde::Serialize;
 use serde_json::Value;
+use shared::email::DigestSchedule;
 use shared::event_type::EventType;
 use shared::ids::{AttemptId, EndpointId, MessageId};
 use shared::model::{Attempt, AttemptStatus, Endpoint, Format, Message};
 use time::OffsetDateTime;
 
-/// CONTRACT's endpoint object, in its order, for a webhook endpoint. Of the fields
-/// that only other kinds of endpoint (or later features) fill in, `digest` is
-/// always null for a webhook; `emails`, `disabled_reason` and `reactive` have no
-/// value a webhook endpoint can answer yet and are left out.
+/// CONTRACT's endpoint object, in its order. A field only the other kind of
+/// endpoint has is left out (`url` and `format` are a webhook's, `emails` and
+/// `reactive` an email endpoint's); `digest` is null for a webhook.
 #[derive(Serialize)]
 pub struct EndpointOut<'a> {
     id: &'a EndpointId,
     #[serde(rename = "type")]
     kind: &'static str,
-    url: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    url: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    emails: Option<&'a [String]>,
     description: &'a str,
     version: u32,
     event_types: &'a [EventType],
     datasets: Option<&'a [String]>,
-    format: Format,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    format: Option<Format>,
     disabled: bool,
     disabled_reason: Option<&'a str>,
-    digest: Option<()>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reactive: Option<bool>,
+    digest: Option<&'a DigestSchedule>,
     #[serde(with = "shared::timefmt")]
     created_at: OffsetDateTime,
     #[serde(with = "shared::timefmt")]
@@ -35,31 +41,36 @@ pub struct EndpointOut<'a> {
 
 impl<'a> From<&'a Endpoint> for EndpointOut<'a> {
     fn from(endpoint: &'a Endpoint) -> Self {
+        let email = endpoint.email.as_ref();
+        let webhook = email.is_none();
         Self {
             id: &endpoint.id,
-            kind: "webhook",
-            url: &endpoint.url,
+            kind: endpoint.kind(),
+            url: webhook.then_some(endpoint.url.as_str()),
+            emails: email.map(|e| e.emails.as_slice()),
             description: &endpoint.description,
             version: endpoint.version,
             event_types: &endpoint.event_types,
             datasets: endpoint.datasets.as_deref(),
-            format: endpoint.format,
+            format: webhook.then_some(endpoint.format),
             disabled: endpoint.disabled,
             disabled_reason: endpoint.disabled_reason.as_deref(),
-            digest: None,
+            reactive: email.map(|e| e.reactive),
+            digest: email.and_then(|e| e.digest.as_ref()),
             created_at: endpoint.created_at,
             updated_at: endpoint.updated_at,
         }
     }
 }
 
-/// An endpoint as creation answers it: with its secret, which only creation,
-/// `GET …/secret` and rotation ever show.
+/// An endpoint as creation answers it: a webhook endpoint with its secret, which
+/// only creation, `GET …/secret` and rotation ever show. An email endpoint has none.
 #[derive(Serialize)]
 pub struct EndpointWithSecret<'a> {
     #[serde(flatten)]
     pub endpoint: EndpointOut<'a>,
-    pub secret: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<&'a str>,
 }
 
 /// CONTRACT's attempt object, in its order.
@@ -174,6 +185,7 @@ mod tests {
             disabled: false,
             disabled_reason: None,
             failing_since: None,
+            email: None,
             created_at: time,
             updated_at: time,
         };

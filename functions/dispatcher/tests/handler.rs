@@ -424,6 +424,7 @@ async fn during_rotation_both_secrets_sign_and_each_verifies() {
         disabled: false,
         disabled_reason: None,
         failing_since: None,
+        email: None,
         created_at: now,
         updated_at: now,
     };

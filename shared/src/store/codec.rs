@@ -13,6 +13,7 @@ use time::OffsetDateTime;
 
 use super::{AttemptOutcome, StoreError};
 use crate::account::Account;
+use crate::email::EmailSettings;
 use crate::event_type::EventType;
 use crate::ids::{ApiKeyId, AttemptId, EndpointId, MessageId};
 use crate::keys::ApiKey;
@@ -76,6 +77,9 @@ struct EndpointRecord {
         skip_serializing_if = "Option::is_none"
     )]
     failing_since: Option<OffsetDateTime>,
+    /// Present on email endpoints only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    email: Option<EmailSettings>,
     #[serde(with = "crate::timefmt")]
     created_at: OffsetDateTime,
     #[serde(with = "crate::timefmt")]
@@ -103,6 +107,11 @@ pub(super) fn endpoint_item(endpoint: &Endpoint, secrets: &EndpointSecrets) -> I
     item
 }
 
+/// An email endpoint's settings as one map attribute.
+pub(super) fn email_settings(settings: &EmailSettings) -> AttributeValue {
+    AttributeValue::M(to_item(settings))
+}
+
 /// An endpoint's attributes without its secrets and key.
 pub(super) fn settings_item(endpoint: &Endpoint) -> Item {
     to_item(EndpointRecord {
@@ -117,6 +126,7 @@ pub(super) fn settings_item(endpoint: &Endpoint) -> Item {
         disabled: endpoint.disabled,
         disabled_reason: endpoint.disabled_reason.clone(),
         failing_since: endpoint.failing_since,
+        email: endpoint.email.clone(),
         created_at: endpoint.created_at,
         updated_at: endpoint.updated_at,
     })
@@ -147,6 +157,7 @@ pub(super) fn endpoint_from_item(item: &Item) -> Result<Endpoint, StoreError> {
         disabled: r.disabled,
         disabled_reason: r.disabled_reason,
         failing_since: r.failing_since,
+        email: r.email,
         created_at: r.created_at,
         updated_at: r.updated_at,
     })
@@ -473,6 +484,7 @@ mod tests {
             disabled: true,
             disabled_reason: Some("it answered 410 Gone".into()),
             failing_since: Some(now),
+            email: None,
             created_at: now,
             updated_at: now,
         };

@@ -8,8 +8,8 @@ use aws_sdk_dynamodb::types::{
 use time::OffsetDateTime;
 
 use super::codec::{
-    account_settings_from_item, endpoint_from_item, endpoint_item, list, n, s, secrets_from_item,
-    secrets_item, settings_item, time_text,
+    account_settings_from_item, email_settings, endpoint_from_item, endpoint_item, list, n, s,
+    secrets_from_item, secrets_item, settings_item, time_text,
 };
 use super::keys::{ENDPOINT_SK_PREFIX, SETTINGS_SK, account_pk, endpoint_count_key, endpoint_key};
 use super::schema::{PARTITION_KEY as PK, SORT_KEY as SK};
@@ -216,6 +216,10 @@ impl Store {
             .expression_attribute_values(":updated_at", s(time_text(endpoint.updated_at)))
             .expression_attribute_values(":expected", s(time_text(expected_updated_at)));
         let mut remove = Vec::new();
+        if let Some(email) = &endpoint.email {
+            set.push_str(", email = :email");
+            request = request.expression_attribute_values(":email", email_settings(email));
+        }
         match &endpoint.datasets {
             Some(datasets) => {
                 set.push_str(", datasets = :datasets");
@@ -380,7 +384,7 @@ impl Store {
             .expression_attribute_values(":settings", s(SETTINGS_SK))
             .projection_expression(
                 "#sk, id, account, #url, description, version, event_types, datasets, #format, \
-                 disabled, created_at, updated_at, webhooks_enabled",
+                 disabled, email, created_at, updated_at, webhooks_enabled",
             )
             .expression_attribute_names("#url", "url")
             .expression_attribute_names("#format", "format")
