@@ -279,6 +279,7 @@ mod tests {
             disabled: false,
             disabled_reason: None,
             failing_since: None,
+            email: None,
             created_at: now,
             updated_at: now,
         }
