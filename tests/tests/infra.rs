@@ -294,8 +294,19 @@ fn the_table_has_the_keys_the_store_uses() {
         .map(|index| {
             let name = scalar_text(&index["IndexName"]);
             assert_eq!(
-                index["Projection"]["ProjectionType"], "ALL",
-                "index {name} projects ALL"
+                index["Projection"]["ProjectionType"], "INCLUDE",
+                "index {name} projects only what its queries return"
+            );
+            let projected: Vec<String> = index["Projection"]["NonKeyAttributes"]
+                .as_array()
+                .unwrap_or_else(|| panic!("index {name} names its attributes"))
+                .iter()
+                .map(scalar_text)
+                .collect();
+            assert_eq!(
+                projected,
+                schema::projected_attributes(&name),
+                "index {name}"
             );
             let hash = key_of(&index["KeySchema"], "HASH");
             let range = key_of(&index["KeySchema"], "RANGE");

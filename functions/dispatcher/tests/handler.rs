@@ -815,6 +815,18 @@ async fn a_batch_reads_its_endpoints_writes_its_attempts_and_delays_its_retries_
     for job in &jobs {
         assert_eq!(attempts_of(&env, &job.message_id).await.len(), 1);
     }
+    // Every attempt is in gsi1; only the failed ones are in the sparse gsi2.
+    for (index, entries) in [("gsi1", 5), ("gsi2", 2)] {
+        let scanned = env
+            .dynamodb
+            .scan()
+            .table_name(&env.config.table)
+            .index_name(index)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(scanned.count(), entries, "{index}");
+    }
     // The failed jobs come back after their delay, not the queue's 30 s timeout.
     let again = receive(&env, 2).await;
     assert!(

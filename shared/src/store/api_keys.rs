@@ -142,6 +142,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn gsi1_projects_every_attribute_a_listed_key_is_read_with() {
+        let key = ApiKey::new("hlk_test", time::OffsetDateTime::now_utc());
+        let projected = schema::projected_attributes(schema::INDEXES[0].0);
+        for name in api_key_item(&key).keys() {
+            assert!(projected.contains(&name.as_str()), "{name}");
+        }
+    }
+
+    #[test]
     fn a_key_is_trusted_for_its_ttl_then_read_again() {
         let known = KnownKeys::default();
         let read = Instant::now();

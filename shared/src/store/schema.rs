@@ -11,9 +11,41 @@ use super::{Store, StoreError, aws_error};
 pub const PARTITION_KEY: &str = "pk";
 pub const SORT_KEY: &str = "sk";
 pub const TTL_ATTRIBUTE: &str = "expires_at";
-/// `(index name, partition key, sort key)`: attempts of an endpoint; the same, by status.
+/// `(index name, partition key, sort key)`: attempts of an endpoint (and the
+/// platform keys); an endpoint's failed attempts only (sparse: a success has no
+/// `gsi2` keys, so it costs no write there).
 pub const INDEXES: &[(&str, &str, &str)] =
     &[("gsi1", "gsi1pk", "gsi1sk"), ("gsi2", "gsi2pk", "gsi2sk")];
+
+/// An attempt's attributes, all of which its views show (`expires_at` and the
+/// other index's keys stay out of the indexes).
+const ATTEMPT_ATTRIBUTES: [&str; 13] = [
+    "id",
+    "message_id",
+    "endpoint_id",
+    "account",
+    "event_type",
+    "attempt",
+    "status",
+    "response_status",
+    "response_body",
+    "error",
+    "duration_ms",
+    "timestamp",
+    "next_attempt_at",
+];
+/// A platform key's attributes besides `id`, which its listing (through `gsi1`) returns.
+const API_KEY_ATTRIBUTES: [&str; 3] = ["key_hash", "prefix", "created_at"];
+
+/// The attributes besides the keys each index of [`INDEXES`] projects: only what
+/// the queries on it return, so an index entry stays small.
+pub fn projected_attributes(index: &str) -> Vec<&'static str> {
+    let mut attributes = ATTEMPT_ATTRIBUTES.to_vec();
+    if index == INDEXES[0].0 {
+        attributes.extend(API_KEY_ATTRIBUTES);
+    }
+    attributes
+}
 
 impl Store {
     /// Creates the table as `infra/template.yaml` defines it; for local runs and tests.
@@ -52,7 +84,13 @@ impl Store {
                         .key_schema(key(range, KeyType::Range))
                         .projection(
                             Projection::builder()
-                                .projection_type(ProjectionType::All)
+                                .projection_type(ProjectionType::Include)
+                                .set_non_key_attributes(Some(
+                                    projected_attributes(index)
+                                        .into_iter()
+                                        .map(str::to_string)
+                                        .collect(),
+                                ))
                                 .build(),
                         )
                         .build()
