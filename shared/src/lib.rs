@@ -22,6 +22,7 @@ pub mod operational;
 pub mod payload;
 pub mod portal;
 pub mod queue;
+pub mod raise;
 pub mod recover;
 pub mod redrive;
 pub mod registry;

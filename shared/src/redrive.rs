@@ -75,7 +75,8 @@ impl Filter {
         match (&self.endpoint_id, task) {
             (None, _) => true,
             (Some(id), Task::Recover(part)) => part.endpoint_id == *id,
-            (Some(_), Task::FanOut(_)) => false,
+            // A raise's jobs go to the endpoints subscribed to it, not the one it is about.
+            (Some(_), Task::FanOut(_) | Task::Raise(_)) => false,
         }
     }
 

@@ -7,6 +7,7 @@ use time::OffsetDateTime;
 
 use crate::account::Account;
 use crate::ids::{AttemptId, EndpointId, MessageId};
+use crate::operational::Raise;
 
 /// A queue body that is not a delivery job: work the dispatcher does itself.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -14,6 +15,8 @@ use crate::ids::{AttemptId, EndpointId, MessageId};
 pub enum Task {
     FanOut(FanOut),
     Recover(Recover),
+    /// An operational event to store and fan out (see [`crate::operational`]).
+    Raise(Raise),
 }
 
 /// Endpoints of one stored message whose delivery jobs are still to be enqueued:
@@ -104,7 +107,7 @@ mod tests {
             .iter()
             .flat_map(|task| match task {
                 Task::FanOut(f) => f.endpoint_ids.clone(),
-                Task::Recover(_) => unreachable!("a fan-out splits into fan-outs"),
+                _ => unreachable!("a fan-out splits into fan-outs"),
             })
             .collect();
         assert_eq!(named, endpoints);

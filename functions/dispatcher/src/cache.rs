@@ -117,6 +117,33 @@ impl EndpointCache {
         slot
     }
 
+    /// Sets when the cached endpoint's run of failures began (`None`: it ended), unless
+    /// the cache says so already; whether it changed. Under the lock, so of the
+    /// records of a batch that see the same transition only one writes it.
+    pub fn note_run(
+        &self,
+        account: &Account,
+        id: &EndpointId,
+        failing_since: Option<time::OffsetDateTime>,
+    ) -> bool {
+        let mut entries = self.entries.lock().expect("not poisoned");
+        let Some((_, slot)) = entries.get_mut(&(account.clone(), id.clone())) else {
+            return true;
+        };
+        let Some(Some(found)) = slot.get() else {
+            return true;
+        };
+        if found.0.failing_since.is_some() == failing_since.is_some() {
+            return false;
+        }
+        let (mut endpoint, secrets) = found.as_ref().clone();
+        endpoint.failing_since = failing_since;
+        *slot = Arc::new(OnceCell::new_with(Some(Some(Arc::new((
+            endpoint, secrets,
+        ))))));
+        true
+    }
+
     /// Forgets an endpoint this instance just changed.
     pub fn forget(&self, account: &Account, id: &EndpointId) {
         self.entries

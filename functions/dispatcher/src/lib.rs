@@ -6,6 +6,7 @@
 pub mod cache;
 pub mod dns;
 mod pending;
+mod raise;
 mod send;
 mod task;
 
@@ -347,28 +348,29 @@ async fn deliver(
             tally(metrics::Outcome::Succeeded, None);
             pending.record(record(AttemptStatus::Succeeded, exchange, None));
             tracing::info!(message_id = %job.message_id, endpoint_id = %job.endpoint_id, attempt = attempt_number, "delivered");
+            raise::after_success(deps, job, endpoint, attempt_number).await;
             Verdict::Done
         }
         Some(410) => {
-            // The receiver says it is gone for good: stop delivering there at all.
-            match deps
-                .store
-                .disable_endpoint(&job.account, &job.endpoint_id, shared::operational::GONE)
-                .await
-            {
-                Ok(_) => deps.endpoints.forget(&job.account, &job.endpoint_id),
-                Err(error) => {
-                    tracing::error!(%error, endpoint_id = %job.endpoint_id, "could not disable an endpoint after a 410");
-                }
-            }
+            // The receiver says it is gone for good: stop delivering there at all. Not
+            // announced, it is not disabled either: the job comes back for another 410.
+            let disabled = raise::disable(deps, endpoint, shared::operational::GONE).await;
             tally(
                 metrics::Outcome::Failed,
                 Some(metrics::failure_kind(Some(410), false)),
             );
-            exchange.error = Some("410 Gone: endpoint disabled".into());
-            pending.record(record(AttemptStatus::Failed, exchange, None));
-            tracing::info!(endpoint_id = %job.endpoint_id, "endpoint disabled after 410 Gone");
-            Verdict::Done
+            exchange.error = Some(
+                if disabled {
+                    "410 Gone: endpoint disabled"
+                } else {
+                    "410 Gone"
+                }
+                .into(),
+            );
+            let again = (!disabled).then_some(PARK_RETRY_DELAY);
+            pending.record(record(AttemptStatus::Failed, exchange, again));
+            tracing::info!(endpoint_id = %job.endpoint_id, disabled, "410 Gone");
+            again.map_or(Verdict::Done, Verdict::Retry)
         }
         status => {
             let kind = match status {
@@ -385,7 +387,12 @@ async fn deliver(
                 message_id = %job.message_id, endpoint_id = %job.endpoint_id, attempt = attempt_number,
                 status = ?exchange.status, error = ?exchange.error, next_delay = ?delay, "delivery failed"
             );
-            pending.record(record(AttemptStatus::Failed, exchange, delay));
+            let attempt = record(AttemptStatus::Failed, exchange, delay);
+            let raised = raise::after_failure(deps, job, endpoint, &attempt, delay.is_none()).await;
+            pending.record(attempt);
+            if !raised {
+                return Verdict::Retry(PARK_RETRY_DELAY);
+            }
             Verdict::after(delay)
         }
     }

@@ -25,6 +25,7 @@ pub(crate) async fn run(
     let done = match task {
         Task::FanOut(fan_out) => enqueue_jobs(deps, fan_out).await,
         Task::Recover(part) => recover(deps, received, part).await,
+        Task::Raise(raise) => crate::raise::run(deps, raise).await,
     };
     let Err(error) = done else {
         return Outcome::Done;

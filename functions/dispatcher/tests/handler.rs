@@ -15,9 +15,11 @@ use hookline_tests::{Receiver, Reply, TestEnv};
 use serde_json::{Value, json};
 use shared::ids::{EndpointId, MessageId};
 use shared::model::{AttemptStatus, DeliveryJob, Endpoint, EndpointSecrets, Format};
+use shared::operational::{GONE, Raise};
 use shared::queue::Received;
 use shared::retry::{MAX_STEP, RetrySchedule};
 use shared::signing::Secret;
+use shared::task::Task;
 
 const PAYLOAD: &str = r#"{"event_type":"sample.created","created_at":"2021-08-09T14:40:19Z","api_version":"2021-08-01","dataset":"jane/flowers","object":{"name":"rose.png"},"text":"Sample rose.png created in dataset jane/flowers."}"#;
 
@@ -568,7 +570,17 @@ async fn after_the_last_attempt_the_job_moves_to_the_dlq_byte_for_byte() {
 
     assert_eq!(failing.deliveries().len(), 2);
     assert_eq!(dlq_bodies(&env).await, [body]);
-    assert_eq!(env.queue_depth(env.queues.delivery_url()).await, 0);
+    // What stays on the delivery queue is the announcement of it, once.
+    let left = env.receive_all_delivery().await;
+    assert_eq!(left.len(), 1);
+    match shared::task::Task::from_body(&left[0].body) {
+        Some(Ok(shared::task::Task::Raise(raise))) => {
+            assert_eq!(raise.event_type.as_str(), "message.attempt.exhausted");
+            assert_eq!(raise.object["message_id"], message_id.as_str());
+            assert_eq!(raise.object["attempts"], 2);
+        }
+        other => panic!("expected the exhausted raise: {other:?}"),
+    }
     let attempts = attempts_of(&env, &message_id).await;
     let numbers: BTreeSet<u32> = attempts.iter().map(|a| a.attempt).collect();
     assert_eq!(numbers, BTreeSet::from([1, 2]));
@@ -809,6 +821,9 @@ async fn a_batch_reads_its_endpoints_writes_its_attempts_and_delays_its_retries_
         [
             ("DynamoDB.BatchGetItem".to_string(), 1),
             ("DynamoDB.BatchWriteItem".to_string(), 1),
+            // The failing endpoint's run of failures begins: noted once, whatever
+            // its number of failed records.
+            ("DynamoDB.UpdateItem".to_string(), 1),
             ("SQS.ChangeMessageVisibilityBatch".to_string(), 1),
         ]
     );
@@ -900,4 +915,82 @@ async fn a_retry_delay_sqs_refuses_leaves_the_others_of_the_batch_set() {
     // The known one's delay was set: it comes back after 1 s, not the queue's 30 s.
     let again = receive(&env, 1).await;
     assert_eq!(again[0].attributes["ApproximateReceiveCount"], "2");
+}
+
+#[tokio::test]
+async fn a_raise_done_twice_disables_once_and_is_one_message_to_its_subscribers_only() {
+    let (env, deps) = setup().await;
+    let (gone, _) = env
+        .add_endpoint("jane", "https://gone.example/hook", |_| {})
+        .await;
+    let (watcher, _) = env
+        .add_endpoint("jane", "https://watcher.example/hook", |e| {
+            e.event_types = vec!["endpoint.disabled".parse().unwrap()];
+        })
+        .await;
+    // Every non-operational type, and so not this one.
+    env.add_endpoint("jane", "https://all.example/hook", |_| {})
+        .await;
+
+    let raise = Raise::disabled(&gone, GONE, time::OffsetDateTime::now_utc());
+    // Sent twice, as a send whose answer was lost is sent again.
+    let body = Task::Raise(raise.clone()).to_body();
+    env.queues
+        .send_bodies(&[body.clone(), body.clone()])
+        .await
+        .unwrap();
+    let received = receive(&env, 2).await;
+    assert!(failed_ids(&dispatch(&env, &deps, &received).await).is_empty());
+
+    let (stored, _) = env
+        .store
+        .get_endpoint(&gone.account, &gone.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(stored.disabled);
+    assert_eq!(stored.disabled_reason.as_deref(), Some(GONE));
+    let message = env
+        .store
+        .get_message(&gone.account, &raise.message_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(message.dataset(), None);
+    let jobs: Vec<DeliveryJob> = env
+        .receive_all_delivery()
+        .await
+        .iter()
+        .map(|r| serde_json::from_str(&r.body).unwrap())
+        .collect();
+    assert!(!jobs.is_empty());
+    assert!(
+        jobs.iter()
+            .all(|j| j.endpoint_id == watcher.id && j.message_id == raise.message_id),
+        "{jobs:?}"
+    );
+
+    // Enabled again by its owner: the same raise coming back changes nothing.
+    let mut enabled = stored.clone();
+    enabled.disabled = false;
+    enabled.disabled_reason = None;
+    enabled.updated_at = time::OffsetDateTime::now_utc();
+    assert!(
+        env.store
+            .update_endpoint(&enabled, stored.updated_at)
+            .await
+            .unwrap()
+    );
+    let in_flight = env.queue_depth(env.queues.delivery_url()).await;
+    env.queues.send_bodies(&[body]).await.unwrap();
+    let again = receive(&env, 1).await;
+    assert!(failed_ids(&dispatch(&env, &deps, &again).await).is_empty());
+    let (after, _) = env
+        .store
+        .get_endpoint(&gone.account, &gone.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!after.disabled && after.disabled_reason.is_none());
+    assert_eq!(env.queue_depth(env.queues.delivery_url()).await, in_flight);
 }

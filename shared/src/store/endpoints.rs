@@ -12,13 +12,14 @@ use super::codec::{
     secrets_from_item, secrets_item, settings_item, time_text,
 };
 use super::keys::{ENDPOINT_SK_PREFIX, SETTINGS_SK, account_pk, endpoint_count_key, endpoint_key};
-use super::schema::{PARTITION_KEY as PK, SORT_KEY as SK};
+use super::schema::{self, PARTITION_KEY as PK, SORT_KEY as SK};
 use super::{
     Page, Store, StoreError, UNPROCESSED_PAUSES, applied, aws_error, cancelled, is_condition_failed,
 };
 use crate::account::Account;
-use crate::ids::EndpointId;
+use crate::ids::{EndpointId, MessageId};
 use crate::model::{Endpoint, EndpointSecrets};
+use crate::operational::Disable;
 use crate::settings::AccountSettings;
 use crate::signing::Secret;
 
@@ -27,6 +28,15 @@ pub const MAX_ENDPOINTS_PER_ACCOUNT: u32 = 500;
 
 /// BatchGetItem takes at most 100 keys.
 const BATCH_GET: usize = 100;
+
+/// The attribute naming the `endpoint.disabled` message of hookline's disabling.
+const DISABLED_BY: &str = "disabled_by";
+
+/// The `gsi1pk` of endpoints during a run of failures: a sparse index the
+/// auto-disable sweep queries by when the run began.
+const FAILING_INDEX_PK: &str = "FAILING";
+/// What ends an endpoint's run of failures removes: its start and its index keys.
+const FAILING_RUN: &str = "failing_since, gsi1pk, gsi1sk";
 
 /// The count item's attribute: how many endpoints the account has.
 const ENDPOINT_COUNT: &str = "endpoints";
@@ -232,12 +242,12 @@ impl Store {
                 set.push_str(", disabled_reason = :reason");
                 request = request.expression_attribute_values(":reason", s(reason.as_str()));
             }
-            None => remove.push("disabled_reason"),
+            None => remove.extend(["disabled_reason", DISABLED_BY]),
         }
         // Only the dispatcher starts a run of failures; a change may only end one
         // (re-enabling: see [`crate::endpoint::EndpointPatch::apply`]).
         if endpoint.failing_since.is_none() {
-            remove.push("failing_since");
+            remove.push(FAILING_RUN);
         }
         if !remove.is_empty() {
             set.push_str(" REMOVE ");
@@ -414,27 +424,102 @@ impl Store {
         Ok(found)
     }
 
-    /// Marks an endpoint of `account` disabled by hookline, for `reason`; `false` when
-    /// there is no such endpoint.
+    /// Disables an endpoint for `disable.reason`, as the `endpoint.disabled` message
+    /// `by` says, if it was not changed since `disable.seen_updated_at` (its owner may
+    /// have enabled it again meanwhile) or this very disabling is already done, by
+    /// an earlier try or another raise of the same message. `false` when neither.
     pub async fn disable_endpoint(
         &self,
         account: &Account,
         id: &EndpointId,
-        reason: &str,
+        disable: &Disable,
+        by: &MessageId,
     ) -> Result<bool, StoreError> {
         let updated = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(endpoint_key(account, id)))
-            .update_expression("SET disabled = :yes, disabled_reason = :reason, updated_at = :now")
-            .condition_expression("attribute_exists(#pk)")
+            .update_expression(format!(
+                "SET disabled = :yes, disabled_reason = :reason, #by = :by, updated_at = :now \
+                 REMOVE {FAILING_RUN}"
+            ))
+            .condition_expression("attribute_exists(#pk) AND (updated_at = :seen OR #by = :by)")
             .expression_attribute_names("#pk", PK)
+            .expression_attribute_names("#by", DISABLED_BY)
             .expression_attribute_values(":yes", AttributeValue::Bool(true))
-            .expression_attribute_values(":reason", s(reason))
+            .expression_attribute_values(":reason", s(disable.reason.as_str()))
+            .expression_attribute_values(":by", s(by.as_str()))
+            .expression_attribute_values(":seen", s(time_text(disable.seen_updated_at)))
             .expression_attribute_values(":now", s(time_text(OffsetDateTime::now_utc())))
             .send()
             .await;
         applied(updated, "UpdateItem")
+    }
+
+    /// Notes that an endpoint's run of failures began at `since`, unless one is on
+    /// already; `false` when it was (or the endpoint is gone).
+    pub async fn start_failing(
+        &self,
+        account: &Account,
+        id: &EndpointId,
+        since: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let since = s(time_text(since));
+        let updated = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(endpoint_key(account, id)))
+            .update_expression("SET failing_since = :since, gsi1pk = :failing, gsi1sk = :since")
+            .condition_expression("attribute_exists(#pk) AND attribute_not_exists(failing_since)")
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_values(":since", since)
+            .expression_attribute_values(":failing", s(FAILING_INDEX_PK))
+            .send()
+            .await;
+        applied(updated, "UpdateItem")
+    }
+
+    /// Ends an endpoint's run of failures: a success came.
+    pub async fn end_failing(&self, account: &Account, id: &EndpointId) -> Result<(), StoreError> {
+        let updated = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(endpoint_key(account, id)))
+            .update_expression(format!("REMOVE {FAILING_RUN}"))
+            .condition_expression("attribute_exists(#pk)")
+            .expression_attribute_names("#pk", PK)
+            .send()
+            .await;
+        applied(updated, "UpdateItem").map(|_| ())
+    }
+
+    /// Every endpoint whose run of failures began at `began_by` or before, oldest
+    /// first: one Query of the sparse index of failing endpoints, followed across pages.
+    pub async fn failing_endpoints(
+        &self,
+        began_by: OffsetDateTime,
+    ) -> Result<Vec<Endpoint>, StoreError> {
+        let (index, index_pk, index_sk) = schema::INDEXES[0];
+        let mut pages = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(index)
+            .key_condition_expression("#h = :h AND #r <= :by")
+            .expression_attribute_names("#h", index_pk)
+            .expression_attribute_names("#r", index_sk)
+            .expression_attribute_values(":h", s(FAILING_INDEX_PK))
+            .expression_attribute_values(":by", s(time_text(began_by)))
+            .into_paginator()
+            .items()
+            .send();
+        let mut failing = Vec::new();
+        while let Some(item) = pages.next().await {
+            failing.push(endpoint_from_item(&item.map_err(aws_error("Query"))?)?);
+        }
+        Ok(failing)
     }
 }

@@ -4,7 +4,7 @@
 //! | item | `pk` | `sk` | index keys |
 //! | --- | --- | --- | --- |
 //! | platform key | `KEY#<sha256 hex>` | `KEY` | `gsi1pk = KEYS`, `gsi1sk = <key_id>` |
-//! | endpoint | `ACCT#<account>` | `EP#<ep_id>` | |
+//! | endpoint | `ACCT#<account>` | `EP#<ep_id>` | while failing: `gsi1pk = FAILING`, `gsi1sk = <failing_since>` |
 //! | endpoint count | `ACCT#<account>` | `COUNT` | |
 //! | account settings | `ACCT#<account>` | `SETTINGS` | |
 //! | registered event type | `EVENTTYPES` | `ET#<name>` | |

@@ -1,0 +1,98 @@
+//! Where a delivery ends, the operational events it raises ([`shared::raise`]) and
+//! the endpoint's run of failures, which auto-disable reads: its start written at
+//! the first failure after a success, its end at the first success after failures.
+
+use shared::model::{Attempt, DeliveryJob, Endpoint};
+use shared::operational::{self, ATTEMPT_EXHAUSTED, ATTEMPT_FAILING, Raise};
+use shared::raise::enqueue;
+use time::OffsetDateTime;
+
+use crate::Deps;
+
+/// Raises `endpoint.disabled` for `reason` and disables `endpoint`; `false` when the
+/// raise could not be enqueued and the endpoint is left enabled.
+pub(crate) async fn disable(deps: &Deps, endpoint: &Endpoint, reason: &str) -> bool {
+    let raised = shared::raise::disable(&deps.store, &deps.queues, endpoint, reason).await;
+    deps.endpoints.forget(&endpoint.account, &endpoint.id);
+    raised
+}
+
+/// Does a raise task; the endpoint concerned is read afresh afterwards.
+pub(crate) async fn run(deps: &Deps, raise: &Raise) -> Result<(), String> {
+    let done = shared::raise::run(&deps.store, &deps.queues, &deps.config.api_version, raise).await;
+    deps.endpoints.forget(&raise.account, &raise.endpoint_id);
+    done
+}
+
+/// After a failed `attempt` of `job` at `endpoint` (`last`: its job goes to the
+/// DLQ): raises `failing` and `exhausted` where due, and notes or ends the
+/// endpoint's run of failures. `false` when `exhausted` could not be raised, so the
+/// job stays to raise it again rather than be parked unannounced.
+pub(crate) async fn after_failure(
+    deps: &Deps,
+    job: &DeliveryJob,
+    endpoint: &Endpoint,
+    attempt: &Attempt,
+    last: bool,
+) -> bool {
+    let now = OffsetDateTime::now_utc();
+    let mut raised = true;
+    for event_type in operational::after_failure(job.event_type.as_str(), attempt.attempt, last) {
+        let raise = match event_type {
+            ATTEMPT_FAILING => Raise::failing(job, attempt, now),
+            ATTEMPT_EXHAUSTED => Raise::exhausted(job, attempt.attempt, now),
+            other => unreachable!("a failure raises no {other}"),
+        };
+        let sent = enqueue(&deps.queues, &raise).await;
+        raised &= sent || event_type != ATTEMPT_EXHAUSTED;
+    }
+    let after = deps.config.disable_after;
+    match endpoint.failing_since {
+        None if deps
+            .endpoints
+            .note_run(&endpoint.account, &endpoint.id, Some(now)) =>
+        {
+            let started = deps
+                .store
+                .start_failing(&endpoint.account, &endpoint.id, now)
+                .await;
+            if let Err(error) = started {
+                tracing::warn!(%error, endpoint_id = %endpoint.id, "could not note the start of a run of failures");
+            }
+        }
+        None => {}
+        Some(since) if operational::disable_due(Some(since), now, after) => {
+            disable(deps, endpoint, &operational::failing_too_long(since, after)).await;
+        }
+        Some(_) => {}
+    }
+    raised
+}
+
+/// After a successful `attempt` of `job` at `endpoint`: raises `recovered` where
+/// due, and ends the endpoint's run of failures.
+pub(crate) async fn after_success(
+    deps: &Deps,
+    job: &DeliveryJob,
+    endpoint: &Endpoint,
+    attempt: u32,
+) {
+    if operational::recovers(job.event_type.as_str(), attempt) {
+        enqueue(
+            &deps.queues,
+            &Raise::recovered(job, attempt, OffsetDateTime::now_utc()),
+        )
+        .await;
+    }
+    if endpoint.failing_since.is_some()
+        && deps
+            .endpoints
+            .note_run(&endpoint.account, &endpoint.id, None)
+        && let Err(error) = deps
+            .store
+            .end_failing(&endpoint.account, &endpoint.id)
+            .await
+    {
+        tracing::warn!(%error, endpoint_id = %endpoint.id, "could not note the end of a run of failures");
+    }
+}
