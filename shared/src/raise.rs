@@ -113,8 +113,8 @@ pub async fn run(
 
 /// The auto-disable sweep: every endpoint failing without a success since before
 /// `now - disable_after` is disabled and announced. One Query of the endpoints that
-/// are failing (a sparse index), however many endpoints there are; the number
-/// disabled. An endpoint whose raise could not be enqueued is left for the next sweep.
+/// are failing (a sparse index), however many endpoints there are, and a read of
+/// each found; the number disabled. An endpoint whose raise could not be enqueued is left for the next sweep.
 pub async fn sweep(
     store: &Store,
     queues: &Queues,
@@ -122,7 +122,10 @@ pub async fn sweep(
     disable_after: Duration,
 ) -> Result<usize, StoreError> {
     let mut disabled = 0;
-    for endpoint in store.failing_endpoints(now - disable_after).await? {
+    for (account, id) in store.failing_endpoints(now - disable_after).await? {
+        let Some((endpoint, _)) = store.get_endpoint(&account, &id).await? else {
+            continue;
+        };
         let Some(since) = endpoint.failing_since else {
             continue;
         };

@@ -163,6 +163,16 @@ pub(super) fn endpoint_from_item(item: &Item) -> Result<Endpoint, StoreError> {
     })
 }
 
+/// A failing endpoint as the sparse index of them returns it: which one.
+pub(super) fn failing_endpoint_from_item(item: &Item) -> Result<(Account, EndpointId), StoreError> {
+    #[derive(Deserialize)]
+    struct Projected {
+        account: Account,
+        id: EndpointId,
+    }
+    from_item::<Projected>(item, "a failing endpoint").map(|p| (p.account, p.id))
+}
+
 pub(super) fn secrets_from_item(item: &Item) -> Result<EndpointSecrets, StoreError> {
     let r: SecretsRecord = from_item(item, "an endpoint's secrets")?;
     let parse =

@@ -8,8 +8,9 @@ use aws_sdk_dynamodb::types::{
 use time::OffsetDateTime;
 
 use super::codec::{
-    account_settings_from_item, email_settings, endpoint_from_item, endpoint_item, list, n, s,
-    secrets_from_item, secrets_item, settings_item, time_text,
+    account_settings_from_item, email_settings, endpoint_from_item, endpoint_item,
+    failing_endpoint_from_item, list, n, s, secrets_from_item, secrets_item, settings_item,
+    time_text,
 };
 use super::keys::{ENDPOINT_SK_PREFIX, SETTINGS_SK, account_pk, endpoint_count_key, endpoint_key};
 use super::schema::{self, PARTITION_KEY as PK, SORT_KEY as SK};
@@ -496,12 +497,13 @@ impl Store {
         applied(updated, "UpdateItem").map(|_| ())
     }
 
-    /// Every endpoint whose run of failures began at `began_by` or before, oldest
-    /// first: one Query of the sparse index of failing endpoints, followed across pages.
+    /// The endpoints whose run of failures began at `began_by` or before, oldest
+    /// first: one Query of the sparse index of failing endpoints, followed across
+    /// pages. The index holds their keys only; read each for the rest.
     pub async fn failing_endpoints(
         &self,
         began_by: OffsetDateTime,
-    ) -> Result<Vec<Endpoint>, StoreError> {
+    ) -> Result<Vec<(Account, EndpointId)>, StoreError> {
         let (index, index_pk, index_sk) = schema::INDEXES[0];
         let mut pages = self
             .client
@@ -518,7 +520,9 @@ impl Store {
             .send();
         let mut failing = Vec::new();
         while let Some(item) = pages.next().await {
-            failing.push(endpoint_from_item(&item.map_err(aws_error("Query"))?)?);
+            failing.push(failing_endpoint_from_item(
+                &item.map_err(aws_error("Query"))?,
+            )?);
         }
         Ok(failing)
     }

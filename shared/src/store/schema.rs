@@ -36,6 +36,9 @@ const ATTEMPT_ATTRIBUTES: [&str; 13] = [
 ];
 /// A platform key's attributes besides `id`, which its listing (through `gsi1`) returns.
 const API_KEY_ATTRIBUTES: [&str; 3] = ["key_hash", "prefix", "created_at"];
+/// A failing endpoint's attribute besides `id` and `account`, which the auto-disable
+/// sweep (through `gsi1`) reads.
+const FAILING_ENDPOINT_ATTRIBUTES: [&str; 1] = ["failing_since"];
 
 /// The attributes besides the keys each index of [`INDEXES`] projects: only what
 /// the queries on it return, so an index entry stays small.
@@ -43,6 +46,7 @@ pub fn projected_attributes(index: &str) -> Vec<&'static str> {
     let mut attributes = ATTEMPT_ATTRIBUTES.to_vec();
     if index == INDEXES[0].0 {
         attributes.extend(API_KEY_ATTRIBUTES);
+        attributes.extend(FAILING_ENDPOINT_ATTRIBUTES);
     }
     attributes
 }
