@@ -995,3 +995,63 @@ async fn a_raise_done_twice_disables_once_and_is_one_message_to_its_subscribers_
     assert!(!after.disabled && after.disabled_reason.is_none());
     assert_eq!(env.queue_depth(env.queues.delivery_url()).await, in_flight);
 }
+
+#[tokio::test]
+async fn a_raise_whose_answers_are_lost_or_refused_is_one_message_when_it_is_done_again() {
+    use hookline_tests::intercept::{InjectAt, Injected};
+    let env = TestEnv::new("1s,1s").await;
+    let (watcher, _) = env
+        .add_endpoint("jane", "https://watcher.example/hook", |e| {
+            e.event_types = vec!["endpoint.disabled".parse().unwrap()];
+        })
+        .await;
+    for (operation, what) in [
+        ("UpdateItem", Injected::AnswerLost),
+        ("PutItem", Injected::AnswerLost),
+        ("SendMessageBatch", Injected::Refused),
+    ] {
+        let (gone, _) = env
+            .add_endpoint("jane", "https://gone.example/hook", |_| {})
+            .await;
+        let fault = InjectAt::new(operation, &[0], what);
+        let (store, queues) = env.intercepted(fault.clone()).await;
+        let deps = Deps::new(store, queues, env.config.clone());
+        let raise = Raise::disabled(&gone, GONE, time::OffsetDateTime::now_utc());
+        env.queues
+            .send_bodies(&[Task::Raise(raise.clone()).to_body()])
+            .await
+            .unwrap();
+        // Refused part-way, the task comes back and is done again.
+        for _ in 0..2 {
+            let received = receive(&env, 1).await;
+            if failed_ids(&dispatch(&env, &deps, &received).await).is_empty() {
+                break;
+            }
+        }
+        assert!(fault.seen() >= 1, "{operation} was called");
+
+        let (stored, _) = env
+            .store
+            .get_endpoint(&gone.account, &gone.id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored.disabled_reason.as_deref(), Some(GONE), "{operation}");
+        let jobs: Vec<DeliveryJob> = env
+            .receive_all_delivery()
+            .await
+            .iter()
+            .map(|r| serde_json::from_str(&r.body).unwrap())
+            .collect();
+        assert_eq!(jobs.len(), 1, "{operation}: {jobs:?}");
+        assert_eq!(jobs[0].endpoint_id, watcher.id);
+        assert_eq!(jobs[0].message_id, raise.message_id);
+        assert!(
+            env.store
+                .get_message(&gone.account, &raise.message_id)
+                .await
+                .unwrap()
+                .is_some()
+        );
+    }
+}
