@@ -137,6 +137,20 @@ impl Tally {
         self.0.get(&part).map_or(0, |o| o.values().sum())
     }
 
+    /// `part`'s calls of operations whose name starts with `prefix` (`SQS.`, say).
+    fn calls_of(&self, part: Part, prefix: &str) -> u64 {
+        self.0.get(&part).map_or(0, |o| {
+            o.iter()
+                .filter(|(operation, _)| operation.starts_with(prefix))
+                .map(|(_, calls)| calls)
+                .sum()
+        })
+    }
+
+    fn spent(&self, part: Part) -> Units {
+        self.1.get(&part).copied().unwrap_or_default()
+    }
+
     /// `part`'s calls per unit, in all and by operation.
     fn per(&self, part: Part, units: usize) -> String {
         let per = |calls: u64| calls as f64 / units as f64;
@@ -388,22 +402,128 @@ struct Row {
     units: usize,
     figures: Vec<String>,
     breakdown: Vec<String>,
+    /// What a delivery used of what AWS bills (delivery scenarios only).
+    usage: Option<Usage>,
 }
 
-fn print_table(title: &str, columns: &[&str], rows: &[Row]) {
-    println!("\n{title}");
+/// Per delivery: what AWS bills, as counted.
+#[derive(Debug, Clone, Copy)]
+struct Usage {
+    api_requests: f64,
+    ingest_invocations: f64,
+    dispatcher_invocations: f64,
+    sqs_requests: f64,
+    write_units: f64,
+    read_units: f64,
+}
+
+/// List prices, us-east-1, as of 2026-11-24 (the figures `docs/cost.md` states).
+const PRICE_API_REQUEST: f64 = 1.00 / 1e6;
+const PRICE_LAMBDA_REQUEST: f64 = 0.20 / 1e6;
+/// arm64, per GB-second.
+const PRICE_LAMBDA_GB_SECOND: f64 = 0.000_013_333_4;
+const PRICE_WRITE_UNIT: f64 = 0.625 / 1e6;
+const PRICE_READ_UNIT: f64 = 0.125 / 1e6;
+const PRICE_SQS_REQUEST: f64 = 0.40 / 1e6;
+/// The template's default memory of ingest and the dispatcher, in GB.
+const FUNCTION_GB: f64 = 256.0 / 1024.0;
+/// Billed milliseconds per invocation, as stated in `docs/cost.md`: ingest, for a
+/// single post and for a batch of `BATCH`; the dispatcher, per batch of jobs to an
+/// endpoint answering in about 30 ms.
+const INGEST_MS_SINGLE: f64 = 10.0;
+const INGEST_MS_BATCH: f64 = 40.0;
+const DISPATCHER_MS: f64 = 50.0;
+
+impl Usage {
+    /// Dollars per million deliveries: API Gateway, Lambda requests, Lambda
+    /// duration, DynamoDB, SQS, and in all.
+    fn cost(&self, batch: bool) -> [f64; 6] {
+        let ingest_ms = if batch {
+            INGEST_MS_BATCH
+        } else {
+            INGEST_MS_SINGLE
+        };
+        let gb_seconds = (self.ingest_invocations * ingest_ms
+            + self.dispatcher_invocations * DISPATCHER_MS)
+            / 1000.0
+            * FUNCTION_GB;
+        let parts = [
+            self.api_requests * PRICE_API_REQUEST,
+            (self.ingest_invocations + self.dispatcher_invocations) * PRICE_LAMBDA_REQUEST,
+            gb_seconds * PRICE_LAMBDA_GB_SECOND,
+            self.write_units * PRICE_WRITE_UNIT + self.read_units * PRICE_READ_UNIT,
+            self.sqs_requests * PRICE_SQS_REQUEST,
+        ];
+        let million = |dollars: f64| dollars * 1e6;
+        [
+            million(parts[0]),
+            million(parts[1]),
+            million(parts[2]),
+            million(parts[3]),
+            million(parts[4]),
+            million(parts.iter().sum()),
+        ]
+    }
+}
+
+/// A titled table: a scenario's name, its units, and each column's figure.
+fn table(title: &str, columns: &[&str], rows: &[(String, usize, Vec<String>)]) -> String {
+    let mut text = format!("\n{title}\n");
     let mut header = format!("{:<34}{:>7}", "scenario", columns[0]);
     for column in &columns[1..] {
         header.push_str(&format!("  {column:>w$}", w = column.len().max(8)));
     }
-    println!("{header}");
-    for row in rows {
-        let mut line = format!("{:<34}{:>7}", row.scenario, row.units);
-        for (column, figure) in columns[1..].iter().zip(&row.figures) {
+    text.push_str(header.trim_end());
+    text.push('\n');
+    for (scenario, units, figures) in rows {
+        let mut line = format!("{scenario:<34}{units:>7}");
+        for (column, figure) in columns[1..].iter().zip(figures) {
             line.push_str(&format!("  {figure:>w$}", w = column.len().max(8)));
         }
-        println!("{line}");
+        text.push_str(&line);
+        text.push('\n');
     }
+    text
+}
+
+fn figures(rows: &[Row]) -> Vec<(String, usize, Vec<String>)> {
+    rows.iter()
+        .map(|row| (row.scenario.clone(), row.units, row.figures.clone()))
+        .collect()
+}
+
+/// Dollars per million deliveries of each delivery scenario.
+fn costs(rows: &[Row]) -> Vec<(String, usize, Vec<String>)> {
+    rows.iter()
+        .filter_map(|row| {
+            let usage = row.usage?;
+            let cost = usage.cost(row.scenario.contains("batch"));
+            Some((
+                row.scenario.clone(),
+                row.units,
+                cost.iter().map(|dollars| format!("{dollars:.2}")).collect(),
+            ))
+        })
+        .collect()
+}
+
+/// Where the benchmark's tables go in `docs/cost.md`, between these lines.
+const DOC_BEGIN: &str = "<!-- tables written by `make bench-calls`: begin -->";
+const DOC_END: &str = "<!-- tables written by `make bench-calls`: end -->";
+
+/// Puts `tables` between the markers of `docs/cost.md`, the prose around them kept.
+fn write_doc(tables: &str) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/cost.md");
+    let doc = std::fs::read_to_string(&path).expect("docs/cost.md is there");
+    let (Some(begin), Some(end)) = (doc.find(DOC_BEGIN), doc.find(DOC_END)) else {
+        panic!("docs/cost.md has no markers for the tables");
+    };
+    let written = format!(
+        "{}{DOC_BEGIN}\n\n```{tables}```\n\n{}",
+        &doc[..begin],
+        &doc[end..]
+    );
+    std::fs::write(&path, written).expect("docs/cost.md is written");
 }
 
 fn print_breakdown(rows: &[Row]) {
@@ -443,7 +563,31 @@ async fn deliveries(endpoints: usize, batch: bool, keyed: bool) -> Row {
     // Deliveries start while the posts are still being answered.
     let delivery = Tally::between(&setup, &delivered);
     eprintln!("{scenario}: {:?}", started.elapsed());
+    let posts = if batch {
+        EVENTS.div_ceil(BATCH)
+    } else {
+        EVENTS
+    } + refused;
+    let per_delivery = |n: f64| n / wanted as f64;
+    let (ingest_units, dispatcher_units) =
+        (ingest.spent(Part::Ingest), delivery.spent(Part::Dispatcher));
+    let usage = Usage {
+        api_requests: per_delivery(posts as f64),
+        ingest_invocations: per_delivery(posts as f64),
+        // The event source deletes what each invocation delivered: one call per batch.
+        dispatcher_invocations: per_delivery(
+            delivery.calls_of(Part::EventSource, "SQS.DeleteMessageBatch") as f64,
+        ),
+        sqs_requests: per_delivery(
+            (ingest.calls_of(Part::Ingest, "SQS.")
+                + delivery.calls_of(Part::Dispatcher, "SQS.")
+                + delivery.calls_of(Part::EventSource, "SQS.")) as f64,
+        ),
+        write_units: per_delivery(ingest_units.write + dispatcher_units.write),
+        read_units: per_delivery(ingest_units.read + dispatcher_units.read),
+    };
     Row {
+        usage: Some(usage),
         units: EVENTS,
         figures: vec![
             format!("{:.2}", ingest.total(Part::Ingest) as f64 / EVENTS as f64),
@@ -546,6 +690,7 @@ async fn failures_and_replay(endpoints: usize) -> Row {
         format!("{:.2}", tally.total(part) as f64 / units as f64)
     };
     Row {
+        usage: None,
         units: jobs,
         figures: vec![
             per(&failed, Part::Dispatcher, attempts),
@@ -601,12 +746,12 @@ async fn aws_calls_per_event_delivery_failed_attempt_and_replayed_job() {
         failed.push(failures_and_replay(endpoints).await);
     }
 
-    println!(
+    let mut tables = format!(
         "\nAWS calls (DynamoDB and SQS) per unit; 1 KiB events; batches of {BATCH}; \
          esm = the SQS event source mapping's receives and deletes; \
-         WU/RU = DynamoDB write/read capacity units"
+         WU/RU = DynamoDB write/read capacity units\n"
     );
-    print_table(
+    tables.push_str(&table(
         "Ingest and successful delivery",
         &[
             "events",
@@ -616,9 +761,9 @@ async fn aws_calls_per_event_delivery_failed_attempt_and_replayed_job() {
             "dispatcher WU/RU per delivery",
             "esm calls/delivery",
         ],
-        &delivered,
-    );
-    print_table(
+        &figures(&delivered),
+    ));
+    tables.push_str(&table(
         &format!(
             "Failed attempts (receiver answers 500, schedule {FAILURE_SCHEDULE}) and DLQ replay"
         ),
@@ -633,8 +778,23 @@ async fn aws_calls_per_event_delivery_failed_attempt_and_replayed_job() {
             "WU/RU per replayed delivery",
             "esm calls/replayed delivery",
         ],
-        &failed,
-    );
+        &figures(&failed),
+    ));
+    tables.push_str(&table(
+        "Dollars per million successful deliveries (list prices, us-east-1, 2026-11-24)",
+        &[
+            "events",
+            "API Gateway",
+            "Lambda requests",
+            "Lambda duration",
+            "DynamoDB",
+            "SQS",
+            "total",
+        ],
+        &costs(&delivered),
+    ));
+    print!("{tables}");
+    write_doc(&tables);
     println!("\nBy operation, per unit");
     print_breakdown(&delivered);
     print_breakdown(&failed);
