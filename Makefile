@@ -15,7 +15,7 @@ PYTEST_VERSION := 9.1.1
 # moto_server from the venv is found by `hookline dev` and the tests.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup fuzz-tools browser build build-tests test bench bench-faults bench-calls demo lint fmt clean
+.PHONY: setup fuzz-tools browser build build-tests test bench bench-faults bench-calls bench-cpu demo lint fmt clean
 
 # Package installs need root: sudo only when not root already.
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
@@ -61,6 +61,7 @@ bench: setup build-tests
 	cargo test -p hookline-api --test recovery -- --ignored --nocapture recover_of_ten_thousand
 	$(MAKE) bench-faults
 	$(MAKE) bench-calls
+	$(MAKE) bench-cpu
 
 # The fault test at 2,000 events (AWS failing a tenth of its calls).
 bench-faults: setup build-tests
@@ -69,6 +70,11 @@ bench-faults: setup build-tests
 # AWS calls per event, delivery, failed attempt and replayed job; prints the tables in docs/cost.md.
 bench-calls: setup build-tests
 	cargo test -p hookline-tests --test calls -- --ignored --nocapture
+
+# CPU per event and per delivery, cold init and sizes of the release binaries.
+bench-cpu: setup build-tests
+	cargo build --release --workspace --bins
+	cargo test -p hookline-tests --test cpu -- --ignored --nocapture
 
 demo: setup build
 	$(VENV)/bin/python scripts/demo.py

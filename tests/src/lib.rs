@@ -9,7 +9,7 @@ pub mod openapi;
 
 use std::future::Future;
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -363,8 +363,8 @@ pub struct Dev {
 impl Dev {
     /// `hookline dev --port 0` with `api_key`, `extra` arguments and `env` added to
     /// its environment.
-    fn command(api_key: &str, extra: &[&str], env: &[(&str, &str)]) -> Command {
-        let mut command = Command::new(binary("hookline"));
+    fn command(hookline: &Path, api_key: &str, extra: &[&str], env: &[(&str, &str)]) -> Command {
+        let mut command = Command::new(hookline);
         command
             .args(["dev", "--port", "0", "--api-key", api_key])
             .args(extra)
@@ -378,7 +378,7 @@ impl Dev {
     /// Starts `hookline dev --port 0` with `api_key`, `extra` arguments and `env` added
     /// to its environment, without waiting for it to be ready.
     pub fn spawn(api_key: &str, extra: &[&str], env: &[(&str, &str)]) -> Child {
-        Self::command(api_key, extra, env)
+        Self::command(&binary("hookline"), api_key, extra, env)
             .spawn()
             .expect("hookline dev starts")
     }
@@ -395,12 +395,28 @@ impl Dev {
         Self::when_ready(child, api_key)
     }
 
+    /// [`Dev::start_with_env`] from the release build, whose `hookline` runs the
+    /// release function binaries beside it.
+    pub fn start_release(extra: &[&str], env: &[(&str, &str)]) -> Self {
+        let hookline = target_dir().join("release").join("hookline");
+        assert!(
+            hookline.is_file(),
+            "{} is missing: run `cargo build --release --workspace --bins` first",
+            hookline.display()
+        );
+        let api_key = shared::keys::generate();
+        let child = Self::command(&hookline, &api_key, extra, env)
+            .spawn()
+            .expect("hookline dev starts");
+        Self::when_ready(child, api_key)
+    }
+
     /// [`Dev::start`] in a network namespace of its own whose only interface is
     /// loopback, emulator included: whatever URLs its endpoints are given, no
     /// delivery can leave the machine. Reach it with [`Dev::command_inside`].
     pub fn start_isolated(extra: &[&str]) -> Self {
         let api_key = shared::keys::generate();
-        let dev = Self::command(&api_key, extra, &[]);
+        let dev = Self::command(&binary("hookline"), &api_key, extra, &[]);
         // `unshare` and `sh` exec in turn, so the child's pid is dev's own.
         let child = Command::new("unshare")
             .args([

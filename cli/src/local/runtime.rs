@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -94,6 +94,8 @@ struct Instance {
     overrun: Arc<Notify>,
     /// Set once the process asked for its first invocation: its init is done.
     ready: watch::Sender<bool>,
+    /// When the current process was started, until its first poll reports its init time.
+    spawned: Arc<std::sync::Mutex<Option<Instant>>>,
 }
 
 impl Instance {
@@ -119,7 +121,15 @@ impl Instance {
 }
 
 async fn next_invocation(State(instance): State<Instance>) -> Response {
-    instance.ready.send_replace(true);
+    let first_poll = !instance.ready.send_replace(true);
+    if first_poll && let Some(spawned) = instance.spawned.lock().expect("not poisoned").take() {
+        // Cold init as Lambda bills it: from the process's start to its first poll.
+        tracing::info!(
+            function = instance.function,
+            init_us = spawned.elapsed().as_micros() as u64,
+            "instance initialised"
+        );
+    }
     let Some(invocation) = instance.queue.lock().await.recv().await else {
         // No more invocations: like Lambda, leave the process waiting until it is stopped
         // (the function's runtime client treats any answer as an invocation).
@@ -242,6 +252,7 @@ pub async fn start(
             timeout: spec.timeout,
             overrun: Arc::default(),
             ready,
+            spawned: Arc::default(),
         };
         let server = axum::serve(listener, runtime_api(instance.clone()))
             .with_graceful_shutdown(wait_for(shutdown.clone()));
@@ -302,6 +313,7 @@ async fn supervise(
         crate::process::detach_and_tie_to_parent(&mut command);
         let mut command = tokio::process::Command::from(command);
         command.kill_on_drop(true);
+        *instance.spawned.lock().expect("not poisoned") = Some(Instant::now());
         let mut child = match command.spawn() {
             Ok(child) => child,
             Err(error) => {
