@@ -2,7 +2,9 @@ use aws_lambda_events::event::sqs::SqsEvent;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use shared::config::Config;
 
-#[tokio::main]
+// One thread: an instance serves one invocation at a time on a share of one core,
+// where a work-stealing pool only adds wake-ups across threads.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     shared::logging::init();
     let config = Config::from_env()?;

@@ -1,7 +1,9 @@
 use lambda_http::{Error, service_fn};
 use shared::config::Config;
 
-#[tokio::main]
+// One thread: an instance serves one invocation at a time on a share of one core,
+// where a work-stealing pool only adds wake-ups across threads.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     shared::logging::init();
     let config = Config::from_env()?;

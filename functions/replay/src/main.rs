@@ -13,7 +13,9 @@ use shared::redrive::{self, Filter};
 /// Time kept back from the invocation's deadline to answer.
 const MARGIN: Duration = Duration::from_secs(5);
 
-#[tokio::main]
+// One thread: an instance serves one invocation at a time on a share of one core,
+// where a work-stealing pool only adds wake-ups across threads.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     shared::logging::init();
     let config = Config::from_env()?;
