@@ -41,6 +41,15 @@ pub async fn for_emulator_as(
 
 pub const EMULATOR_REGION: &str = "us-east-1";
 
+/// The mailer of `config`'s sender, where one is configured.
+pub fn mailer(sdk: &SdkConfig, config: &Config) -> Option<crate::mail::Mailer> {
+    let from = config.email_from.as_ref()?;
+    Some(crate::mail::Mailer::new(
+        aws_sdk_sesv2::Client::new(sdk),
+        from,
+    ))
+}
+
 /// The store and queues `config` names, on clients built from `sdk`.
 pub fn adapters(sdk: &SdkConfig, config: &Config) -> (Store, Queues) {
     let store = Store::new(

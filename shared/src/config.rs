@@ -14,6 +14,8 @@ pub const ALLOW_PRIVATE_TARGETS: &str = "HOOKLINE_ALLOW_PRIVATE_TARGETS";
 pub const API_VERSION: &str = "HOOKLINE_API_VERSION";
 pub const PORTAL_FRAME_ANCESTORS: &str = "HOOKLINE_PORTAL_FRAME_ANCESTORS";
 pub const DISABLE_AFTER: &str = "HOOKLINE_DISABLE_AFTER";
+pub const EMAIL_FROM: &str = "HOOKLINE_EMAIL_FROM";
+pub const EMAIL_WINDOW: &str = "HOOKLINE_EMAIL_WINDOW";
 
 /// Every variable [`Config::from_env`] reads; every function reads all of them.
 pub const VARIABLES: &[&str] = &[
@@ -27,6 +29,8 @@ pub const VARIABLES: &[&str] = &[
     API_VERSION,
     PORTAL_FRAME_ANCESTORS,
     DISABLE_AFTER,
+    EMAIL_FROM,
+    EMAIL_WINDOW,
 ];
 
 pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 15_000;
@@ -34,6 +38,7 @@ pub const DEFAULT_RETENTION_DAYS: u32 = 30;
 pub const DEFAULT_API_VERSION: &str = "2021-08-01";
 /// Only the API's own origin may frame the portal page unless told otherwise.
 pub const DEFAULT_PORTAL_FRAME_ANCESTORS: &str = "'self'";
+pub const DEFAULT_EMAIL_WINDOW: &str = "5m";
 /// Bounds that keep a typo from turning into a zero or a year.
 pub const MAX_REQUEST_TIMEOUT_MS: u64 = 60_000;
 pub const MAX_RETENTION_DAYS: u32 = 3650;
@@ -54,6 +59,10 @@ pub struct Config {
     pub portal_frame_ancestors: String,
     /// Failures without a success this long disable an endpoint.
     pub disable_after: Duration,
+    /// The sender of email endpoints' mail (an SES identity); `None` where none is sent.
+    pub email_from: Option<String>,
+    /// How long reactive emails gather events: one email per endpoint per window.
+    pub email_window: Duration,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -158,6 +167,18 @@ impl Config {
                 })?,
             None => DEFAULT_DISABLE_AFTER,
         };
+        let email_window_text = get(EMAIL_WINDOW).unwrap_or_else(|| DEFAULT_EMAIL_WINDOW.into());
+        let email_window = crate::retry::parse_duration(email_window_text.trim())
+            .filter(|window| {
+                (Duration::from_secs(1)..=Duration::from_secs(12 * 3600)).contains(window)
+            })
+            .ok_or_else(|| {
+                invalid(
+                    EMAIL_WINDOW,
+                    &email_window_text,
+                    "expected a duration of 1s to 12h, e.g. 5m".to_string(),
+                )
+            })?;
 
         Ok(Self {
             table: required(TABLE)?,
@@ -170,6 +191,8 @@ impl Config {
             api_version: get(API_VERSION).unwrap_or_else(|| DEFAULT_API_VERSION.to_string()),
             portal_frame_ancestors,
             disable_after,
+            email_from: get(EMAIL_FROM).map(|from| from.trim().to_string()),
+            email_window,
         })
     }
 
@@ -218,6 +241,8 @@ mod tests {
         assert_eq!(config.retention_days, 30);
         assert!(!config.allow_private_targets);
         assert_eq!(config.api_version, "2021-08-01");
+        assert_eq!(config.email_window, Duration::from_secs(300));
+        assert_eq!(config.email_from, None);
         assert_eq!(config.portal_frame_ancestors, "'self'");
         assert_eq!(config.disable_after, Duration::from_secs(5 * 86_400));
     }

@@ -1,5 +1,5 @@
 //! hookline's shared library: the domain rules (pure functions) and the only
-//! code that talks to AWS (`store` for DynamoDB, `queue` for SQS).
+//! code that talks to AWS (`store` for DynamoDB, `queue` for SQS, `mail` for SES).
 
 pub mod access;
 pub mod account;
@@ -14,6 +14,7 @@ pub mod http;
 pub mod ids;
 pub mod keys;
 pub mod logging;
+pub mod mail;
 pub mod metrics;
 pub mod model;
 mod name;

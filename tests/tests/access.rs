@@ -156,6 +156,16 @@ async fn every_route_with_every_kind_of_credential() {
     assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
     let message = accepted["id"].as_str().unwrap();
 
+    let (mailbox, _) = env
+        .env
+        .add_endpoint("jane", "", |endpoint| {
+            endpoint.email = Some(shared::email::EmailSettings {
+                emails: vec!["ops@example.com".into()],
+                reactive: true,
+                digest: None,
+            })
+        })
+        .await;
     let at = |rest: &str| format!("/v1/accounts/jane/{rest}");
     let on = |rest: &str| at(&format!("endpoints/{endpoint}{rest}"));
     let null = Value::Null;
@@ -338,6 +348,13 @@ async fn every_route_with_every_kind_of_credential() {
             Method::POST,
             on("/recover"),
             json!({"since": "2020-01-01T00:00:00Z"}),
+            Account,
+            S::ACCEPTED,
+        ),
+        (
+            Method::POST,
+            at(&format!("endpoints/{}/digest", mailbox.id)),
+            null.clone(),
             Account,
             S::ACCEPTED,
         ),

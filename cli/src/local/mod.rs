@@ -4,6 +4,7 @@
 pub mod event_source;
 pub mod gateway;
 pub mod runtime;
+pub mod schedule;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -31,6 +32,13 @@ pub const VISIBILITY_FACTOR: u32 = 6;
 const CREDENTIALS_PREFIX: &str = "HOOKLINE_DEV";
 /// Lambda's log format variable: the functions write JSON unless this environment says `Text`.
 const LOG_FORMAT: &str = "AWS_LAMBDA_LOG_FORMAT";
+/// The scheduled function's timeout, as in the template.
+pub const SCHEDULER_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often the schedule fires in AWS (`rate(1 minute)`); locally also at
+/// least twice per email window, so a short window is sent on time.
+pub const SCHEDULE_RATE: Duration = Duration::from_secs(60);
+/// The sender of dev's email, unless HOOKLINE_EMAIL_FROM names another.
+pub const DEV_EMAIL_FROM: &str = "hookline@example.com";
 /// How long the functions may take to start.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -63,6 +71,10 @@ pub struct DevOptions {
     /// dispatcher died comes back. Default: six times the dispatcher's timeout, as in AWS.
     #[arg(long = "visibility-timeout", value_parser = seconds)]
     pub visibility_timeout: Option<Duration>,
+    /// How long reactive emails gather events (HOOKLINE_EMAIL_WINDOW), e.g. 2s;
+    /// the scheduled function then runs often enough to send each window on time.
+    #[arg(long = "email-window")]
+    pub email_window: Option<String>,
 }
 
 fn seconds(text: &str) -> Result<Duration, String> {
@@ -83,6 +95,8 @@ pub enum DevError {
     Queue(#[from] QueueError),
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Mail(#[from] shared::mail::MailError),
     #[error("{0} is missing: build the functions first (`cargo build --workspace --bins`)")]
     MissingBinary(PathBuf),
     #[error("the {0} function did not start within {READY_TIMEOUT:?}; its log above says why")]
@@ -142,7 +156,7 @@ impl EmulatorCredentials {
 }
 
 /// The function binaries this runtime runs: `hookline dev` builds nothing.
-const FUNCTIONS: [&str; 3] = ["ingest", "api", "dispatcher"];
+const FUNCTIONS: [&str; 4] = ["ingest", "api", "dispatcher", "scheduler"];
 
 /// Where the function binaries are: next to this executable, or else in the current
 /// directory's `target/debug` or `target/release`.
@@ -227,6 +241,10 @@ async fn start(options: &DevOptions) -> Result<Running, DevError> {
         config::TABLE => Some(TABLE.into()),
         config::DELIVERY_QUEUE_URL | config::DLQ_URL => Some("unset".into()),
         config::REQUEST_TIMEOUT_MS if request_timeout_ms.is_some() => request_timeout_ms.clone(),
+        config::EMAIL_WINDOW if options.email_window.is_some() => options.email_window.clone(),
+        config::EMAIL_FROM => {
+            Some(std::env::var(config::EMAIL_FROM).unwrap_or_else(|_| DEV_EMAIL_FROM.into()))
+        }
         other => std::env::var(other).ok(),
     })?;
     let dispatcher_timeout = base.request_timeout + DISPATCHER_MARGIN;
@@ -252,6 +270,9 @@ async fn start(options: &DevOptions) -> Result<Running, DevError> {
         visibility_timeout,
     )
     .await?;
+    if let Some(mailer) = shared::aws::mailer(&sdk, &base) {
+        mailer.create_sender_identity().await?;
+    }
     let dispatcher_credentials = EmulatorCredentials::of_function("dispatcher", &dev_credentials)?;
     let event_source_sqs =
         aws_sdk_sqs::Client::new(&dispatcher_credentials.sdk(&emulator_url).await);
@@ -304,6 +325,13 @@ async fn start(options: &DevOptions) -> Result<Running, DevError> {
     if let Some(ms) = &request_timeout_ms {
         env.push((config::REQUEST_TIMEOUT_MS.into(), ms.clone()));
     }
+    if let Some(from) = &base.email_from {
+        env.push((config::EMAIL_FROM.into(), from.clone()));
+    }
+    env.push((
+        config::EMAIL_WINDOW.into(),
+        format!("{}ms", base.email_window.as_millis()),
+    ));
 
     let binaries = binary_dir()?;
     let spec = |name: &'static str, timeout| -> Result<FunctionSpec, DevError> {
@@ -330,6 +358,7 @@ async fn start(options: &DevOptions) -> Result<Running, DevError> {
         spec("ingest", HTTP_FUNCTION_TIMEOUT)?,
         spec("api", HTTP_FUNCTION_TIMEOUT)?,
         spec("dispatcher", dispatcher_timeout)?,
+        spec("scheduler", SCHEDULER_TIMEOUT)?,
     ];
 
     let (stop, shutdown) = watch::channel(false);
@@ -350,7 +379,7 @@ async fn start(options: &DevOptions) -> Result<Running, DevError> {
             }
         }
     }
-    let [ingest, api, dispatcher] = [0, 1, 2].map(|i| functions[i].1.clone());
+    let [ingest, api, dispatcher, scheduler] = [0, 1, 2, 3].map(|i| functions[i].1.clone());
 
     let listener =
         tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], options.port))).await?;
@@ -376,6 +405,13 @@ async fn start(options: &DevOptions) -> Result<Running, DevError> {
             shutdown.clone(),
         )));
     }
+
+    let every = (base.email_window / 2).clamp(Duration::from_secs(1), SCHEDULE_RATE);
+    tasks.push(tokio::spawn(schedule::run(
+        scheduler,
+        every,
+        shutdown.clone(),
+    )));
 
     Ok(Running {
         address,

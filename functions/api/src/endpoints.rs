@@ -57,7 +57,9 @@ pub async fn create(
     if input.email.is_none() {
         endpoint::refuse_private_host(&input.url, deps.config.allow_private_targets).await?;
     }
-    let (endpoint, secrets) = endpoint::new_endpoint(account, input, OffsetDateTime::now_utc());
+    let now = OffsetDateTime::now_utc();
+    let (endpoint, secrets) = endpoint::new_endpoint(account, input, now);
+    crate::digests::register_first(deps, &endpoint, now).await?;
     let creation = deps
         .store
         .create_endpoint(&endpoint, &secrets)
@@ -122,6 +124,9 @@ pub async fn patch(
         let now =
             OffsetDateTime::now_utc().max(current.updated_at + time::Duration::microseconds(1));
         let changed = changes.apply(&current, now);
+        if changes.digest.is_some() {
+            crate::digests::register_first(deps, &changed, now).await?;
+        }
         let written = deps
             .store
             .update_endpoint(&changed, current.updated_at)

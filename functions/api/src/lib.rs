@@ -4,6 +4,7 @@
 //! API's OpenAPI document at `/v1/openapi.json`.
 
 mod accounts;
+mod digests;
 pub mod dlq;
 pub mod openapi;
 pub mod recovery;
@@ -55,6 +56,7 @@ enum Route<'a> {
     Test(Account, &'a str),
     ReplayMessage(Account, &'a str, &'a str),
     Recover(Account, &'a str),
+    Digest(Account, &'a str),
     Message(Account, &'a str),
     Dlq,
     DlqReplay,
@@ -82,6 +84,7 @@ impl<'a> Route<'a> {
                         Route::ReplayMessage(account, id, message)
                     }
                     ["endpoints", id, "recover"] => Route::Recover(account, id),
+                    ["endpoints", id, "digest"] => Route::Digest(account, id),
                     ["messages", id] => Route::Message(account, id),
                     _ => return Err(ApiError::not_found(format!("no route {path}"))),
                 }
@@ -110,6 +113,7 @@ impl<'a> Route<'a> {
             | Route::Test(..)
             | Route::ReplayMessage(..)
             | Route::Recover(..)
+            | Route::Digest(..)
             | Route::DlqReplay => "POST",
         }
     }
@@ -128,6 +132,7 @@ impl<'a> Route<'a> {
             | Route::Test(account, _)
             | Route::ReplayMessage(account, ..)
             | Route::Recover(account, _)
+            | Route::Digest(account, _)
             | Route::Message(account, _) => Scope::Account(account),
             Route::Dlq | Route::DlqReplay => Scope::Platform,
             Route::OpenApi => return None,
@@ -174,6 +179,7 @@ async fn route(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiError> {
         (Route::Recover(account, id), _) => {
             recovery::recover(deps, &account, id, req, shared::recover::BUDGET).await
         }
+        (Route::Digest(account, id), _) => digests::send_now(deps, &account, id, req).await,
         (Route::Message(account, id), _) => messages::get(deps, &account, id).await,
         (Route::Dlq, _) => dlq::stats(deps).await,
         (Route::DlqReplay, _) => dlq::replay(deps, req).await,

@@ -61,6 +61,7 @@ mod tests {
                 "/v1/accounts/{account}/endpoints/{endpoint_id}/messages/{message_id}/replay"
             }
             Route::Recover(..) => "/v1/accounts/{account}/endpoints/{endpoint_id}/recover",
+            Route::Digest(..) => "/v1/accounts/{account}/endpoints/{endpoint_id}/digest",
             Route::Message(..) => "/v1/accounts/{account}/messages/{message_id}",
             Route::Dlq => "/v1/dlq",
             Route::DlqReplay => "/v1/dlq/replay",
@@ -108,6 +109,7 @@ mod tests {
             Route::Test(jane(), "ep_1"),
             Route::ReplayMessage(jane(), "ep_1", "msg_1"),
             Route::Recover(jane(), "ep_1"),
+            Route::Digest(jane(), "ep_1"),
             Route::Message(jane(), "msg_1"),
             Route::Dlq,
             Route::DlqReplay,

@@ -5,6 +5,7 @@
 
 pub mod cache;
 pub mod dns;
+mod email;
 mod pending;
 mod raise;
 mod send;
@@ -337,6 +338,9 @@ async fn deliver(
             }
         },
     };
+    if endpoint.email.is_some() {
+        return email::gather(deps, received, job, endpoint, &payload, attempt_number).await;
+    }
     let body = match payload::for_format(endpoint.format, &payload) {
         Ok(body) => body,
         Err(error) => return drop_with(&error.to_string()),

@@ -189,7 +189,7 @@ fn count_table(title: &str, counts: &BTreeMap<String, u64>, text: &mut String, h
         let _ = writeln!(text, "  {name}: {count}");
         let _ = write!(
             html,
-            "<tr><td>{}</td><td style=\"text-align: right\">{count}</td></tr>",
+            "<tr><td>{}</td><td>{count}</td></tr>",
             escape_html(name)
         );
     }

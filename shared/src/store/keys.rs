@@ -11,6 +11,9 @@
 //! | portal token | `PORTAL#<sha256 hex>` | `PORTAL` | |
 //! | message | `MSG#<msg_id>` | `MSG` | |
 //! | idempotency record | `IDEM#<account>#<key>` | `IDEM` | |
+//! | email endpoint's event | `EMAIL#<account>#<ep_id>` | `E#<window start>#<msg_id>` | |
+//! | email's claim (a window, a digest) | `EMAIL#<account>#<ep_id>` | `W#<window start>`, `D#<period end>`, `N#<request id>` | |
+//! | email due to be sent | `EMAILDUE` | `<due at>#<ep_id>#<claim sk>` | |
 //! | attempt | `MSG#<msg_id>` | `ATT#<atmpt_id>` | `gsi1pk = EPATT#<account>#<ep_id>`, `gsi1sk = <atmpt_id>`; `gsi2pk = EPATT#<account>#<ep_id>#<status>`, `gsi2sk = <atmpt_id>` |
 
 use std::collections::HashMap;
@@ -22,7 +25,7 @@ use crate::event_type::EventType;
 use crate::ids::{AttemptId, EndpointId, MessageId};
 use crate::model::AttemptStatus;
 
-fn key(pk: String, sk: impl Into<String>) -> Item {
+pub(super) fn key(pk: String, sk: impl Into<String>) -> Item {
     HashMap::from([(PK.into(), s(pk)), (SK.into(), s(sk))])
 }
 
@@ -131,6 +134,21 @@ pub(super) fn endpoint_attempts_by_status_pk(
         endpoint_attempts_pk(account, endpoint),
         status.as_str()
     )
+}
+
+// --- email endpoints ---
+
+/// An email endpoint's partition: the events it gathered and the claims of its emails.
+pub(super) fn email_pk(account: &Account, endpoint: &EndpointId) -> String {
+    format!("EMAIL#{account}#{endpoint}")
+}
+
+/// The one partition of every email due: the scheduler's Query, oldest first.
+pub(super) const EMAIL_DUE_PK: &str = "EMAILDUE";
+
+/// A time as a sort key: zero-padded epoch seconds, so text order is time order.
+pub(super) fn time_sk(time: time::OffsetDateTime) -> String {
+    format!("{:012}", time.unix_timestamp().max(0))
 }
 
 #[cfg(test)]

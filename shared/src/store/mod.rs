@@ -19,6 +19,8 @@
 //!     fan-out's Query reads them too;
 //!   - `event_types`: the registered event types share one partition, so the
 //!     registry is one Query; writes are conditional and carry a token;
+//!   - `email`: an email endpoint's events by window, its emails' claims, and
+//!     the one partition of emails due, which the scheduler Queries;
 //!   - `portal`: portal tokens by their hash, and the account's portal
 //!     generation (in its settings item) that revokes them all at once.
 
@@ -34,6 +36,7 @@ use time::OffsetDateTime;
 mod api_keys;
 mod attempts;
 mod codec;
+mod email;
 mod endpoints;
 mod event_types;
 mod keys;
@@ -44,6 +47,7 @@ mod settings;
 
 pub use api_keys::KNOWN_KEY_TTL;
 pub use attempts::{AttemptOutcome, attempt_id_before, attempt_id_bounds};
+pub use email::{DueEmail, EmailClaim, EmailEnd, EmailWork};
 pub use endpoints::{AccountEndpoints, Creation, MAX_ENDPOINTS_PER_ACCOUNT};
 pub use messages::{Claim, FAN_OUT_LEASE, Inserted};
 

@@ -1,0 +1,83 @@
+//! Email endpoints' digests: registered when a schedule is set, and sent now on
+//! `POST …/endpoints/{id}/digest`. The scheduled function sends them.
+
+use lambda_http::http::StatusCode;
+use lambda_http::{Body, Request, Response};
+use serde_json::json;
+use shared::account::Account;
+use shared::http::{ApiError, json, json_object};
+use shared::model::Endpoint;
+use shared::store::{DueEmail, EmailWork};
+use time::OffsetDateTime;
+
+use crate::endpoints::load;
+use crate::recovery::parse_window;
+use crate::{Deps, internal};
+
+/// Registers the first digest of `endpoint`'s schedule, if it has one. Done
+/// before the endpoint is written: a digest registered for a write that then
+/// failed is dropped when it comes due, as is one of a schedule changed since.
+pub(crate) async fn register_first(
+    deps: &Deps,
+    endpoint: &Endpoint,
+    now: OffsetDateTime,
+) -> Result<(), ApiError> {
+    let Some(schedule) = endpoint.email.as_ref().and_then(|e| e.digest.as_ref()) else {
+        return Ok(());
+    };
+    let first = DueEmail::digest(&endpoint.account, &endpoint.id, schedule.next_after(now));
+    deps.store
+        .put_due_email(&first)
+        .await
+        .map_err(internal("could not register a digest"))
+}
+
+/// `POST …/endpoints/{id}/digest`: the digest of `[since, until)` (default: the
+/// schedule's last period, or the last day without one), sent by the scheduled
+/// function's next run.
+pub async fn send_now(
+    deps: &Deps,
+    account: &Account,
+    id: &str,
+    req: &Request,
+) -> Result<Response<Body>, ApiError> {
+    let body = json_object(req)?;
+    let (endpoint, _) = load(deps, account, id).await?;
+    let Some(settings) = &endpoint.email else {
+        return Err(ApiError::not_found(format!(
+            "{id} is a webhook endpoint, which has no digest"
+        )));
+    };
+    let now = OffsetDateTime::now_utc();
+    let (since, until) = if body.is_empty() {
+        match &settings.digest {
+            Some(schedule) => schedule.last_period(now),
+            None => (now - time::Duration::DAY, now),
+        }
+    } else {
+        parse_window(&body, now)?
+    };
+    let due = DueEmail {
+        due_at: now,
+        account: account.clone(),
+        endpoint_id: endpoint.id.clone(),
+        work: EmailWork::DigestNow {
+            request: ulid::Ulid::new().to_string(),
+            since,
+            until,
+        },
+        attempt: 1,
+    };
+    deps.store
+        .put_due_email(&due)
+        .await
+        .map_err(internal("could not register a digest"))?;
+    tracing::info!(endpoint_id = id, %account, "digest asked for");
+    Ok(json(
+        StatusCode::ACCEPTED,
+        &json!({
+            "since": shared::timefmt::format(since),
+            "until": shared::timefmt::format(until),
+        }),
+    ))
+}

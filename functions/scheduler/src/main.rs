@@ -1,0 +1,35 @@
+//! The scheduled function: an EventBridge schedule invokes it (every minute);
+//! each run does the work that has come due. Its event carries nothing it reads.
+
+use std::time::{Duration, Instant};
+
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use serde_json::Value;
+use shared::config::Config;
+
+/// Time kept back from the invocation's deadline to answer.
+const MARGIN: Duration = Duration::from_secs(5);
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    shared::logging::init();
+    let config = Config::from_env()?;
+    let sdk = shared::aws::from_env().await;
+    let (store, _queues) = shared::aws::adapters(&sdk, &config);
+    let mailer = shared::aws::mailer(&sdk, &config);
+    let deps = &scheduler::Deps {
+        store,
+        mailer,
+        config,
+    };
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        let left = event
+            .context
+            .deadline()
+            .duration_since(std::time::SystemTime::now())
+            .unwrap_or_default();
+        let deadline = Instant::now() + left.saturating_sub(MARGIN);
+        Ok::<_, Error>(scheduler::run(deps, deadline).await)
+    }))
+    .await
+}
