@@ -104,7 +104,12 @@ fn resolve(template: &Value, value: &Value) -> String {
         assert_eq!(attribute, "Arn", "only !GetAtt X.Arn is resolved: {value}");
         return arn_of(template, logical_id.as_str().expect("a logical id"));
     }
-    if let Some(text) = value["Fn::Sub"].as_str() {
+    // `!Sub [text, {Name: …}]`: a name given a parameter's value here stands for any value.
+    let (text, given) = match &value["Fn::Sub"] {
+        Value::Array(parts) => (parts.first().and_then(Value::as_str), parts.get(1)),
+        sub => (sub.as_str(), None),
+    };
+    if let Some(text) = text {
         let mut resolved = String::new();
         let mut rest = text;
         while let Some(start) = rest.find("${") {
@@ -115,6 +120,7 @@ fn resolve(template: &Value, value: &Value) -> String {
                 "AWS::Region" => REGION.to_string(),
                 "AWS::AccountId" => ACCOUNT.to_string(),
                 "AWS::Partition" => "aws".to_string(),
+                name if given.is_some_and(|given| given.get(name).is_some()) => "*".to_string(),
                 _ => {
                     let logical_id = name
                         .strip_suffix(".Arn")
@@ -200,14 +206,17 @@ fn moto_names(action: &str) -> Vec<String> {
 }
 
 /// The policy moto enforces for `grants`. moto checks SQS calls against the
-/// queue's ARN, as AWS does, but every DynamoDB call against `*`: a DynamoDB
+/// queue's ARN, as AWS does, but every DynamoDB and SES call against `*`: such a
 /// statement keeps its actions and, for moto only, covers every resource. Which
 /// table and index each call touched is checked from the recording instead.
 pub fn moto_policy(grants: &[Grant]) -> Value {
     let statements: Vec<Value> = grants
         .iter()
         .map(|grant| {
-            let dynamodb = grant.actions.iter().any(|a| a.starts_with("dynamodb:"));
+            let dynamodb = grant
+                .actions
+                .iter()
+                .any(|a| a.starts_with("dynamodb:") || a.starts_with("ses:"));
             let actions: BTreeSet<String> =
                 grant.actions.iter().flat_map(|a| moto_names(a)).collect();
             json!({
@@ -341,6 +350,9 @@ pub fn used_outside_the_run(function: &str, action: &str) -> Option<&'static str
         ("dispatcher", "sqs:GetQueueAttributes") => {
             Some("Lambda's SQS event source mapping reads the queue's attributes")
         }
+        ("scheduler", "ses:SendEmail") => Some(
+            "the emulator allows or refuses SES calls but does not record them (they carry no X-Amz-Target)",
+        ),
         ("ingest", "dynamodb:DeleteItem") => {
             Some("a failed fan-out takes its message or idempotency claim back")
         }

@@ -297,6 +297,8 @@ async fn every_path_runs_with_exactly_its_roles_grants() {
             SCHEDULE,
             "--instances",
             "1",
+            "--email-window",
+            "1s",
         ],
         &env,
     );
@@ -322,6 +324,12 @@ async fn every_path_runs_with_exactly_its_roles_grants() {
             format!("{endpoints}/{}", created["id"].as_str().expect("an id")),
         );
     }
+    // An email endpoint: the dispatcher gathers its event, the scheduled function
+    // sends its window and a digest asked for now.
+    let mailbox = json!({"type": "email", "emails": ["ops@example.com"], "event_types": ["sample.created"],
+                         "digest": {"every": "day", "at": "09:00"}});
+    let mailbox = answer(&dev, POST, endpoints, mailbox, 201).await;
+    let mailbox = format!("{endpoints}/{}", mailbox["id"].as_str().expect("an id"));
     let spare = json!({"url": healthy.url("/spare"), "event_types": ["dataset.created"]});
     let spare = answer(&dev, POST, endpoints, spare, 201).await;
     let spare = format!("{endpoints}/{}", spare["id"].as_str().expect("an id"));
@@ -330,7 +338,7 @@ async fn every_path_runs_with_exactly_its_roles_grants() {
     assert_eq!(patched["description"], "spare");
     assert_eq!(
         count(&answer(&dev, GET, endpoints, Value::Null, 200).await),
-        7
+        8
     );
     answer(&dev, DELETE, &spare, Value::Null, 204).await;
     answer(&dev, GET, &spare, Value::Null, 404).await;
@@ -339,7 +347,7 @@ async fn every_path_runs_with_exactly_its_roles_grants() {
     let after = answer(&dev, POST, &format!("{secret}/rotate"), Value::Null, 200).await;
     assert_ne!(before["secret"], after["secret"]);
 
-    // Ingest: one event to the six endpoints, the same event again, and its key
+    // Ingest: one event to the seven endpoints, the same event again, and its key
     // with another event.
     answer(&dev, GET, "/v1/event-types", Value::Null, 200).await;
     let event = json!({
@@ -349,7 +357,7 @@ async fn every_path_runs_with_exactly_its_roles_grants() {
         "id": "evt_iam_1",
     });
     let accepted = answer(&dev, POST, "/v1/events", event.clone(), 202).await;
-    assert_eq!(accepted["endpoints"], 6);
+    assert_eq!(accepted["endpoints"], 7);
     let message = accepted["id"].as_str().expect("a message id").to_string();
     let again = answer(&dev, POST, "/v1/events", event.clone(), 202).await;
     assert_eq!(again["duplicate"], true);
@@ -360,6 +368,16 @@ async fn every_path_runs_with_exactly_its_roles_grants() {
 
     // Delivery: a success, a retry through visibility, a 410, three jobs to the DLQ.
     delivered(&dev, &healthy, 1).await;
+    emails_sent(&dev, &mailbox, 1).await;
+    answer(
+        &dev,
+        POST,
+        &format!("{mailbox}/digest"),
+        json!({"since": started}),
+        202,
+    )
+    .await;
+    emails_sent(&dev, &mailbox, 2).await;
     delivered(&dev, &flaky, 2).await;
     delivered(&dev, &gone, 1).await;
     for receiver in &failing {
@@ -387,7 +405,8 @@ async fn every_path_runs_with_exactly_its_roles_grants() {
         let flaky = count(&answer(&dev, GET, &flaky_attempts, Value::Null, 200).await);
         let viewed = answer(&dev, GET, &view, Value::Null, 200).await;
         let attempts = viewed["attempts"].as_array().map_or(0, Vec::len);
-        (flaky == 2 && attempts == 1 + 2 + 1 + 3 * ATTEMPTS).then_some(())
+        // The mailbox's window email and its digest each carry the message first.
+        (flaky == 2 && attempts == 1 + 2 + 1 + 3 * ATTEMPTS + 2).then_some(())
     })
     .await;
 
@@ -564,6 +583,16 @@ async fn every_path_runs_with_exactly_its_roles_grants() {
         needed.is_empty(),
         "calls by functions without a role: {needed:?}"
     );
+}
+
+/// Waits for `count` emails sent by the email endpoint at `path`, as its attempt log shows them.
+async fn emails_sent(dev: &Dev, path: &str, count: usize) {
+    let attempts = format!("{path}/attempts?status=succeeded");
+    poll_until(WAIT, "the email endpoint's emails", || async {
+        let (_, page) = send(dev, GET, &attempts, &Value::Null).await;
+        (self::count(&page) >= count).then_some(())
+    })
+    .await;
 }
 
 /// `n` receivers that fail every scheduled attempt, and answer 204 after.
