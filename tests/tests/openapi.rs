@@ -415,6 +415,29 @@ async fn every_route_answers_as_the_document_says() {
     )
     .await;
 
+    // An email endpoint, and its digest sent now; a webhook endpoint has no digest.
+    let mailbox = json!({"type": "email", "emails": ["ops@example.com"],
+                         "digest": {"every": "week", "at": "09:00", "weekday": "monday"}});
+    let mailbox = walk.ok("POST", endpoints, mailbox, 201).await;
+    let mailbox = format!("{endpoints}/{}", mailbox["id"].as_str().unwrap());
+    walk.call("GET", &mailbox, true, Body::None, 200).await;
+    walk.ok(
+        "PATCH",
+        &mailbox,
+        json!({"url": "https://example.com"}),
+        400,
+    )
+    .await;
+    walk.call("GET", &format!("{mailbox}/secret"), true, Body::None, 404)
+        .await;
+    let digest = format!("{mailbox}/digest");
+    walk.call("POST", &digest, true, Body::None, 202).await;
+    walk.ok("POST", &digest, json!({"since": "yesterday"}), 400)
+        .await;
+    walk.ok("POST", &format!("{endpoint}/digest"), json!({}), 404)
+        .await;
+    walk.call("DELETE", &mailbox, true, Body::None, 204).await;
+
     walk.call("GET", "/v1/dlq", true, Body::None, 200).await;
     walk.ok("POST", "/v1/dlq/replay", json!({"limit": 10}), 200)
         .await;
