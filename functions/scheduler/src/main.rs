@@ -10,7 +10,7 @@ use shared::config::Config;
 /// Time kept back from the invocation's deadline to answer.
 const MARGIN: Duration = Duration::from_secs(5);
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     shared::logging::init();
     let config = Config::from_env()?;
