@@ -1,14 +1,17 @@
 """hookline end to end on this machine: `hookline dev`, a receiver, three events.
 
 Starts the local runtime, creates an endpoint for account `jane` that points at
-a small receiver, posts seed events, and prints each delivery once its signature
-is verified by the Standard Webhooks and Svix libraries. Then it prints a link to
+a small receiver and an email endpoint, posts seed events, and prints each
+delivery once its signature is verified by the Standard Webhooks and Svix
+libraries, and the one email the events' window made (its subject and first
+lines, as the emulator's SES recorded it). Then it prints a link to
 jane's "Manage webhooks" page and keeps running, printing what the receiver gets,
 until Ctrl-C (under CI it stops at once). Run through `make demo`.
 """
 
 import json
 import os
+import re
 import secrets
 import signal
 import subprocess
@@ -26,6 +29,8 @@ ROOT = Path(__file__).resolve().parent.parent
 HOOKLINE = ROOT / "target" / "debug" / "hookline"
 LOG = ROOT / ".demo" / "dev.log"
 TIMEOUT_S = 60
+# Reactive emails gather events this long: short, so the demo's email comes soon.
+EMAIL_WINDOW = "2s"
 
 SEED_EVENTS = [
     {"event_type": "sample.created", "dataset": "jane/flowers", "object": {"name": "rose.png"}},
@@ -86,6 +91,32 @@ def show(delivery):
     return ok
 
 
+def emulator_url():
+    """The emulator dev started, as its log names it."""
+    for line in LOG.read_text().splitlines():
+        if "emulator up" in line:
+            found = re.search(r"https?://[0-9.:]+", line)
+            if found:
+                return found.group(0)
+    return None
+
+
+def sent_emails(emulator, address):
+    """The emails the emulator's SES recorded for `address`."""
+    with urllib.request.urlopen(f"{emulator}/moto-api/data.json", timeout=10) as response:
+        data = json.load(response)
+    return [m for m in data.get("ses", {}).get("Message", []) if address in json.dumps(m.get("destinations"))]
+
+
+def text_of(html):
+    """The lines of an email's HTML part, as text."""
+    text = re.sub(r"<(br|/p|/li|/h2|/h3|/tr|hr)[^>]*>", "\n", html)
+    text = re.sub(r"<[^>]+>", " ", text)
+    for entity, char in [("&lt;", "<"), ("&gt;", ">"), ("&quot;", '"'), ("&#39;", "'"), ("&amp;", "&")]:
+        text = text.replace(entity, char)
+    return [" ".join(line.split()) for line in text.splitlines() if line.strip()]
+
+
 def follow(printed):
     """Prints each delivery as it comes, until Ctrl-C."""
     while True:
@@ -111,7 +142,7 @@ def main():
     started = time.monotonic()
     with open(LOG, "w") as log:
         dev = subprocess.Popen(
-            [str(HOOKLINE), "dev", "--port", "0", "--api-key", key],
+            [str(HOOKLINE), "dev", "--port", "0", "--api-key", key, "--email-window", EMAIL_WINDOW],
             stdout=subprocess.PIPE, stderr=log, text=True, cwd=ROOT,
         )
     try:
@@ -128,10 +159,14 @@ def main():
                                 {"url": receiver_url, "description": "demo receiver"})
         secret = endpoint["secret"]
         print(f"endpoint {endpoint['id']} -> {receiver_url} ({status})")
+        address = "flowers-team@example.com"
+        status, mailbox = call(base, key, "POST", "/v1/accounts/jane/endpoints",
+                               {"type": "email", "emails": [address], "description": "flower team"})
+        print(f"endpoint {mailbox['id']} -> email to {address}, a window of {EMAIL_WINDOW} ({status})")
 
         for event in SEED_EVENTS:
             status, accepted = call(base, key, "POST", "/v1/events", event)
-            print(f"posted {event['event_type']:<16} -> {accepted['id']} ({status}, {accepted['endpoints']} endpoint)")
+            print(f"posted {event['event_type']:<16} -> {accepted['id']} ({status}, {accepted['endpoints']} endpoints)")
 
         deadline = time.monotonic() + TIMEOUT_S
         with received:
@@ -143,6 +178,19 @@ def main():
         print(f"\n{verified} of {len(SEED_EVENTS)} events delivered and verified")
         if verified != len(SEED_EVENTS):
             return 1
+
+        emulator = emulator_url()
+        emails = []
+        while emulator and not emails and time.monotonic() < deadline:
+            emails = sent_emails(emulator, address)
+            time.sleep(0.5)
+        if not emails:
+            print(f"no email to {address} within {TIMEOUT_S}s; see {LOG}")
+            return 1
+        email = emails[0]
+        print(f"\nemailed {address}: {email['subject']}")
+        for line in text_of(email["body"])[1:7]:
+            print(f"  {line}")
         if os.environ.get("CI"):
             return 0
         status, portal = call(base, key, "POST", "/v1/accounts/jane/portal-sessions", {"ttl_seconds": 86400})
