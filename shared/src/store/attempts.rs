@@ -318,6 +318,57 @@ pub fn attempt_id_before(id: &AttemptId) -> Option<AttemptId> {
 mod tests {
     use super::*;
 
+    /// An item's size as DynamoDB bills it: attribute names and values.
+    fn billed_size(item: &Item) -> usize {
+        use aws_sdk_dynamodb::types::AttributeValue;
+        item.iter()
+            .map(|(name, value)| {
+                name.len()
+                    + match value {
+                        AttributeValue::S(text) => text.len(),
+                        AttributeValue::N(number) => number.len().div_ceil(2) + 1,
+                        other => panic!("unexpected {other:?}"),
+                    }
+            })
+            .sum()
+    }
+
+    #[test]
+    fn a_typical_success_is_one_write_unit_in_the_table_and_one_in_gsi1_only() {
+        let client = aws_sdk_dynamodb::Client::from_conf(
+            aws_sdk_dynamodb::Config::builder()
+                .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+                .build(),
+        );
+        let retention = std::time::Duration::from_secs(30 * 86_400);
+        let store = Store::new(client, "hookline", retention);
+        let now = OffsetDateTime::now_utc();
+        let success = Attempt {
+            id: AttemptId::new(),
+            message_id: MessageId::new(),
+            endpoint_id: EndpointId::new(),
+            account: "acme-production-eu".parse().unwrap(),
+            event_type: "invoice.payment_succeeded".parse().unwrap(),
+            attempt: 1,
+            status: AttemptStatus::Succeeded,
+            response_status: Some(200),
+            response_body: r#"{"received":true}"#.into(),
+            error: None,
+            duration_ms: 142,
+            timestamp: now,
+            next_attempt_at: None,
+        };
+        let item = store.attempt_record(&success);
+        assert!(billed_size(&item) <= 1024, "{} bytes", billed_size(&item));
+        let (_, gsi2_pk, _) = schema::INDEXES[1];
+        assert!(!item.contains_key(gsi2_pk), "a success is not in gsi2");
+        let failure = Attempt {
+            status: AttemptStatus::Failed,
+            ..success
+        };
+        assert!(store.attempt_record(&failure).contains_key(gsi2_pk));
+    }
+
     #[test]
     fn the_indexes_project_every_attribute_an_attempt_is_read_with() {
         let now = OffsetDateTime::now_utc();
