@@ -6,6 +6,7 @@ pub mod account;
 pub mod aws;
 pub mod catalog;
 pub mod config;
+pub mod deadline;
 pub mod email;
 pub mod endpoint;
 pub mod event;

@@ -3,7 +3,7 @@
 //! optional) and gets `{"replayed": n, "skipped": m}` back, with `"complete": false`
 //! when the run stopped before it had seen the DLQ through.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
@@ -28,12 +28,7 @@ async fn main() -> Result<(), Error> {
             Value::Null => Filter::default(),
             payload => serde_json::from_value(payload)?,
         };
-        let left = event
-            .context
-            .deadline()
-            .duration_since(std::time::SystemTime::now())
-            .unwrap_or_default();
-        let deadline = Instant::now() + left.saturating_sub(MARGIN);
+        let deadline = shared::deadline::of_invocation(event.context.deadline(), MARGIN);
         let outcome = redrive::redrive(queues, &filter, Some(deadline), |_| {})
             .await
             .or_else(|stopped| {

@@ -1,7 +1,7 @@
 //! The scheduled function: an EventBridge schedule invokes it (every minute);
 //! each run does the work that has come due. Its event carries nothing it reads.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
@@ -23,12 +23,7 @@ async fn main() -> Result<(), Error> {
         config,
     };
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        let left = event
-            .context
-            .deadline()
-            .duration_since(std::time::SystemTime::now())
-            .unwrap_or_default();
-        let deadline = Instant::now() + left.saturating_sub(MARGIN);
+        let deadline = shared::deadline::of_invocation(event.context.deadline(), MARGIN);
         Ok::<_, Error>(scheduler::run(deps, deadline).await)
     }))
     .await
