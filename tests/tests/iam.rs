@@ -125,6 +125,21 @@ impl EnforcingEmulator {
         aws_sdk_sqs::Client::new(&sdk)
     }
 
+    /// The table, as the operator.
+    async fn operator_store(&self) -> shared::store::Store {
+        let sdk = shared::aws::for_emulator_as(
+            self.url(),
+            &self.operator.access_key_id,
+            &self.operator.secret_access_key,
+        )
+        .await;
+        shared::store::Store::new(
+            aws_sdk_dynamodb::Client::new(&sdk),
+            TABLE,
+            Duration::from_secs(86_400),
+        )
+    }
+
     /// Puts `body` on the delivery queue, as the operator.
     async fn enqueue(&self, body: &str) {
         let sqs = self.operator_sqs().await;
@@ -390,6 +405,25 @@ async fn every_path_runs_with_exactly_its_roles_grants() {
     .await;
     poll_until(WAIT, "three jobs in the DLQ", || async {
         (dlq_depth(&dev).await == 3).then_some(())
+    })
+    .await;
+
+    // The scheduled function's auto-disable sweep: an endpoint whose failures
+    // began six days ago (longer than the default five) is disabled and announced.
+    let stale = json!({"url": healthy.url("/stale"), "event_types": ["dataset.deleted"]});
+    let stale = answer(&dev, POST, endpoints, stale, 201).await;
+    let stale_id = EndpointId::parse(stale["id"].as_str().expect("an id")).expect("an endpoint id");
+    let six_days_ago = time::OffsetDateTime::now_utc() - time::Duration::days(6);
+    let started_failing = moto
+        .operator_store()
+        .await
+        .start_failing(&"jane".parse().unwrap(), &stale_id, six_days_ago)
+        .await;
+    assert_eq!(started_failing.ok(), Some(true));
+    let stale = format!("{endpoints}/{stale_id}");
+    poll_until(WAIT, "the stale endpoint disabled by the sweep", || async {
+        let endpoint = send(&dev, GET, &stale, &Value::Null).await.1;
+        (endpoint["disabled"] == true).then_some(())
     })
     .await;
 

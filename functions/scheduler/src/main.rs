@@ -15,10 +15,11 @@ async fn main() -> Result<(), Error> {
     shared::logging::init();
     let config = Config::from_env()?;
     let sdk = shared::aws::from_env().await;
-    let (store, _queues) = shared::aws::adapters(&sdk, &config);
+    let (store, queues) = shared::aws::adapters(&sdk, &config);
     let mailer = shared::aws::mailer(&sdk, &config);
     let deps = &scheduler::Deps {
         store,
+        queues,
         mailer,
         config,
     };
