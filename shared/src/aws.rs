@@ -61,6 +61,7 @@ pub fn adapters(sdk: &SdkConfig, config: &Config) -> (Store, Queues) {
         aws_sdk_sqs::Client::new(sdk),
         config.delivery_queue_url.clone(),
         config.dlq_url.clone(),
-    );
+    )
+    .with_slow_lane(config.slow_queue_url.clone());
     (store, queues)
 }

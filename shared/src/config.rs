@@ -16,6 +16,7 @@ pub const PORTAL_FRAME_ANCESTORS: &str = "HOOKLINE_PORTAL_FRAME_ANCESTORS";
 pub const DISABLE_AFTER: &str = "HOOKLINE_DISABLE_AFTER";
 pub const EMAIL_FROM: &str = "HOOKLINE_EMAIL_FROM";
 pub const EMAIL_WINDOW: &str = "HOOKLINE_EMAIL_WINDOW";
+pub const SLOW_QUEUE_URL: &str = "HOOKLINE_SLOW_QUEUE_URL";
 
 /// Every variable [`Config::from_env`] reads; every function reads all of them.
 pub const VARIABLES: &[&str] = &[
@@ -31,6 +32,7 @@ pub const VARIABLES: &[&str] = &[
     DISABLE_AFTER,
     EMAIL_FROM,
     EMAIL_WINDOW,
+    SLOW_QUEUE_URL,
 ];
 
 pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 15_000;
@@ -63,6 +65,8 @@ pub struct Config {
     pub email_from: Option<String>,
     /// How long reactive emails gather events: one email per endpoint per window.
     pub email_window: Duration,
+    /// The slow lane (ADR 7); unset, slow endpoints stay on the delivery queue.
+    pub slow_queue_url: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -193,6 +197,7 @@ impl Config {
             disable_after,
             email_from: get(EMAIL_FROM).map(|from| from.trim().to_string()),
             email_window,
+            slow_queue_url: get(SLOW_QUEUE_URL),
         })
     }
 

@@ -13,6 +13,7 @@ pub mod event;
 pub mod event_type;
 pub mod http;
 pub mod ids;
+pub mod isolation;
 pub mod keys;
 pub mod logging;
 pub mod mail;

@@ -226,11 +226,35 @@ pub struct Received {
     pub attributes: HashMap<String, String>,
 }
 
+/// The queue a delivery job was received from (ADR 7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    /// The delivery queue.
+    Main,
+    /// The slow lane: jobs of endpoints that hung lately, at a capped concurrency.
+    Slow,
+}
+
+impl Lane {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Lane::Main => "main",
+            Lane::Slow => "slow",
+        }
+    }
+}
+
+/// A queue's name: the last segment of its URL or of its ARN.
+pub fn queue_name(url_or_arn: &str) -> &str {
+    url_or_arn.rsplit(['/', ':']).next().unwrap_or(url_or_arn)
+}
+
 #[derive(Clone)]
 pub struct Queues {
     client: Client,
     delivery_url: String,
     dlq_url: String,
+    slow_url: Option<String>,
 }
 
 impl Queues {
@@ -243,6 +267,38 @@ impl Queues {
             client,
             delivery_url: delivery_url.into(),
             dlq_url: dlq_url.into(),
+            slow_url: None,
+        }
+    }
+
+    /// With a slow lane to move the jobs of slow endpoints to.
+    pub fn with_slow_lane(mut self, slow_url: Option<String>) -> Self {
+        self.slow_url = slow_url;
+        self
+    }
+
+    pub fn has_slow_lane(&self) -> bool {
+        self.slow_url.is_some()
+    }
+
+    /// The lane of a record from the event source ARN `arn`: the slow lane when
+    /// it names the slow lane's queue, else the delivery queue.
+    pub fn lane_of(&self, arn: Option<&str>) -> Lane {
+        match (&self.slow_url, arn) {
+            (Some(slow), Some(arn)) if queue_name(arn) == queue_name(slow) => Lane::Slow,
+            _ => Lane::Main,
+        }
+    }
+
+    /// These queues with `lane`'s queue in the delivery queue's place: where its
+    /// jobs are received, deleted, delayed and sent.
+    pub fn lane(&self, lane: Lane) -> Queues {
+        match (lane, &self.slow_url) {
+            (Lane::Slow, Some(slow)) => Queues {
+                delivery_url: slow.clone(),
+                ..self.clone()
+            },
+            _ => self.clone(),
         }
     }
 
@@ -518,6 +574,18 @@ pub fn visibility_seconds(delay: Duration) -> i32 {
     i32::try_from(seconds.min(crate::retry::MAX_STEP.as_secs())).unwrap_or(i32::MAX)
 }
 
+/// Creates the slow lane's queue, redriving into the DLQ at `dlq_url` as the delivery
+/// queue does, as `infra/template.yaml` defines it; for local runs and tests. Returns its URL.
+pub async fn create_slow_lane(
+    client: &Client,
+    name: &str,
+    dlq_url: &str,
+    max_receive_count: u32,
+    visibility_timeout: Duration,
+) -> Result<String, QueueError> {
+    create_redriving_queue(client, name, dlq_url, max_receive_count, visibility_timeout).await
+}
+
 /// Creates the DLQ and the delivery queue that redrives into it after
 /// `max_receive_count` receives, as `infra/template.yaml` defines them; for local runs and tests.
 /// Returns the delivery queue's URL and the DLQ's.
@@ -528,19 +596,40 @@ pub async fn create_queues(
     max_receive_count: u32,
     visibility_timeout: Duration,
 ) -> Result<(String, String), QueueError> {
-    let retention = RETENTION_SECONDS.to_string();
     let dlq_url = client
         .create_queue()
         .queue_name(dlq_name)
-        .attributes(QueueAttributeName::MessageRetentionPeriod, &retention)
+        .attributes(
+            QueueAttributeName::MessageRetentionPeriod,
+            RETENTION_SECONDS.to_string(),
+        )
         .send()
         .await
         .map_err(aws_error("CreateQueue"))?
         .queue_url
         .unwrap_or_default();
+    let delivery_url = create_redriving_queue(
+        client,
+        delivery_name,
+        &dlq_url,
+        max_receive_count,
+        visibility_timeout,
+    )
+    .await?;
+    Ok((delivery_url, dlq_url))
+}
+
+/// A queue that redrives into the DLQ at `dlq_url` after `max_receive_count` receives.
+async fn create_redriving_queue(
+    client: &Client,
+    name: &str,
+    dlq_url: &str,
+    max_receive_count: u32,
+    visibility_timeout: Duration,
+) -> Result<String, QueueError> {
     let dlq_arn = client
         .get_queue_attributes()
-        .queue_url(&dlq_url)
+        .queue_url(dlq_url)
         .attribute_names(QueueAttributeName::QueueArn)
         .send()
         .await
@@ -552,10 +641,13 @@ pub async fn create_queues(
         "deadLetterTargetArn": dlq_arn,
         "maxReceiveCount": max_receive_count,
     });
-    let delivery_url = client
+    Ok(client
         .create_queue()
-        .queue_name(delivery_name)
-        .attributes(QueueAttributeName::MessageRetentionPeriod, &retention)
+        .queue_name(name)
+        .attributes(
+            QueueAttributeName::MessageRetentionPeriod,
+            RETENTION_SECONDS.to_string(),
+        )
         .attributes(
             QueueAttributeName::VisibilityTimeout,
             visibility_timeout.as_secs().to_string(),
@@ -565,8 +657,7 @@ pub async fn create_queues(
         .await
         .map_err(aws_error("CreateQueue"))?
         .queue_url
-        .unwrap_or_default();
-    Ok((delivery_url, dlq_url))
+        .unwrap_or_default())
 }
 
 #[cfg(test)]
@@ -631,6 +722,19 @@ mod tests {
             assert!(!batch.is_empty() && batch.len() <= MAX_BATCH);
             assert!(batch.iter().map(|&i| sizes[i]).sum::<usize>() <= MAX_BATCH_BYTES);
         }
+    }
+
+    #[test]
+    fn a_queue_is_named_by_the_end_of_its_url_or_arn() {
+        assert_eq!(
+            queue_name("http://127.0.0.1:5000/123456789012/hookline-slow"),
+            "hookline-slow"
+        );
+        assert_eq!(
+            queue_name("arn:aws:sqs:us-east-1:123456789012:hookline-slow"),
+            "hookline-slow"
+        );
+        assert_eq!(queue_name("hookline-slow"), "hookline-slow");
     }
 
     #[test]

@@ -181,13 +181,26 @@ pub fn attempt_number(
     receive_count: u32,
     since_first_receive: Option<Duration>,
 ) -> u32 {
-    let by_count = receive_count.clamp(1, schedule.attempts());
+    attempt_number_after(schedule, 0, receive_count, since_first_receive)
+}
+
+/// [`attempt_number`] for a job that made `earlier` attempts on another queue before
+/// this one, whose receive count and first receive are this queue's: the schedule
+/// goes on from there.
+pub fn attempt_number_after(
+    schedule: &RetrySchedule,
+    earlier: u32,
+    receive_count: u32,
+    since_first_receive: Option<Duration>,
+) -> u32 {
+    let earlier = earlier.min(schedule.attempts() - 1);
+    let by_count = earlier + receive_count.clamp(1, schedule.attempts() - earlier);
     let Some(elapsed) = since_first_receive else {
         return by_count;
     };
     let mut earliest = Duration::ZERO;
-    let mut due = 1;
-    for step in schedule.delays() {
+    let mut due = earlier + 1;
+    for step in schedule.delays().iter().skip(earlier as usize) {
         earliest += step.mul_f64(1.0 - JITTER);
         if earliest > elapsed + CLOCK_TOLERANCE {
             break;
@@ -293,6 +306,21 @@ mod tests {
         assert_eq!(attempt_number(&schedule, 3, Some(secs(30))), 2);
         // Crashes in a row: the count is far ahead, the clock is not.
         assert_eq!(attempt_number(&schedule, 7, Some(secs(1))), 1);
+    }
+
+    #[test]
+    fn a_moved_job_goes_on_from_its_earlier_attempts() {
+        let schedule = RetrySchedule::parse("10s,100s,1000s").unwrap();
+        let secs = Duration::from_secs;
+        // Two attempts on the delivery queue; its first receive on the slow lane is the third.
+        assert_eq!(attempt_number_after(&schedule, 2, 1, Some(secs(0))), 3);
+        // Its next comes after the third step (1000 s, 800 s at the shortest), not the first.
+        assert_eq!(attempt_number_after(&schedule, 2, 2, Some(secs(30))), 3);
+        assert_eq!(attempt_number_after(&schedule, 2, 2, Some(secs(800))), 4);
+        assert_eq!(attempt_number_after(&schedule, 2, 9, None), 4);
+        // More earlier attempts than the schedule has: the last attempt.
+        assert_eq!(attempt_number_after(&schedule, 7, 1, None), 4);
+        assert_eq!(attempt_number_after(&schedule, 0, 2, Some(secs(8))), 2);
     }
 
     #[test]

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use base64::Engine;
-use hookline_cli::local::{DELIVERY_QUEUE, DLQ, TABLE};
+use hookline_cli::local::{DELIVERY_QUEUE, DLQ, SLOW_QUEUE, TABLE};
 use serde_json::{Value, json};
 
 use crate::template::{function_property, functions, resources};
@@ -80,6 +80,11 @@ fn arn_of(template: &Value, logical_id: &str) -> String {
             let delivery = crate::template::delivery_queue(template);
             if std::ptr::eq(resource, delivery) {
                 return queue_arn(DELIVERY_QUEUE);
+            }
+            let (slow_lane, _) =
+                crate::template::queue_named_by(template, shared::config::SLOW_QUEUE_URL);
+            if logical_id == slow_lane {
+                return queue_arn(SLOW_QUEUE);
             }
             let dead_letters = &delivery["Properties"]["RedrivePolicy"]["deadLetterTargetArn"];
             assert_eq!(

@@ -124,16 +124,24 @@ pub fn function_property<'t>(template: &'t Value, function: &'t Value, key: &str
     }
 }
 
-/// The queue with a redrive policy: the delivery queue.
-pub fn delivery_queue(template: &Value) -> &Value {
-    let with_redrive: Vec<_> = resources_of_type(template, "AWS::SQS::Queue")
-        .into_iter()
-        .filter(|(_, queue)| !queue["Properties"]["RedrivePolicy"].is_null())
-        .collect();
+/// The queue a configuration variable of every function names, e.g.
+/// `HOOKLINE_DELIVERY_QUEUE_URL`: its logical id and resource.
+pub fn queue_named_by<'t>(template: &'t Value, variable: &str) -> (&'t str, &'t Value) {
+    let value = &template["Globals"]["Function"]["Environment"]["Variables"][variable];
+    let logical_id = value["Ref"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{variable} is not a Ref to a queue: {value}"));
+    let (id, queue) = resources(template)
+        .get_key_value(logical_id)
+        .unwrap_or_else(|| panic!("{variable} names {logical_id}, which is no resource"));
     assert_eq!(
-        with_redrive.len(),
-        1,
-        "expected exactly one queue with a redrive policy (the delivery queue)"
+        queue["Type"], "AWS::SQS::Queue",
+        "{variable} names {logical_id}"
     );
-    with_redrive[0].1
+    (id.as_str(), queue)
+}
+
+/// The delivery queue.
+pub fn delivery_queue(template: &Value) -> &Value {
+    queue_named_by(template, shared::config::DELIVERY_QUEUE_URL).1
 }

@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use hookline_cli::emulator::Emulator;
 use hookline_cli::local::runtime::{self, Function, FunctionSpec};
-use hookline_cli::local::{DELIVERY_QUEUE, DLQ, TABLE};
+use hookline_cli::local::{DELIVERY_QUEUE, DLQ, SLOW_QUEUE, TABLE};
 use hookline_tests::iam::{self, AccessKey, Authorization, Grant};
-use hookline_tests::{Delivery, Dev, Receiver, binary, poll_until};
+use hookline_tests::{Delivery, Dev, Receiver, Reply, binary, poll_until};
 use ingest::LARGE_FAN_OUT;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -575,6 +575,35 @@ async fn every_path_runs_with_exactly_its_roles_grants() {
     answer(&dev, DELETE, sessions, Value::Null, 204).await;
     let (status, _) = send_as(&dev, Some(token), GET, endpoints, &Value::Null).await;
     assert_eq!(status, 401);
+
+    // An endpoint that answers too slowly for the delivery queue: its job goes to
+    // the slow lane, fails there once and is retried there (ADR 7).
+    let slow = Receiver::scripted(|n, _| {
+        Reply::status(if n < 2 { 500 } else { 204 }).after(Duration::from_millis(1500))
+    })
+    .await;
+    answer(
+        &dev,
+        POST,
+        "/v1/accounts/slow/endpoints",
+        json!({"url": slow.url("/slow")}),
+        201,
+    )
+    .await;
+    let event = json!({"event_type": "dataset.updated", "dataset": "slow/set", "object": {}});
+    answer(&dev, POST, "/v1/events", event, 202).await;
+    let sqs = moto.operator_sqs().await;
+    let slow_lane = hookline_tests::queue_url(&sqs, SLOW_QUEUE).await;
+    poll_until(
+        WAIT,
+        "a success on the slow lane, deleted there",
+        || async {
+            assert_nothing_refused(&dev);
+            let delivered = slow.successes().len() == 1 && slow.answered() >= 2;
+            (delivered && hookline_tests::queue_depth(&sqs, &slow_lane).await == 0).then_some(())
+        },
+    )
+    .await;
 
     // Nothing was refused on the way.
     assert_nothing_refused(&dev);

@@ -7,8 +7,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use hookline_tests::template::{
-    delivery_queue, function_property, functions, infra_dir, resources, resources_of_type,
-    scalar_text, template, workspace_root,
+    delivery_queue, function_property, functions, infra_dir, queue_named_by, resources,
+    resources_of_type, scalar_text, template, workspace_root,
 };
 use serde_json::{Map, Value};
 use shared::config::{self, VARIABLES};
@@ -93,18 +93,27 @@ fn environment(template: &Value, function: &Value) -> Map<String, Value> {
     variables
 }
 
-/// The dispatcher: the function an SQS event drives.
-fn dispatcher(template: &Value) -> (&str, &Value, &Value) {
+/// The dispatcher: the function SQS events drive, with those events (one per
+/// queue: the delivery queue's and the slow lane's).
+fn dispatcher(template: &Value) -> (&str, &Value, Vec<&Value>) {
     let mut found = Vec::new();
     for (name, function) in functions(template) {
         if let Some(events) = function["Properties"]["Events"].as_object() {
-            for event in events.values().filter(|e| e["Type"] == "SQS") {
-                found.push((name, function, event));
+            let sqs: Vec<&Value> = events.values().filter(|e| e["Type"] == "SQS").collect();
+            if !sqs.is_empty() {
+                found.push((name, function, sqs));
             }
         }
     }
     assert_eq!(found.len(), 1, "expected exactly one SQS-driven function");
-    found[0]
+    found.pop().expect("one")
+}
+
+/// The queue an SQS event reads: its logical id.
+fn event_queue(event: &Value) -> &str {
+    event["Properties"]["Queue"]["Fn::GetAtt"][0]
+        .as_str()
+        .unwrap_or_else(|| panic!("an SQS event's Queue is !GetAtt X.Arn: {event}"))
 }
 
 #[test]
@@ -213,55 +222,99 @@ fn the_redrive_follows_the_retry_schedule() {
 #[test]
 fn visibility_timeout_is_at_least_six_dispatcher_timeouts() {
     let template = template();
-    let (name, function, event) = dispatcher(&template);
-    let timeout = function_property(&template, function, "Timeout");
-    assert!(!timeout.is_null(), "{name} has no Timeout");
-    let visibility = &delivery_queue(&template)["Properties"]["VisibilityTimeout"];
-    assert!(
-        !visibility.is_null(),
-        "the delivery queue has no VisibilityTimeout"
-    );
-    // Lambda's guidance for SQS sources also adds the batching window.
-    let window = &event["Properties"]["MaximumBatchingWindowInSeconds"];
-    let longest_window = if window.is_null() {
-        0
-    } else {
-        possible_values(&template, window)
-            .into_iter()
-            .max()
-            .unwrap_or(0)
-    };
+    let (name, function, events) = dispatcher(&template);
+    for event in events {
+        let timeout = function_property(&template, function, "Timeout");
+        assert!(!timeout.is_null(), "{name} has no Timeout");
+        let visibility =
+            &resources(&template)[event_queue(event)]["Properties"]["VisibilityTimeout"];
+        assert!(
+            !visibility.is_null(),
+            "the delivery queue has no VisibilityTimeout"
+        );
+        // Lambda's guidance for SQS sources also adds the batching window.
+        let window = &event["Properties"]["MaximumBatchingWindowInSeconds"];
+        let longest_window = if window.is_null() {
+            0
+        } else {
+            possible_values(&template, window)
+                .into_iter()
+                .max()
+                .unwrap_or(0)
+        };
 
-    // Check every timeout a deployer may choose, not only the default.
-    let choices = possible_values(&template, timeout);
-    assert!(!choices.is_empty());
-    for seconds in choices {
-        let mut overrides = BTreeMap::new();
-        if let Some((parameter, _)) = parameter(&template, timeout) {
-            overrides.insert(parameter.to_string(), seconds.to_string());
+        // Check every timeout a deployer may choose, not only the default.
+        let choices = possible_values(&template, timeout);
+        assert!(!choices.is_empty());
+        for seconds in choices {
+            let mut overrides = BTreeMap::new();
+            if let Some((parameter, _)) = parameter(&template, timeout) {
+                overrides.insert(parameter.to_string(), seconds.to_string());
+            }
+            let visibility = evaluate_number(&template, visibility, &overrides);
+            assert!(
+                visibility >= 6 * seconds + longest_window,
+                "visibility timeout {visibility}s < 6 x {name} timeout {seconds}s + batching window {longest_window}s"
+            );
+            assert!(
+                visibility <= 43_200,
+                "SQS caps the visibility timeout at 12 h"
+            );
         }
-        let visibility = evaluate_number(&template, visibility, &overrides);
-        assert!(
-            visibility >= 6 * seconds + longest_window,
-            "visibility timeout {visibility}s < 6 x {name} timeout {seconds}s + batching window {longest_window}s"
-        );
-        assert!(
-            visibility <= 43_200,
-            "SQS caps the visibility timeout at 12 h"
-        );
     }
 }
 
 #[test]
 fn the_dispatcher_reports_partial_batch_failures() {
     let template = template();
-    let (name, _, event) = dispatcher(&template);
-    let types = event["Properties"]["FunctionResponseTypes"]
-        .as_array()
-        .unwrap_or_else(|| panic!("{name}'s SQS event sets no FunctionResponseTypes"));
-    assert!(
-        types.iter().any(|t| t == "ReportBatchItemFailures"),
-        "{name} returns batchItemFailures; without ReportBatchItemFailures Lambda ignores them"
+    let (name, _, events) = dispatcher(&template);
+    for event in events {
+        let types = event["Properties"]["FunctionResponseTypes"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{name}'s SQS event sets no FunctionResponseTypes"));
+        assert!(
+            types.iter().any(|t| t == "ReportBatchItemFailures"),
+            "{name} returns batchItemFailures; without ReportBatchItemFailures Lambda ignores them"
+        );
+    }
+}
+
+#[test]
+fn the_slow_lane_is_capped_redrives_as_the_delivery_queue_and_runs_locally_alike() {
+    let template = template();
+    let (delivery, _) = queue_named_by(&template, config::DELIVERY_QUEUE_URL);
+    let (slow, slow_queue) = queue_named_by(&template, config::SLOW_QUEUE_URL);
+    assert_ne!(delivery, slow, "the slow lane is a queue of its own");
+    // Same redrive, same retention: a job is kept and parked alike on either queue.
+    let delivery_queue = delivery_queue(&template);
+    for key in [
+        "RedrivePolicy",
+        "MessageRetentionPeriod",
+        "VisibilityTimeout",
+    ] {
+        assert_eq!(
+            slow_queue["Properties"][key], delivery_queue["Properties"][key],
+            "the slow lane's {key}"
+        );
+    }
+    let (_, _, events) = dispatcher(&template);
+    let queues: BTreeSet<&str> = events.iter().map(|e| event_queue(e)).collect();
+    assert_eq!(
+        queues,
+        BTreeSet::from([delivery, slow]),
+        "one event source per queue"
+    );
+    let slow_event = events
+        .iter()
+        .find(|e| event_queue(e) == slow)
+        .expect("the slow lane's event source");
+    let cap = &slow_event["Properties"]["ScalingConfig"]["MaximumConcurrency"];
+    assert!(!cap.is_null(), "the slow lane's concurrency is capped");
+    let none = BTreeMap::new();
+    assert_eq!(
+        evaluate_number(&template, cap, &none),
+        hookline_cli::local::SLOW_LANE_CONCURRENCY as u64,
+        "hookline dev runs the slow lane at the template's default cap"
     );
 }
 
@@ -615,6 +668,7 @@ fn the_dashboard_shows_every_metric_the_code_writes_and_every_function() {
         ATTEMPT_WRITE_FAILURES,
         FAN_OUT_SIZE,
         DEAD_LETTERED,
+        ISOLATION_DECISIONS,
     ] {
         assert!(
             shown.contains(&(NAMESPACE.to_string(), metric.to_string())),

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use shared::config::{self, Config, ConfigError};
-use shared::queue::{self, QueueError, Queues};
+use shared::queue::{self, Lane, QueueError, Queues};
 use shared::retry::RetrySchedule;
 use shared::store::{Store, StoreError};
 use tokio::sync::watch;
@@ -22,6 +22,12 @@ use runtime::FunctionSpec;
 pub const TABLE: &str = "hookline";
 pub const DELIVERY_QUEUE: &str = "hookline-delivery";
 pub const DLQ: &str = "hookline-dlq";
+/// The slow lane's queue (ADR 7).
+pub const SLOW_QUEUE: &str = "hookline-slow";
+/// Dispatcher instances the slow lane may keep busy, as the template's
+/// `SlowLaneMaxConcurrency` caps its event source mapping: its own instances, so
+/// the delivery queue's keep theirs.
+pub const SLOW_LANE_CONCURRENCY: usize = 2;
 /// API Gateway's HTTP API waits at most this long for `ingest` and `api`.
 pub const HTTP_FUNCTION_TIMEOUT: Duration = Duration::from_secs(29);
 /// The dispatcher's timeout beyond one attempt's, for the table and queue calls around it.
@@ -273,10 +279,19 @@ async fn start(options: &DevOptions) -> Result<Running, DevError> {
     if let Some(mailer) = shared::aws::mailer(&sdk, &base) {
         mailer.create_sender_identity().await?;
     }
+    let slow_url = queue::create_slow_lane(
+        &sqs,
+        SLOW_QUEUE,
+        &dlq_url,
+        schedule.max_receive_count(),
+        visibility_timeout,
+    )
+    .await?;
     let dispatcher_credentials = EmulatorCredentials::of_function("dispatcher", &dev_credentials)?;
     let event_source_sqs =
         aws_sdk_sqs::Client::new(&dispatcher_credentials.sdk(&emulator_url).await);
-    let event_source_queues = Queues::new(event_source_sqs, &delivery_url, &dlq_url);
+    let event_source_queues = Queues::new(event_source_sqs, &delivery_url, &dlq_url)
+        .with_slow_lane(Some(slow_url.clone()));
 
     let api_key = match &options.api_key {
         Some(key) => key.clone(),
@@ -307,6 +322,7 @@ async fn start(options: &DevOptions) -> Result<Running, DevError> {
         (config::TABLE, TABLE),
         (config::DELIVERY_QUEUE_URL, delivery_url.as_str()),
         (config::DLQ_URL, dlq_url.as_str()),
+        (config::SLOW_QUEUE_URL, slow_url.as_str()),
         (config::RETRY_SCHEDULE, schedule_text.as_str()),
         // JSON lines, as the template's LogFormat has Lambda ask for.
         (LOG_FORMAT, log_format.as_str()),
@@ -354,11 +370,16 @@ async fn start(options: &DevOptions) -> Result<Running, DevError> {
             instances: options.instances.max(1),
         })
     };
+    let slow_lane = FunctionSpec {
+        instances: SLOW_LANE_CONCURRENCY,
+        ..spec("dispatcher", dispatcher_timeout)?
+    };
     let specs = [
         spec("ingest", HTTP_FUNCTION_TIMEOUT)?,
         spec("api", HTTP_FUNCTION_TIMEOUT)?,
         spec("dispatcher", dispatcher_timeout)?,
         spec("scheduler", SCHEDULER_TIMEOUT)?,
+        slow_lane,
     ];
 
     let (stop, shutdown) = watch::channel(false);
@@ -379,7 +400,8 @@ async fn start(options: &DevOptions) -> Result<Running, DevError> {
             }
         }
     }
-    let [ingest, api, dispatcher, scheduler] = [0, 1, 2, 3].map(|i| functions[i].1.clone());
+    let [ingest, api, dispatcher, scheduler, slow_dispatcher] =
+        [0, 1, 2, 3, 4].map(|i| functions[i].1.clone());
 
     let listener =
         tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], options.port))).await?;
@@ -393,17 +415,36 @@ async fn start(options: &DevOptions) -> Result<Running, DevError> {
             .await;
     }));
 
-    let queue_arn = format!(
-        "arn:aws:sqs:{}:123456789012:{DELIVERY_QUEUE}",
-        shared::aws::EMULATOR_REGION
-    );
-    for _ in 0..options.instances.max(1) {
-        tasks.push(tokio::spawn(event_source::poll(
-            event_source_queues.clone(),
-            queue_arn.clone(),
-            dispatcher.clone(),
-            shutdown.clone(),
-        )));
+    // One event source mapping per queue, each with as many pollers as its instances.
+    let queue_arn = |name: &str| {
+        format!(
+            "arn:aws:sqs:{}:123456789012:{name}",
+            shared::aws::EMULATOR_REGION
+        )
+    };
+    let lanes = [
+        (
+            Lane::Main,
+            DELIVERY_QUEUE,
+            dispatcher,
+            options.instances.max(1),
+        ),
+        (
+            Lane::Slow,
+            SLOW_QUEUE,
+            slow_dispatcher,
+            SLOW_LANE_CONCURRENCY,
+        ),
+    ];
+    for (lane, queue, function, pollers) in lanes {
+        for _ in 0..pollers {
+            tasks.push(tokio::spawn(event_source::poll(
+                event_source_queues.lane(lane),
+                queue_arn(queue),
+                function.clone(),
+                shutdown.clone(),
+            )));
+        }
     }
 
     let every = (base.email_window / 2).clamp(Duration::from_secs(1), SCHEDULE_RATE);

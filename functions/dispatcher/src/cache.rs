@@ -155,14 +155,14 @@ impl EndpointCache {
 
 /// Who a record's delivery job is for, read without the rest of it.
 #[derive(serde::Deserialize)]
-struct Addressee {
-    account: Account,
-    endpoint_id: EndpointId,
+pub(crate) struct Addressee {
+    pub(crate) account: Account,
+    pub(crate) endpoint_id: EndpointId,
 }
 
 /// Reads into the cache, in one BatchGetItem (eventually consistent), the
 /// endpoints the batch's delivery jobs name that it lacks.
-pub(crate) async fn read_ahead(deps: &Deps, records: &[SqsMessage]) {
+pub(crate) async fn read_ahead(deps: &Deps, records: &[&SqsMessage]) {
     let keys = records.iter().filter_map(|record| {
         let job: Addressee = serde_json::from_str(record.body.as_deref()?).ok()?;
         Some((job.account, job.endpoint_id))

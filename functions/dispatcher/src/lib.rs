@@ -6,6 +6,7 @@
 pub mod cache;
 pub mod dns;
 mod email;
+mod isolation;
 mod pending;
 mod raise;
 mod send;
@@ -19,9 +20,10 @@ use futures::future::join_all;
 use rand::Rng;
 use shared::config::Config;
 use shared::ids::AttemptId;
+use shared::isolation::{MovedJob, SlowEndpoints};
 use shared::metrics::{self, Tally};
 use shared::model::{Attempt, AttemptStatus, DeliveryJob};
-use shared::queue::{Queues, max_visibility};
+use shared::queue::{Lane, Queues, max_visibility};
 use shared::retry::{FailureKind, next_delay};
 use shared::store::Store;
 use shared::task::Task;
@@ -45,6 +47,8 @@ pub struct Deps {
     pub endpoints: EndpointCache,
     /// The current invocation's metrics, written as EMF lines at its end.
     pub metrics: Tally,
+    /// Endpoints this instance saw hang lately (ADR 7).
+    pub slow: SlowEndpoints,
 }
 
 impl Deps {
@@ -62,6 +66,7 @@ impl Deps {
             http,
             endpoints: EndpointCache::new(cache::ENDPOINT_TTL),
             metrics: Tally::default(),
+            slow: SlowEndpoints::default(),
         }
     }
 }
@@ -93,8 +98,10 @@ pub async fn handle(deps: &Deps, event: SqsEvent) -> SqsBatchResponse {
     // About when the event source received the batch: SQS counts a visibility's 12 hours from there.
     let received = Instant::now();
     let pending = Pending::default();
-    cache::read_ahead(deps, &event.records).await;
-    let outcomes = join_all(event.records.iter().map(|record| {
+    // Boxed: the send's future nested in the handler's would overflow the compiler's layout depth.
+    let here = Box::pin(isolation::move_slow_jobs(deps, &event.records)).await;
+    cache::read_ahead(deps, &here).await;
+    let outcomes = join_all(here.into_iter().map(|record| {
         let pending = &pending;
         async move {
             (
@@ -104,7 +111,14 @@ pub async fn handle(deps: &Deps, event: SqsEvent) -> SqsBatchResponse {
         }
     }))
     .await;
-    pending.finish(deps).await;
+    // One event source mapping per queue: a batch's records share their lane.
+    let lane = deps.queues.lane_of(
+        event
+            .records
+            .first()
+            .and_then(|r| r.event_source_arn.as_deref()),
+    );
+    pending.finish(deps, lane).await;
     let mut response = SqsBatchResponse::default();
     for (message_id, outcome) in outcomes {
         if let (Outcome::Retry, Some(id)) = (outcome, message_id) {
@@ -126,8 +140,9 @@ enum Outcome {
     Retry,
 }
 
-/// The number of the attempt a record makes (see [`shared::retry::attempt_number`]).
-fn attempt_number(deps: &Deps, record: &SqsMessage) -> u32 {
+/// The number of the attempt a record makes, after `earlier` attempts on another
+/// queue (see [`shared::retry::attempt_number_after`]).
+fn attempt_number(deps: &Deps, record: &SqsMessage, earlier: u32) -> u32 {
     let attribute = |name: &str| {
         record
             .attributes
@@ -141,8 +156,9 @@ fn attempt_number(deps: &Deps, record: &SqsMessage) -> u32 {
         u64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
     let since_first_receive = attribute("ApproximateFirstReceiveTimestamp")
         .map(|first_ms| Duration::from_millis(now_ms.saturating_sub(first_ms)));
-    shared::retry::attempt_number(
+    shared::retry::attempt_number_after(
         &deps.config.retry_schedule,
+        earlier,
         receive_count,
         since_first_receive,
     )
@@ -158,22 +174,35 @@ async fn process(
     if let Some(Ok(work)) = Task::from_body(body) {
         return task::run(deps, pending, received, record, &work).await;
     }
-    let job = match serde_json::from_str::<DeliveryJob>(body) {
-        Ok(job) => job,
+    let lane = deps.queues.lane_of(record.event_source_arn.as_deref());
+    // A job on the slow lane carries the attempts it made before (ADR 7).
+    let parsed = match lane {
+        Lane::Main => serde_json::from_str::<DeliveryJob>(body).map(|job| (job, 0)),
+        Lane::Slow => serde_json::from_str::<MovedJob>(body).map(|m| (m.job, m.earlier_attempts)),
+    };
+    let (job, earlier) = match parsed {
+        Ok(parsed) => parsed,
         Err(error) => {
             // Trying again cannot make it a job: it goes where a person will look, at once.
             tracing::warn!(sqs_message_id = ?record.message_id, %error, "malformed delivery job");
             return park(deps, pending, record, body, "malformed").await;
         }
     };
-    let attempt = attempt_number(deps, record);
+    let attempt = attempt_number(deps, record, earlier);
     let enqueued_ms = record
         .attributes
         .get("SentTimestamp")
         .and_then(|ms| ms.parse().ok());
-    match deliver(deps, pending, received, &job, attempt, enqueued_ms).await {
+    match deliver(deps, pending, received, lane, &job, attempt, enqueued_ms).await {
         Verdict::Done => Outcome::Done,
+        Verdict::Move if isolation::move_job(deps, &job, attempt).await => Outcome::Done,
+        // Not moved: back here soon; the early receive uses up no attempt.
+        Verdict::Move => retry_after(pending, record, PARK_RETRY_DELAY),
         Verdict::Retry(delay) => retry_after(pending, record, delay),
+        // Parked as it first came, so a replay starts its schedule afresh.
+        Verdict::Dead if earlier > 0 => {
+            park(deps, pending, record, &job.to_body(), "exhausted").await
+        }
         Verdict::Dead => park(deps, pending, record, body, "exhausted").await,
     }
 }
@@ -219,6 +248,9 @@ enum Verdict {
     Retry(Duration),
     /// The last attempt failed: to the DLQ.
     Dead,
+    /// No answer within [`shared::isolation::SLOW_ATTEMPT`] on the delivery queue:
+    /// to the slow lane, which makes this attempt (ADR 7).
+    Move,
 }
 
 impl Verdict {
@@ -256,6 +288,7 @@ async fn deliver(
     deps: &Deps,
     pending: &Pending,
     received: Instant,
+    lane: Lane,
     job: &DeliveryJob,
     attempt_number: u32,
     enqueued_ms: Option<u64>,
@@ -266,7 +299,7 @@ async fn deliver(
         deps.metrics.delivery(metrics::Delivery {
             outcome,
             failure_kind,
-            lane: "main",
+            lane: lane.as_str(),
             attempt_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
             latency_ms: (outcome == metrics::Outcome::Succeeded)
                 .then(|| enqueued_ms.map(|sent| now_ms.saturating_sub(sent)))
@@ -346,7 +379,25 @@ async fn deliver(
         Err(error) => return drop_with(&error.to_string()),
     };
 
-    let mut exchange = send::post(deps, &endpoint.url, secrets, job, now, body).await;
+    let posted = Instant::now();
+    let post = send::post(deps, &endpoint.url, secrets, job, now, body);
+    let hand_over = lane == Lane::Main
+        && deps.queues.has_slow_lane()
+        && deps.config.request_timeout > shared::isolation::SLOW_ATTEMPT;
+    let mut exchange = if hand_over {
+        // The batch waits for no endpoint longer than this: a slower one is given up
+        // here (its request dropped) and tried again on the slow lane.
+        match tokio::time::timeout(shared::isolation::SLOW_ATTEMPT, post).await {
+            Ok(exchange) => exchange,
+            Err(_) => {
+                isolation::note_attempt(deps, &job.endpoint_id, posted.elapsed(), true);
+                return Verdict::Move;
+            }
+        }
+    } else {
+        post.await
+    };
+    isolation::note_attempt(deps, &job.endpoint_id, posted.elapsed(), exchange.timed_out);
     match exchange.status {
         Some(status) if is_success(status) => {
             tally(metrics::Outcome::Succeeded, None);

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use shared::metrics;
 use shared::model::Attempt;
+use shared::queue::Lane;
 
 use crate::Deps;
 
@@ -38,8 +39,9 @@ impl Pending {
     /// written is logged, and the deliveries' outcomes stand: they must not turn into
     /// redeliveries. A visibility not changed is logged too: SQS still offers the
     /// job again, after the queue's visibility timeout, and that early receive does
-    /// not count as the next attempt (see [`crate::attempt_number`]).
-    pub(crate) async fn finish(self, deps: &Deps) {
+    /// not count as the next attempt (see [`crate::attempt_number`]). The delays
+    /// are set on `lane`'s queue, which the records came from.
+    pub(crate) async fn finish(self, deps: &Deps, lane: Lane) {
         let attempts = self.attempts.into_inner().expect("not poisoned");
         let delays = self.delays.into_inner().expect("not poisoned");
         let written = async {
@@ -66,7 +68,7 @@ impl Pending {
             }
             let handles: Vec<(&str, Duration)> =
                 delays.iter().map(|(h, d)| (h.as_str(), *d)).collect();
-            if let Err(error) = deps.queues.delay_retries(&handles).await {
+            if let Err(error) = deps.queues.lane(lane).delay_retries(&handles).await {
                 let undone = error.unsent(handles.len()).len();
                 tracing::warn!(%error, undone, "could not set some retry delays");
             }

@@ -31,7 +31,7 @@ pub(crate) async fn run(
         return Outcome::Done;
     };
     tracing::warn!(sqs_message_id = ?record.message_id, %error, "task failed");
-    let attempt = attempt_number(deps, record);
+    let attempt = attempt_number(deps, record, 0);
     match retry_delay(deps, received, attempt, FailureKind::Other, None) {
         Some(delay) => retry_after(pending, record, delay),
         None => {
