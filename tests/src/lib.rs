@@ -68,6 +68,31 @@ pub fn emulator_url() -> &'static str {
     })
 }
 
+/// Every email the shared emulator's SES recorded.
+pub async fn sent_emails(client: &reqwest::Client) -> Vec<serde_json::Value> {
+    let data: serde_json::Value = client
+        .get(format!("{}/moto-api/data.json", emulator_url()))
+        .send()
+        .await
+        .expect("the emulator answers")
+        .json()
+        .await
+        .expect("JSON");
+    data["ses"]["Message"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// The recorded emails with `address` among their recipients.
+pub async fn emails_to(client: &reqwest::Client, address: &str) -> Vec<serde_json::Value> {
+    sent_emails(client)
+        .await
+        .into_iter()
+        .filter(|email| email.to_string().contains(&format!("\"{address}\"")))
+        .collect()
+}
+
 /// A table and a pair of queues of their own on the shared emulator, for one test.
 pub struct TestEnv {
     pub config: Config,

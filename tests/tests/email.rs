@@ -6,38 +6,13 @@
 
 use std::time::Duration;
 
-use hookline_tests::{Dev, emulator_url, poll_until};
+use hookline_tests::{Dev, emails_to, emulator_url, poll_until};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 /// Short, so a test waits seconds for a window, not minutes.
 const WINDOW_SECONDS: u64 = 3;
 const EMAIL_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Every email the emulator's SES recorded.
-async fn sent_emails(client: &reqwest::Client) -> Vec<Value> {
-    let data: Value = client
-        .get(format!("{}/moto-api/data.json", emulator_url()))
-        .send()
-        .await
-        .expect("the emulator answers")
-        .json()
-        .await
-        .expect("JSON");
-    data["ses"]["Message"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-}
-
-/// The recorded emails with `address` among their recipients.
-async fn emails_to(client: &reqwest::Client, address: &str) -> Vec<Value> {
-    sent_emails(client)
-        .await
-        .into_iter()
-        .filter(|email| email.to_string().contains(&format!("\"{address}\"")))
-        .collect()
-}
 
 /// Waits, if need be, until a window has just begun: the events sent next then
 /// fall in one window. Windows are aligned to multiples of their length.

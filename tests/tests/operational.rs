@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use hookline_tests::{Dev, Receiver, Reply, TestEnv, poll_until};
+use hookline_tests::{Dev, Receiver, Reply, TestEnv, emails_to, emulator_url, poll_until};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -211,9 +211,24 @@ async fn failing_exhausted_and_recovered_reach_subscribers_once_and_never_the_en
 async fn a_410_disables_the_endpoint_with_its_reason_and_tells_the_subscribers() {
     let watcher = Receiver::start().await;
     let gone = Receiver::statuses(&[410]).await;
-    let dev = Dev::start(&[]);
+    let dev = Dev::start(&["--emulator", emulator_url(), "--email-window", "1s"]);
     let client = reqwest::Client::new();
     endpoint(&dev, &client, watcher.url("/ops"), &["endpoint.disabled"]).await;
+    // How an owner learns their server is gone: by email.
+    let owner = format!(
+        "owner-{}@example.com",
+        ulid::Ulid::new().to_string().to_lowercase()
+    );
+    let mailbox = json!({"type": "email", "emails": [owner], "event_types": ["endpoint.disabled"]});
+    let (status, created) = dev
+        .send(
+            &client,
+            Method::POST,
+            "/v1/accounts/jane/endpoints",
+            mailbox,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
     let gone_url = gone.url("/hook");
     let gone_id = endpoint(
         &dev,
@@ -252,6 +267,18 @@ async fn a_410_disables_the_endpoint_with_its_reason_and_tells_the_subscribers()
     assert_eq!(enabled["disabled_reason"], Value::Null);
     // The endpoint concerned was told nothing: its only request was the 410.
     assert_eq!(gone.deliveries().len(), 1);
+
+    let emails = poll_until(RAISE_TIMEOUT, "the owner's email", || async {
+        let emails = emails_to(&client, &owner).await;
+        (!emails.is_empty()).then_some(emails)
+    })
+    .await;
+    assert_eq!(emails.len(), 1, "{emails:?}");
+    let email = emails[0].to_string();
+    assert!(
+        email.contains("endpoint.disabled") && email.contains("410 Gone"),
+        "{email}"
+    );
 }
 
 #[tokio::test]

@@ -20,7 +20,8 @@ const MAX_TEXT_CHARS: usize = 2000;
 #[derive(Deserialize)]
 struct Shown {
     event_type: String,
-    dataset: String,
+    /// null for hookline's operational events, which are about no dataset.
+    dataset: Option<String>,
     created_at: String,
     text: String,
 }
@@ -36,7 +37,7 @@ fn email_event(job: &DeliveryJob, payload: &str) -> Result<EmailEvent, serde_jso
     Ok(EmailEvent {
         message_id: job.message_id.clone(),
         event_type: shown.event_type,
-        dataset: shown.dataset,
+        dataset: shown.dataset.unwrap_or_default(),
         created_at: shown.created_at,
         text,
     })
