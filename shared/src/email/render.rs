@@ -81,13 +81,19 @@ fn subject_line(text: &str) -> String {
     cut
 }
 
-/// Where the events happened: `jane/flowers`, `jane/flowers and jane/trees`, or
-/// `3 datasets of jane`.
+/// Where the events happened: `jane/flowers`, `jane/flowers and jane/trees`,
+/// `3 datasets of jane`, or `account jane` when none names a dataset (hookline's
+/// operational events have none).
 fn places(events: &[EmailEvent], account: &Account) -> String {
-    let mut datasets: Vec<&str> = events.iter().map(|e| e.dataset.as_str()).collect();
+    let mut datasets: Vec<&str> = events
+        .iter()
+        .map(|e| e.dataset.as_str())
+        .filter(|dataset| !dataset.is_empty())
+        .collect();
     datasets.sort_unstable();
     datasets.dedup();
     match datasets.as_slice() {
+        [] => format!("account {account}"),
         [one] => one.to_string(),
         [one, two] => format!("{one} and {two}"),
         many => format!("{} datasets of {account}", many.len()),
@@ -298,6 +304,11 @@ mod tests {
         assert_eq!(
             window_email(&sender(&account, &id), &mixed[..2], 0).subject,
             "2 events in jane/flowers and jane/trees"
+        );
+        let operational = [event("endpoint.disabled", "", "ep_1 disabled")];
+        assert_eq!(
+            window_email(&sender(&account, &id), &operational, 0).subject,
+            "1 event in account jane"
         );
     }
 
