@@ -266,8 +266,12 @@ async fn health_and_the_event_type_catalog() {
         .iter()
         .map(|t| t["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names.len(), 11);
+    assert_eq!(
+        names.len(),
+        shared::catalog::EVENT_TYPES.len() + shared::catalog::OPERATIONAL_TYPES.len()
+    );
     assert!(names.contains(&"issue.updated"));
+    assert!(names.contains(&"endpoint.disabled"));
     assert!(body["data"][0]["description"].is_string());
     let (status, _) = call(&deps, request(Method::GET, "/v1/event-types", None, "")).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
