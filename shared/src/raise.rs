@@ -67,8 +67,9 @@ pub async fn disable(store: &Store, queues: &Queues, endpoint: &Endpoint, reason
     true
 }
 
-/// Does a raise task: the endpoint disabled (for `endpoint.disabled`), the message
-/// stored under its derived id, and a job enqueued for each endpoint that receives it.
+/// Does a raise task: the endpoint disabled (for `endpoint.disabled`) and, if any
+/// endpoint receives it, the message stored under its derived id and a job enqueued
+/// for each such endpoint.
 pub async fn run(
     store: &Store,
     queues: &Queues,
@@ -82,26 +83,31 @@ pub async fn run(
         tracing::info!(endpoint_id = %raise.endpoint_id, "endpoint changed by its owner since; not disabled");
         return Ok(());
     }
+    let account = store
+        .account_endpoints(&raise.account)
+        .await
+        .map_err(|error| format!("could not read the endpoints: {error}"))?;
+    if !account.settings.webhooks_enabled {
+        tracing::info!(message_id = %raise.message_id, "the account's webhooks are disabled; nothing to enqueue");
+        return Ok(());
+    }
+    let receivers: Vec<_> = account
+        .endpoints
+        .iter()
+        .filter(|e| operational::receives(e, &raise.event_type, &raise.endpoint_id))
+        .map(|e| e.id.clone())
+        .collect();
+    // Most accounts subscribe no endpoint to operational events: no message to keep.
+    if receivers.is_empty() {
+        tracing::info!(message_id = %raise.message_id, event_type = %raise.event_type, "no endpoint receives this operational event");
+        return Ok(());
+    }
     let message = raise.message(api_version, OffsetDateTime::now_utc());
     // A message already there is this raise's own, stored by an earlier try.
     store
         .insert_message(&message, None)
         .await
         .map_err(|error| format!("could not store the message: {error}"))?;
-    let account = store
-        .account_endpoints(&raise.account)
-        .await
-        .map_err(|error| format!("could not read the endpoints: {error}"))?;
-    if !account.settings.webhooks_enabled {
-        tracing::info!(message_id = %message.id, "the account's webhooks are disabled; nothing to enqueue");
-        return Ok(());
-    }
-    let receivers = account
-        .endpoints
-        .iter()
-        .filter(|e| operational::receives(e, &raise.event_type, &raise.endpoint_id))
-        .map(|e| e.id.clone())
-        .collect();
     let jobs = DeliveryJob::for_endpoints(&message, receivers);
     queues
         .send_jobs(&jobs)

@@ -336,6 +336,54 @@ pub async fn queue_depth(sqs: &aws_sdk_sqs::Client, url: &str) -> usize {
     .sum()
 }
 
+/// Event `n` as a labelling platform sends one, exactly `bytes` of JSON: a sample
+/// with labels (random ids, categories, boxes) and a note filling the rest. The
+/// benchmarks post it rather than padding, since stored payloads are deflated and
+/// padding would deflate to nothing.
+pub fn sample_event(n: usize, bytes: usize) -> serde_json::Value {
+    // splitmix64: ids that vary like real ones, the same on every run.
+    let mut state = n as u64;
+    let mut random = move || {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    let mut event = serde_json::json!({
+        "event_type": "sample.created",
+        "dataset": "jane/flowers",
+        "object": {"name": format!("rose-{n}.png"), "seq": n, "labels": [], "note": ""},
+    });
+    loop {
+        let r = random();
+        let label = serde_json::json!({
+            "id": format!("lbl_{:016x}", random()),
+            "category": (["rose", "tulip", "daisy", "leaf"][(r % 4) as usize]),
+            "box": [r % 640, (r >> 10) % 480, (r >> 20) % 200, (r >> 30) % 200],
+            "score": (r >> 40) % 1000,
+        });
+        let grown = event.to_string().len() + label.to_string().len() + 1;
+        if grown > bytes {
+            break;
+        }
+        event["object"]["labels"]
+            .as_array_mut()
+            .unwrap()
+            .push(label);
+    }
+    let words = "partly hidden by leaves, in the left corner, out of focus ";
+    let padding = bytes - event.to_string().len();
+    event["object"]["note"] = words
+        .chars()
+        .cycle()
+        .take(padding)
+        .collect::<String>()
+        .into();
+    assert_eq!(event.to_string().len(), bytes);
+    event
+}
+
 /// One request a [`Receiver`] got.
 #[derive(Debug, Clone)]
 pub struct Delivery {

@@ -15,12 +15,16 @@ use std::time::{Duration, Instant};
 use hookline_cli::emulator::Emulator;
 use hookline_tests::capacity::Units;
 use hookline_tests::faults::{FaultCounts, FaultProxy};
-use hookline_tests::{Dev, Receiver, Reply, poll_until, queue_depth};
+use hookline_tests::{Dev, Receiver, Reply, poll_until, queue_depth, sample_event};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 /// Events posted per scenario.
 const EVENTS: usize = 100;
+/// Events posted and delivered before the counting starts, so that the figures are
+/// of instances at steady state: the catalog read, the first key check and the
+/// clients each instance sets up once are not in them.
+const WARM_UP: usize = 8;
 /// Events per `POST /v1/events/batch`.
 const BATCH: usize = 20;
 /// Bytes of one event's JSON.
@@ -187,18 +191,22 @@ struct Stack {
 }
 
 impl Stack {
-    async fn start(retry_schedule: &str) -> Self {
+    /// Dev with `retry_schedule` and a batching window of `batching_window` seconds.
+    async fn start(retry_schedule: &str, batching_window: u64) -> Self {
         let emulator = Emulator::start().expect("the emulator starts");
         let proxy = FaultProxy::start(emulator.url(), 0);
         proxy.meter_capacity();
         let env = environment();
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let window = batching_window.to_string();
         let dev = Dev::start_with_env(
             &[
                 "--emulator",
                 proxy.url(),
                 "--retry-schedule",
                 retry_schedule,
+                "--batching-window",
+                &window,
             ],
             &env,
         );
@@ -382,16 +390,15 @@ fn refused(error: &Value) -> Option<Value> {
 
 /// Event `n`, `EVENT_BYTES` of JSON, carrying its own idempotency key if `with_id`.
 fn event(n: usize, with_id: bool) -> Value {
-    let mut event = json!({
-        "event_type": "sample.created",
-        "dataset": "jane/flowers",
-        "object": {"name": "rose.png", "seq": n, "blob": ""},
-    });
-    if with_id {
-        event["id"] = json!(format!("bench-{n}"));
+    let id = with_id.then(|| format!("bench-{n}"));
+    // `,"id":"…"` added to the object: its JSON without the braces, plus a comma.
+    let id_bytes = id
+        .as_ref()
+        .map_or(0, |id| json!({ "id": id }).to_string().len() - 1);
+    let mut event = sample_event(n, EVENT_BYTES - id_bytes);
+    if let Some(id) = id {
+        event["id"] = json!(id);
     }
-    let padding = EVENT_BYTES - event.to_string().len();
-    event["object"]["blob"] = json!("x".repeat(padding));
     assert_eq!(event.to_string().len(), EVENT_BYTES);
     event
 }
@@ -535,30 +542,43 @@ fn print_breakdown(rows: &[Row]) {
     }
 }
 
-/// Ingest and delivery with a receiver that answers 204.
-async fn deliveries(endpoints: usize, batch: bool, keyed: bool) -> Row {
+/// Ingest and delivery with a receiver that answers 204, the event source waiting up
+/// to `batching_window` seconds to fill a batch.
+async fn deliveries(endpoints: usize, batch: bool, keyed: bool, batching_window: u64) -> Row {
     let scenario = format!(
-        "{endpoints} endpoint{}, {}, {}",
+        "{endpoints} endpoint{}, {}, {}{}",
         if endpoints == 1 { "" } else { "s" },
         if batch { "batch" } else { "single" },
         if keyed { "key" } else { "no key" },
+        if batching_window > 0 {
+            format!(", window {batching_window}s")
+        } else {
+            String::new()
+        },
     );
     let started = Instant::now();
-    let stack = Stack::start("1s,1s,1s").await;
+    let stack = Stack::start("1s,1s,1s", batching_window).await;
     let receiver = Receiver::start().await;
     stack.endpoints(&receiver, endpoints).await;
+    stack.post_events(WARM_UP, false, false, endpoints).await;
+    let warm = WARM_UP * endpoints;
+    stack
+        .drained("the warm-up's deliveries", || {
+            receiver.successes().len() >= warm
+        })
+        .await;
     let setup = stack.proxy.counts();
     let refused = stack.post_events(EVENTS, batch, keyed, endpoints).await;
     let ingested = stack.proxy.counts();
     let wanted = EVENTS * endpoints;
     stack
         .drained(&format!("{wanted} deliveries"), || {
-            receiver.successes().len() >= wanted
+            receiver.successes().len() >= warm + wanted
         })
         .await;
     let delivered = stack.proxy.counts();
     // At least once: a job now and then comes twice; the figures are per job.
-    let requests = receiver.deliveries().len();
+    let requests = receiver.deliveries().len() - warm;
     let ingest = Tally::between(&setup, &ingested);
     // Deliveries start while the posts are still being answered.
     let delivery = Tally::between(&setup, &delivered);
@@ -628,7 +648,7 @@ async fn failures_and_replay(endpoints: usize) -> Row {
         if endpoints == 1 { "" } else { "s" }
     );
     let started = Instant::now();
-    let stack = Stack::start(FAILURE_SCHEDULE).await;
+    let stack = Stack::start(FAILURE_SCHEDULE, 0).await;
     let failing = Arc::new(AtomicBool::new(true));
     let status = failing.clone();
     let receiver = Receiver::scripted(move |_, _| {
@@ -737,10 +757,12 @@ async fn aws_calls_per_event_delivery_failed_attempt_and_replayed_job() {
     for endpoints in [1, 10] {
         for batch in [false, true] {
             for keyed in [false, true] {
-                delivered.push(deliveries(endpoints, batch, keyed).await);
+                delivered.push(deliveries(endpoints, batch, keyed, 0).await);
             }
         }
     }
+    // Single posts trickle in one job at a time; a batching window gathers them.
+    delivered.push(deliveries(1, false, false, 1).await);
     let mut failed = Vec::new();
     for endpoints in [1, 10] {
         failed.push(failures_and_replay(endpoints).await);

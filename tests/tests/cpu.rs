@@ -4,17 +4,21 @@
 //! (the release build) runs against an emulator of the bench's own, so the only
 //! children of dev that run `ingest` or `dispatcher` are the functions measured.
 //! Their utime + stime (`/proc/<pid>/stat`) are read once they are ready (their init),
-//! after a warm-up, and again once
-//! a burst of posts has been delivered and the delivery queue has drained.
+//! after a warm-up, and again once a burst of posts has been delivered and the
+//! delivery queue has drained. Twice: with the functions' connections kept open
+//! through a proxy, as against AWS, and straight to the emulator, which closes each.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use hookline_cli::emulator::Emulator;
-use hookline_tests::{Dev, Receiver, children_of, poll_until, queue_depth, target_dir};
+use hookline_tests::faults::FaultProxy;
+use hookline_tests::{
+    Dev, Receiver, children_of, poll_until, queue_depth, sample_event, target_dir,
+};
 use reqwest::{Method, StatusCode};
-use serde_json::{Value, json};
+use serde_json::json;
 
 /// Events of the measured burst.
 const EVENTS: usize = 1_000;
@@ -27,18 +31,6 @@ const POSTERS: usize = 4;
 const SETTLE: Duration = Duration::from_secs(600);
 /// The binaries deployed as functions.
 const FUNCTIONS: [&str; 4] = ["ingest", "api", "dispatcher", "replay"];
-
-/// Event `n`, `EVENT_BYTES` of JSON.
-fn event(n: usize) -> Value {
-    let mut event = json!({
-        "event_type": "sample.created",
-        "dataset": "jane/flowers",
-        "object": {"name": "rose.png", "seq": n, "blob": ""},
-    });
-    let padding = EVENT_BYTES - event.to_string().len();
-    event["object"]["blob"] = json!("x".repeat(padding));
-    event
-}
 
 /// Where the release binaries are.
 fn release_dir() -> PathBuf {
@@ -113,7 +105,7 @@ async fn post(dev: &Dev, http: &reqwest::Client, first: usize, count: usize) {
             .step_by(POSTERS)
             .map(|n| {
                 dev.request(http, Method::POST, "/v1/events")
-                    .json(&event(n))
+                    .json(&sample_event(n, EVENT_BYTES))
             })
             .collect();
         posters.spawn(async move {
@@ -171,12 +163,24 @@ fn mib(bytes: u64) -> String {
     format!("{:.2} MiB", bytes as f64 / (1024.0 * 1024.0))
 }
 
-/// `make bench-cpu`.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "a benchmark of some minutes on the release build: run by `make bench-cpu`"]
-async fn cpu_per_event_and_delivery_init_and_sizes() {
+/// What one burst measured.
+struct Burst {
+    per_event: f64,
+    per_delivery: f64,
+    /// Dev's log, for the instances' init times.
+    log: String,
+    /// Each function's instances' CPU time by their first poll.
+    init_cpu: [(&'static str, BTreeMap<u32, Duration>); 3],
+}
+
+/// Runs dev on a fresh emulator, reached straight (moto closes every connection, so
+/// each AWS call opens one) or, with `connections_kept`, through a proxy that keeps
+/// the functions' connections open as AWS does; warms it up, then measures a burst.
+async fn burst(connections_kept: bool) -> Burst {
     let emulator = Emulator::start().expect("the emulator starts");
-    let dev = Dev::start_release(&["--emulator", emulator.url()], &[]);
+    let proxy = connections_kept.then(|| FaultProxy::start(emulator.url(), 0));
+    let reached = proxy.as_ref().map_or(emulator.url(), |proxy| proxy.url());
+    let dev = Dev::start_release(&["--emulator", reached], &[]);
     // Dev is ready once every instance has polled for its first invocation: what
     // they used so far is their init, a steadier figure than its wall time.
     let init_cpu =
@@ -216,15 +220,14 @@ async fn cpu_per_event_and_delivery_init_and_sizes() {
     let deliveries = receiver.successes().len() - WARM_UP;
 
     let ms = |cpu: Duration, units: usize| cpu.as_secs_f64() * 1000.0 / units as f64;
-    let per_event = ms(ingest, EVENTS);
-    let per_delivery = ms(dispatcher, deliveries);
+    let (per_event, per_delivery) = (ms(ingest, EVENTS), ms(dispatcher, deliveries));
     println!(
-        "\nCPU time of the release functions (utime + stime), one endpoint, {EVENT_BYTES}-byte \
-         events, {EVENTS} single posts {POSTERS} at a time after {WARM_UP} to warm up; \
-         emulator excluded"
-    );
-    println!(
-        "  posted in {posted:.1?}, delivered in {delivered:.1?}; {deliveries} successful deliveries"
+        "\n{}: posted in {posted:.1?}, delivered in {delivered:.1?}; {deliveries} successful deliveries",
+        if connections_kept {
+            "Connections kept open (through a keep-alive proxy, as against AWS)"
+        } else {
+            "A new connection per AWS call (the emulator straight)"
+        }
     );
     println!(
         "  ingest      {per_event:.3} ms per event ({} instances, {ingest:.2?} in all)",
@@ -238,12 +241,40 @@ async fn cpu_per_event_and_delivery_init_and_sizes() {
         "  together    {:.3} ms per single-endpoint delivery",
         per_event + per_delivery
     );
+    Burst {
+        per_event,
+        per_delivery,
+        log: dev.log(),
+        init_cpu,
+    }
+}
+
+/// `make bench-cpu`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark of some minutes on the release build: run by `make bench-cpu`"]
+async fn cpu_per_event_and_delivery_init_and_sizes() {
+    println!(
+        "\nCPU time of the release functions (utime + stime), one endpoint, {EVENT_BYTES}-byte \
+         events, {EVENTS} single posts {POSTERS} at a time after {WARM_UP} to warm up; \
+         emulator excluded"
+    );
+    let kept = burst(true).await;
+    let fresh = burst(false).await;
+    println!(
+        "\nPer single-endpoint delivery, ingest + dispatcher: {:.3} ms with connections kept, \
+         {:.3} ms with a connection per call",
+        kept.per_event + kept.per_delivery,
+        fresh.per_event + fresh.per_delivery
+    );
 
     println!(
         "\nCold init (process start to its first Runtime API poll), each instance dev started"
     );
     let mut inits: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-    for (function, ms) in init_times(&dev.log()) {
+    for (function, ms) in init_times(&kept.log)
+        .into_iter()
+        .chain(init_times(&fresh.log))
+    {
         inits.entry(function).or_default().push(ms);
     }
     for (function, times) in &inits {
@@ -252,8 +283,12 @@ async fn cpu_per_event_and_delivery_init_and_sizes() {
     }
     assert!(inits.contains_key("ingest") && inits.contains_key("dispatcher"));
     println!("Their CPU time by then (schedstat)");
-    for (function, cpu) in init_cpu {
-        let times: Vec<String> = cpu.values().map(|t| format!("{t:.1?}")).collect();
+    for ((function, kept), (_, fresh)) in kept.init_cpu.iter().zip(&fresh.init_cpu) {
+        let times: Vec<String> = kept
+            .values()
+            .chain(fresh.values())
+            .map(|t| format!("{t:.1?}"))
+            .collect();
         println!("  {function:<11} {}", times.join(", "));
     }
 

@@ -1,9 +1,12 @@
 //! A local stand-in for Lambda's SQS event source mapping with ReportBatchItemFailures:
-//! receive up to ten jobs, invoke the dispatcher with them, delete the ones it did not
-//! report failed, and leave the rest to their visibility timeout.
+//! receive up to ten jobs (for at most the batching window, if there is one), invoke
+//! the dispatcher with them, delete the ones it did not report failed, and leave the
+//! rest to their visibility timeout.
 
 use std::collections::HashSet;
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use serde_json::{Value, json};
 use shared::queue::{Queues, Received};
@@ -16,11 +19,12 @@ pub const BATCH_SIZE: usize = 10;
 /// Long-poll wait of one receive.
 const RECEIVE_WAIT: Duration = Duration::from_secs(2);
 
-/// Polls until `shutdown` turns true.
+/// Polls until `shutdown` turns true, gathering each batch for up to `batching_window`.
 pub async fn poll(
     queues: Queues,
     queue_arn: String,
     dispatcher: Function,
+    batching_window: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
@@ -30,7 +34,7 @@ pub async fn poll(
         };
         let batch = match received {
             Ok(batch) if batch.is_empty() => continue,
-            Ok(batch) => batch,
+            Ok(batch) => fill(&queues, batch, batching_window).await,
             Err(error) => {
                 tracing::warn!(%error, "could not receive delivery jobs");
                 tokio::time::sleep(Duration::from_secs(1)).await;
@@ -64,6 +68,31 @@ pub async fn poll(
             tracing::warn!(%error, "could not delete delivered jobs; they will be delivered again");
         }
     }
+}
+
+/// Receives more jobs into `batch` until it holds [`BATCH_SIZE`] or `window` has
+/// passed since its first job came: the mapping's batching window. A receive waits in
+/// whole seconds, so a window can run over by less than one when the queue is empty.
+async fn fill(queues: &Queues, mut batch: Vec<Received>, window: Duration) -> Vec<Received> {
+    let deadline = Instant::now() + window;
+    while batch.len() < BATCH_SIZE {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        let wait = Duration::from_secs(left.as_secs_f64().ceil() as u64);
+        match queues
+            .receive_delivery(BATCH_SIZE - batch.len(), wait)
+            .await
+        {
+            Ok(more) => batch.extend(more),
+            Err(error) => {
+                tracing::warn!(%error, "could not receive more delivery jobs; invoking with those received");
+                break;
+            }
+        }
+    }
+    batch
 }
 
 /// The `batchItemFailures` ids, or `None` if the answer is not a batch response.

@@ -81,6 +81,11 @@ pub struct DevOptions {
     /// the scheduled function then runs often enough to send each window on time.
     #[arg(long = "email-window")]
     pub email_window: Option<String>,
+    /// Seconds the event source may wait to fill a dispatcher batch of ten, as the
+    /// template's DispatcherBatchingWindow: fewer invocations and AWS calls per
+    /// delivery when events trickle in, each delivery up to that much later.
+    #[arg(long = "batching-window", value_parser = seconds, default_value = "0")]
+    pub batching_window: Duration,
 }
 
 fn seconds(text: &str) -> Result<Duration, String> {
@@ -442,6 +447,7 @@ async fn start(options: &DevOptions) -> Result<Running, DevError> {
                 event_source_queues.lane(lane),
                 queue_arn(queue),
                 function.clone(),
+                options.batching_window,
                 shutdown.clone(),
             )));
         }

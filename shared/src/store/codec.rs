@@ -5,8 +5,12 @@
 //! [`StoreError::Corrupt`], never a default.
 
 use std::collections::HashMap;
+use std::io::{Read, Write};
 
 use aws_sdk_dynamodb::types::AttributeValue;
+use flate2::Compression;
+use flate2::read::DeflateDecoder;
+use flate2::write::DeflateEncoder;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -201,35 +205,75 @@ struct MessageRecord {
     event_type: EventType,
     dataset: String,
     created_at: String,
-    payload: String,
     #[serde(with = "crate::timefmt")]
     received_at: OffsetDateTime,
 }
 
-/// A message's attributes, without its key and expiry.
+/// The attribute holding a payload stored as text.
+const PAYLOAD: &str = "payload";
+/// The attribute holding a payload stored deflated (raw DEFLATE, RFC 1951).
+const PAYLOAD_DEFLATE: &str = "payload_deflate";
+/// Payloads shorter than this are stored as text: deflating them saves too little
+/// to matter.
+const DEFLATE_FROM: usize = 256;
+
+/// A message's attributes, without its key and expiry. A payload of
+/// [`DEFLATE_FROM`] bytes or more is stored deflated (JSON text always shrinks): a
+/// typical 1 KiB event then fits an item under 1 KiB, one write unit, not two.
 pub(super) fn message_item(message: &Message) -> Item {
-    to_item(MessageRecord {
+    let mut item = to_item(MessageRecord {
         id: message.id.clone(),
         account: message.account.clone(),
         event_type: message.event_type.clone(),
         dataset: message.dataset.clone(),
         created_at: message.created_at.clone(),
-        payload: message.payload.clone(),
         received_at: message.received_at,
-    })
+    });
+    let payload = &message.payload;
+    if payload.len() >= DEFLATE_FROM {
+        let deflated = deflate(payload.as_bytes());
+        item.insert(PAYLOAD_DEFLATE.into(), AttributeValue::B(deflated.into()));
+    } else {
+        item.insert(PAYLOAD.into(), s(payload));
+    }
+    item
 }
 
 pub(super) fn message_from_item(item: &Item) -> Result<Message, StoreError> {
     let r: MessageRecord = from_item(item, "a message")?;
+    let corrupt = |what: &str| StoreError::Corrupt(format!("a message: {what}"));
+    let payload = match (item.get(PAYLOAD), item.get(PAYLOAD_DEFLATE)) {
+        (Some(AttributeValue::S(text)), None) => text.clone(),
+        (None, Some(AttributeValue::B(deflated))) => inflate(deflated.as_ref())
+            .ok_or_else(|| corrupt("a payload that does not inflate to text"))?,
+        _ => return Err(corrupt("not exactly one payload, as text or deflated")),
+    };
     Ok(Message {
         id: r.id,
         account: r.account,
         event_type: r.event_type,
         dataset: r.dataset,
         created_at: r.created_at,
-        payload: r.payload,
+        payload,
         received_at: r.received_at,
     })
+}
+
+fn deflate(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = DeflateEncoder::new(Vec::new(), Compression::default());
+    encoder
+        .write_all(bytes)
+        .expect("writing to a Vec does not fail");
+    encoder.finish().expect("writing to a Vec does not fail")
+}
+
+/// The text `deflated` holds, or `None` if it is not DEFLATE data of UTF-8 text.
+fn inflate(deflated: &[u8]) -> Option<String> {
+    let mut text = String::new();
+    DeflateDecoder::new(deflated)
+        .read_to_string(&mut text)
+        .ok()?;
+    Some(text)
 }
 
 /// An idempotency record as a repeat reads it: whose message, and whether its
@@ -861,5 +905,81 @@ mod tests {
         assert_refused(&claim, "state", claim_from_item, false);
         // Removed once the fan-out is done.
         assert_refused(&claim, "lease_until", claim_from_item, true);
+    }
+
+    /// Bytes DynamoDB bills for `item`: attribute names plus values (numbers and
+    /// the rest approximated by their text).
+    fn billed_size(item: &Item) -> usize {
+        item.iter()
+            .map(|(name, value)| {
+                name.len()
+                    + match value {
+                        AttributeValue::S(text) | AttributeValue::N(text) => text.len(),
+                        AttributeValue::B(bytes) => bytes.as_ref().len(),
+                        other => format!("{other:?}").len(),
+                    }
+            })
+            .sum()
+    }
+
+    #[test]
+    fn a_typical_payload_is_stored_deflated_and_reads_back() {
+        // A 1 KiB label event as a platform sends it: ids, names, coordinates.
+        let labels: Vec<Value> = (0..14)
+            .map(|i| {
+                serde_json::json!({
+                    "id": format!("lbl_01HX{i:02}Q8Z3K5M7N9P2R4T6V8W"),
+                    "category": (["rose", "tulip", "daisy"][i % 3]),
+                    "box": [i * 37 % 640, i * 53 % 480, 40 + i, 30 + 2 * i],
+                })
+            })
+            .collect();
+        let payload =
+            serde_json::json!({"type": "label.created", "data": {"labels": labels}}).to_string();
+        assert!(payload.len() >= 1024, "{}", payload.len());
+        let message = Message {
+            payload,
+            ..message()
+        };
+        let item = message_item(&message);
+        assert!(item.contains_key(PAYLOAD_DEFLATE) && !item.contains_key(PAYLOAD));
+        assert!(billed_size(&item) < 1024, "{} bytes", billed_size(&item));
+        assert_eq!(message_from_item(&item).unwrap().payload, message.payload);
+    }
+
+    #[test]
+    fn a_short_payload_is_stored_as_text() {
+        let message = Message {
+            payload: r#"{"a":1}"#.into(),
+            ..message()
+        };
+        let item = message_item(&message);
+        assert_eq!(item[PAYLOAD], s(&message.payload));
+        assert!(!item.contains_key(PAYLOAD_DEFLATE));
+    }
+
+    #[test]
+    fn a_payload_that_does_not_inflate_or_is_stored_twice_is_corrupt() {
+        let payload = "{\"blob\": \"".to_string() + &"ab".repeat(300) + "\"}";
+        let item = message_item(&Message {
+            payload,
+            ..message()
+        });
+        let mut truncated = item.clone();
+        let AttributeValue::B(deflated) = &item[PAYLOAD_DEFLATE] else {
+            panic!("deflated")
+        };
+        let half = deflated.as_ref()[..deflated.as_ref().len() / 2].to_vec();
+        truncated.insert(PAYLOAD_DEFLATE.into(), AttributeValue::B(half.into()));
+        let mut both = item.clone();
+        both.insert(PAYLOAD.into(), s("{}"));
+        let mut as_text = item.clone();
+        as_text.insert(PAYLOAD_DEFLATE.into(), s("{}"));
+        for corrupt in [truncated, both, as_text] {
+            assert!(matches!(
+                message_from_item(&corrupt),
+                Err(StoreError::Corrupt(_))
+            ));
+        }
     }
 }
