@@ -997,6 +997,39 @@ async fn a_raise_done_twice_disables_once_and_is_one_message_to_its_subscribers_
 }
 
 #[tokio::test]
+async fn a_raise_no_endpoint_receives_disables_but_stores_and_enqueues_nothing() {
+    let (env, deps) = setup().await;
+    let (gone, _) = env
+        .add_endpoint("jane", "https://gone.example/hook", |_| {})
+        .await;
+    // Every non-operational type, and so not this one.
+    env.add_endpoint("jane", "https://all.example/hook", |_| {})
+        .await;
+    let raise = Raise::disabled(&gone, GONE, time::OffsetDateTime::now_utc());
+    env.queues
+        .send_bodies(&[Task::Raise(raise.clone()).to_body()])
+        .await
+        .unwrap();
+    let received = receive(&env, 1).await;
+    assert!(failed_ids(&dispatch(&env, &deps, &received).await).is_empty());
+
+    let (stored, _) = env
+        .store
+        .get_endpoint(&gone.account, &gone.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(stored.disabled);
+    let message = env
+        .store
+        .get_message(&gone.account, &raise.message_id)
+        .await
+        .unwrap();
+    assert!(message.is_none(), "{message:?}");
+    assert!(env.receive_all_delivery().await.is_empty());
+}
+
+#[tokio::test]
 async fn a_raise_whose_answers_are_lost_or_refused_is_one_message_when_it_is_done_again() {
     use hookline_tests::intercept::{InjectAt, Injected};
     let env = TestEnv::new("1s,1s").await;
