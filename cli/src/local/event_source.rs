@@ -6,11 +6,10 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use tokio::time::Instant;
-
 use serde_json::{Value, json};
 use shared::queue::{Queues, Received};
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 use super::runtime::{Function, stopped};
 
