@@ -131,6 +131,26 @@ async fn dispatch(env: &TestEnv, deps: &Deps, received: &[Received]) -> SqsBatch
     response
 }
 
+/// `endpoint` as the store holds it now.
+async fn endpoint_now(env: &TestEnv, endpoint: &Endpoint) -> Endpoint {
+    let (stored, _) = env
+        .store
+        .get_endpoint(&endpoint.account, &endpoint.id)
+        .await
+        .unwrap()
+        .expect("the endpoint is stored");
+    stored
+}
+
+/// The delivery jobs waiting on the delivery queue, taken off it.
+async fn queued_jobs(env: &TestEnv) -> Vec<DeliveryJob> {
+    env.receive_all_delivery()
+        .await
+        .iter()
+        .map(|r| serde_json::from_str(&r.body).unwrap())
+        .collect()
+}
+
 /// The bodies waiting in the DLQ.
 async fn dlq_bodies(env: &TestEnv) -> Vec<String> {
     let mut bodies = Vec::new();
@@ -943,12 +963,7 @@ async fn a_raise_done_twice_disables_once_and_is_one_message_to_its_subscribers_
     let received = receive(&env, 2).await;
     assert!(failed_ids(&dispatch(&env, &deps, &received).await).is_empty());
 
-    let (stored, _) = env
-        .store
-        .get_endpoint(&gone.account, &gone.id)
-        .await
-        .unwrap()
-        .unwrap();
+    let stored = endpoint_now(&env, &gone).await;
     assert!(stored.disabled);
     assert_eq!(stored.disabled_reason.as_deref(), Some(GONE));
     let message = env
@@ -958,12 +973,7 @@ async fn a_raise_done_twice_disables_once_and_is_one_message_to_its_subscribers_
         .unwrap()
         .unwrap();
     assert_eq!(message.dataset(), None);
-    let jobs: Vec<DeliveryJob> = env
-        .receive_all_delivery()
-        .await
-        .iter()
-        .map(|r| serde_json::from_str(&r.body).unwrap())
-        .collect();
+    let jobs = queued_jobs(&env).await;
     assert!(!jobs.is_empty());
     assert!(
         jobs.iter()
@@ -986,12 +996,7 @@ async fn a_raise_done_twice_disables_once_and_is_one_message_to_its_subscribers_
     env.queues.send_bodies(&[body]).await.unwrap();
     let again = receive(&env, 1).await;
     assert!(failed_ids(&dispatch(&env, &deps, &again).await).is_empty());
-    let (after, _) = env
-        .store
-        .get_endpoint(&gone.account, &gone.id)
-        .await
-        .unwrap()
-        .unwrap();
+    let after = endpoint_now(&env, &gone).await;
     assert!(!after.disabled && after.disabled_reason.is_none());
     assert_eq!(env.queue_depth(env.queues.delivery_url()).await, in_flight);
 }
@@ -1013,12 +1018,7 @@ async fn a_raise_no_endpoint_receives_disables_but_stores_and_enqueues_nothing()
     let received = receive(&env, 1).await;
     assert!(failed_ids(&dispatch(&env, &deps, &received).await).is_empty());
 
-    let (stored, _) = env
-        .store
-        .get_endpoint(&gone.account, &gone.id)
-        .await
-        .unwrap()
-        .unwrap();
+    let stored = endpoint_now(&env, &gone).await;
     assert!(stored.disabled);
     let message = env
         .store
@@ -1063,19 +1063,9 @@ async fn a_raise_whose_answers_are_lost_or_refused_is_one_message_when_it_is_don
         }
         assert!(fault.seen() >= 1, "{operation} was called");
 
-        let (stored, _) = env
-            .store
-            .get_endpoint(&gone.account, &gone.id)
-            .await
-            .unwrap()
-            .unwrap();
+        let stored = endpoint_now(&env, &gone).await;
         assert_eq!(stored.disabled_reason.as_deref(), Some(GONE), "{operation}");
-        let jobs: Vec<DeliveryJob> = env
-            .receive_all_delivery()
-            .await
-            .iter()
-            .map(|r| serde_json::from_str(&r.body).unwrap())
-            .collect();
+        let jobs = queued_jobs(&env).await;
         assert_eq!(jobs.len(), 1, "{operation}: {jobs:?}");
         assert_eq!(jobs[0].endpoint_id, watcher.id);
         assert_eq!(jobs[0].message_id, raise.message_id);
