@@ -4,6 +4,7 @@
 //! item may lack it by design; anything else missing or mistyped is
 //! [`StoreError::Corrupt`], never a default.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io::{Read, Write};
 
@@ -260,11 +261,21 @@ pub(super) fn message_from_item(item: &Item) -> Result<Message, StoreError> {
 }
 
 fn deflate(bytes: &[u8]) -> Vec<u8> {
-    let mut encoder = DeflateEncoder::new(Vec::new(), Compression::default());
-    encoder
-        .write_all(bytes)
-        .expect("writing to a Vec does not fail");
-    encoder.finish().expect("writing to a Vec does not fail")
+    thread_local! {
+        // An encoder's state is a few hundred KiB: allocated (and its pages faulted
+        // in) once per thread, not once per payload.
+        static ENCODER: RefCell<DeflateEncoder<Vec<u8>>> =
+            RefCell::new(DeflateEncoder::new(Vec::new(), Compression::default()));
+    }
+    ENCODER.with_borrow_mut(|encoder| {
+        encoder
+            .write_all(bytes)
+            .expect("writing to a Vec does not fail");
+        // Finishes this payload's stream and starts the next one afresh.
+        encoder
+            .reset(Vec::new())
+            .expect("writing to a Vec does not fail")
+    })
 }
 
 /// The text `deflated` holds, or `None` if it is not DEFLATE data of UTF-8 text.
@@ -945,6 +956,21 @@ mod tests {
         assert!(item.contains_key(PAYLOAD_DEFLATE) && !item.contains_key(PAYLOAD));
         assert!(billed_size(&item) < 1024, "{} bytes", billed_size(&item));
         assert_eq!(message_from_item(&item).unwrap().payload, message.payload);
+    }
+
+    #[test]
+    fn payloads_deflated_one_after_another_each_inflate_on_their_own() {
+        // The encoder is reused: no payload may carry state over from the one before.
+        let payloads: Vec<String> = ["rose", "tulip", "rose"]
+            .iter()
+            .enumerate()
+            .map(|(i, name)| format!(r#"{{"n":{i},"names":"{}"}}"#, name.repeat(100 + i)))
+            .collect();
+        let deflated: Vec<Vec<u8>> = payloads.iter().map(|p| deflate(p.as_bytes())).collect();
+        for (payload, deflated) in payloads.iter().zip(&deflated) {
+            assert_eq!(inflate(deflated).as_ref(), Some(payload));
+        }
+        assert_eq!(deflated[0], deflate(payloads[0].as_bytes()));
     }
 
     #[test]
