@@ -78,15 +78,21 @@ pub async fn accept(deps: &Deps, events: Vec<NewEvent>) -> Vec<Result<Accepted, 
     let now = OffsetDateTime::now_utc();
     let mut answers: Vec<Option<Result<Accepted, ApiError>>> = vec![None; events.len()];
     let repeats = repeated_keys(&events);
+    let mut accounts: Vec<Account> = events.iter().map(|e| e.account.clone()).collect();
+    accounts.sort_unstable();
+    accounts.dedup();
     let firsts = events
         .into_iter()
         .enumerate()
         .filter(|(index, _)| !repeats.iter().any(|r| r.index == *index));
-    let stored: Vec<(usize, Result<Stored, ApiError>)> = futures::stream::iter(firsts)
+    let stores = futures::stream::iter(firsts)
         .map(|(index, event)| async move { (index, store(deps, event, now).await) })
         .buffered(CONCURRENT_WRITES)
-        .collect()
-        .await;
+        .collect::<Vec<(usize, Result<Stored, ApiError>)>>();
+    // The endpoints are read while the messages are written: one round trip less
+    // before the answer. A read for events that turn out duplicates is wasted, but
+    // it is only a read.
+    let (stored, endpoints) = futures::join!(stores, read_endpoints(deps, accounts));
     let mut pending = Vec::new();
     for (index, outcome) in stored {
         match outcome {
@@ -110,7 +116,7 @@ pub async fn accept(deps: &Deps, events: Vec<NewEvent>) -> Vec<Result<Accepted, 
         }
     }
 
-    find_endpoints(deps, &mut pending).await;
+    assign_endpoints(&endpoints, &mut pending);
     let sizes: Vec<usize> = pending
         .iter()
         .filter(|p| !p.failed)
@@ -186,11 +192,12 @@ enum Stored {
 
 async fn store(deps: &Deps, event: NewEvent, now: OffsetDateTime) -> Result<Stored, ApiError> {
     let key = event.idempotency_key.clone();
-    let fingerprint = event.fingerprint();
-    let claim = key.as_deref().map(|key| Claim {
-        key,
-        fingerprint: &fingerprint,
-    });
+    // Only a key's claim keeps the event's fingerprint, to tell a repeat from a reuse.
+    let fingerprint = key.as_ref().map(|_| event.fingerprint());
+    let claim = key
+        .as_deref()
+        .zip(fingerprint.as_deref())
+        .map(|(key, fingerprint)| Claim { key, fingerprint });
     let message = event.into_message(&deps.config.api_version, now);
     let store_error = |e: StoreError| internal("could not store a message", &e);
     let mut inserted = deps
@@ -232,19 +239,26 @@ async fn store(deps: &Deps, event: NewEvent, now: OffsetDateTime) -> Result<Stor
     }
 }
 
-/// The subscribed endpoints of each pending event: one Query per account, which
-/// also reads the account's settings; an account whose webhooks are disabled has none.
-async fn find_endpoints(deps: &Deps, pending: &mut [Pending]) {
-    let mut accounts: Vec<&Account> = pending.iter().map(|p| &p.message.account).collect();
-    accounts.sort_unstable();
-    accounts.dedup();
-    let found: HashMap<Account, Result<AccountEndpoints, StoreError>> =
-        futures::future::join_all(accounts.into_iter().map(|account| async move {
-            (account.clone(), deps.store.account_endpoints(account).await)
-        }))
-        .await
-        .into_iter()
-        .collect();
+/// The endpoints and settings of each account: one Query each.
+async fn read_endpoints(
+    deps: &Deps,
+    accounts: Vec<Account>,
+) -> HashMap<Account, Result<AccountEndpoints, StoreError>> {
+    futures::future::join_all(accounts.into_iter().map(|account| async move {
+        let endpoints = deps.store.account_endpoints(&account).await;
+        (account, endpoints)
+    }))
+    .await
+    .into_iter()
+    .collect()
+}
+
+/// The subscribed endpoints of each pending event; an account whose webhooks are
+/// disabled has none.
+fn assign_endpoints(
+    found: &HashMap<Account, Result<AccountEndpoints, StoreError>>,
+    pending: &mut [Pending],
+) {
     for event in pending {
         match &found[&event.message.account] {
             Ok(account) if !account.settings.webhooks_enabled => {
