@@ -5,8 +5,10 @@
 //! children of dev that run `ingest` or `dispatcher` are the functions measured.
 //! Their utime + stime (`/proc/<pid>/stat`) are read once they are ready (their init),
 //! after a warm-up, and again once a burst of posts has been delivered and the
-//! delivery queue has drained. Twice: with the functions' connections kept open
-//! through a proxy, as against AWS, and straight to the emulator, which closes each.
+//! delivery queue has drained. Three times: single posts with the functions'
+//! connections kept open through a proxy, as against AWS; the same events posted
+//! through `POST /v1/events/batch`; and single posts straight to the emulator, which
+//! closes each connection.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -26,8 +28,10 @@ const EVENTS: usize = 1_000;
 const WARM_UP: usize = 40;
 /// Bytes of one event's JSON.
 const EVENT_BYTES: usize = 1024;
-/// Single posts in flight at once.
+/// Posts in flight at once.
 const POSTERS: usize = 4;
+/// Events per `POST /v1/events/batch` in the batch burst.
+const BATCH: usize = 10;
 const SETTLE: Duration = Duration::from_secs(600);
 /// The binaries deployed as functions.
 const FUNCTIONS: [&str; 4] = ["ingest", "api", "dispatcher", "replay"];
@@ -97,16 +101,27 @@ fn used(before: &BTreeMap<u32, Duration>, after: &BTreeMap<u32, Duration>) -> Du
     after.values().sum::<Duration>() - before.values().sum::<Duration>()
 }
 
-/// Posts events `first..first + count`, `POSTERS` at a time, each until accepted.
-async fn post(dev: &Dev, http: &reqwest::Client, first: usize, count: usize) {
+/// Posts events `first..first + count`, `POSTERS` posts at a time, each until
+/// accepted: one event per post, or `batch` per `POST /v1/events/batch`.
+async fn post(dev: &Dev, http: &reqwest::Client, first: usize, count: usize, batch: Option<usize>) {
+    let per_post = batch.unwrap_or(1);
+    let request = |n: usize| match batch {
+        None => dev
+            .request(http, Method::POST, "/v1/events")
+            .json(&sample_event(n, EVENT_BYTES)),
+        Some(size) => {
+            let events: Vec<_> = (n..(n + size).min(first + count))
+                .map(|n| sample_event(n, EVENT_BYTES))
+                .collect();
+            dev.request(http, Method::POST, "/v1/events/batch")
+                .json(&json!({ "events": events }))
+        }
+    };
     let mut posters = tokio::task::JoinSet::new();
     for poster in 0..POSTERS {
-        let requests: Vec<_> = (first + poster..first + count)
-            .step_by(POSTERS)
-            .map(|n| {
-                dev.request(http, Method::POST, "/v1/events")
-                    .json(&sample_event(n, EVENT_BYTES))
-            })
+        let requests: Vec<_> = (first + poster * per_post..first + count)
+            .step_by(POSTERS * per_post)
+            .map(request)
             .collect();
         posters.spawn(async move {
             for request in requests {
@@ -114,8 +129,15 @@ async fn post(dev: &Dev, http: &reqwest::Client, first: usize, count: usize) {
                 let mut tries = 0;
                 loop {
                     let attempt = request.try_clone().expect("a buffered body");
-                    let status = attempt.send().await.expect("the gateway answers").status();
+                    let answer = attempt.send().await.expect("the gateway answers");
+                    let status = answer.status();
                     if status == StatusCode::ACCEPTED {
+                        // A batch's events are each accepted or refused on their own.
+                        let body: serde_json::Value = answer.json().await.expect("a JSON answer");
+                        let refused = body["data"]
+                            .as_array()
+                            .is_some_and(|items| items.iter().any(|item| item.get("id").is_none()));
+                        assert!(!refused, "{body}");
                         break;
                     }
                     tries += 1;
@@ -175,8 +197,9 @@ struct Burst {
 
 /// Runs dev on a fresh emulator, reached straight (moto closes every connection, so
 /// each AWS call opens one) or, with `connections_kept`, through a proxy that keeps
-/// the functions' connections open as AWS does; warms it up, then measures a burst.
-async fn burst(connections_kept: bool) -> Burst {
+/// the functions' connections open as AWS does; warms it up, then measures a burst
+/// of single posts, or of `batch` events per post.
+async fn burst(connections_kept: bool, batch: Option<usize>) -> Burst {
     let emulator = Emulator::start().expect("the emulator starts");
     let proxy = connections_kept.then(|| FaultProxy::start(emulator.url(), 0));
     let reached = proxy.as_ref().map_or(emulator.url(), |proxy| proxy.url());
@@ -204,14 +227,14 @@ async fn burst(connections_kept: bool) -> Burst {
         .await
     };
 
-    post(&dev, &http, 0, WARM_UP).await;
+    post(&dev, &http, 0, WARM_UP, batch).await;
     drained(WARM_UP).await;
     let ingest_before = cpu_of(&dev, "ingest");
     let dispatcher_before = cpu_of(&dev, "dispatcher");
     assert!(!ingest_before.is_empty() && !dispatcher_before.is_empty());
 
     let started = Instant::now();
-    post(&dev, &http, WARM_UP, EVENTS).await;
+    post(&dev, &http, WARM_UP, EVENTS, batch).await;
     let posted = started.elapsed();
     drained(WARM_UP + EVENTS).await;
     let delivered = started.elapsed();
@@ -221,13 +244,18 @@ async fn burst(connections_kept: bool) -> Burst {
 
     let ms = |cpu: Duration, units: usize| cpu.as_secs_f64() * 1000.0 / units as f64;
     let (per_event, per_delivery) = (ms(ingest, EVENTS), ms(dispatcher, deliveries));
+    let posts = match batch {
+        None => "Single posts".to_string(),
+        Some(size) => format!("Posts of {size} events through /v1/events/batch"),
+    };
+    let connections = if connections_kept {
+        "connections kept open (through a keep-alive proxy, as against AWS)"
+    } else {
+        "a new connection per AWS call (the emulator straight)"
+    };
     println!(
-        "\n{}: posted in {posted:.1?}, delivered in {delivered:.1?}; {deliveries} successful deliveries",
-        if connections_kept {
-            "Connections kept open (through a keep-alive proxy, as against AWS)"
-        } else {
-            "A new connection per AWS call (the emulator straight)"
-        }
+        "\n{posts}, {connections}: posted in {posted:.1?}, delivered in {delivered:.1?}; \
+         {deliveries} successful deliveries"
     );
     println!(
         "  ingest      {per_event:.3} ms per event ({} instances, {ingest:.2?} in all)",
@@ -255,26 +283,28 @@ async fn burst(connections_kept: bool) -> Burst {
 async fn cpu_per_event_and_delivery_init_and_sizes() {
     println!(
         "\nCPU time of the release functions (utime + stime), one endpoint, {EVENT_BYTES}-byte \
-         events, {EVENTS} single posts {POSTERS} at a time after {WARM_UP} to warm up; \
+         events, {EVENTS} of them {POSTERS} posts at a time after {WARM_UP} to warm up; \
          emulator excluded"
     );
-    let kept = burst(true).await;
-    let fresh = burst(false).await;
+    let kept = burst(true, None).await;
+    let batched = burst(true, Some(BATCH)).await;
+    let fresh = burst(false, None).await;
+    let together = |burst: &Burst| burst.per_event + burst.per_delivery;
     println!(
-        "\nPer single-endpoint delivery, ingest + dispatcher: {:.3} ms with connections kept, \
-         {:.3} ms with a connection per call",
-        kept.per_event + kept.per_delivery,
-        fresh.per_event + fresh.per_delivery
+        "\nPer single-endpoint delivery, ingest + dispatcher: {:.3} ms posted one by one with \
+         connections kept, {:.3} ms posted {BATCH} per batch, {:.3} ms one by one with a \
+         connection per call",
+        together(&kept),
+        together(&batched),
+        together(&fresh)
     );
+    let bursts = [&kept, &batched, &fresh];
 
     println!(
         "\nCold init (process start to its first Runtime API poll), each instance dev started"
     );
     let mut inits: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-    for (function, ms) in init_times(&kept.log)
-        .into_iter()
-        .chain(init_times(&fresh.log))
-    {
+    for (function, ms) in bursts.iter().flat_map(|burst| init_times(&burst.log)) {
         inits.entry(function).or_default().push(ms);
     }
     for (function, times) in &inits {
@@ -283,10 +313,10 @@ async fn cpu_per_event_and_delivery_init_and_sizes() {
     }
     assert!(inits.contains_key("ingest") && inits.contains_key("dispatcher"));
     println!("Their CPU time by then (schedstat)");
-    for ((function, kept), (_, fresh)) in kept.init_cpu.iter().zip(&fresh.init_cpu) {
-        let times: Vec<String> = kept
-            .values()
-            .chain(fresh.values())
+    for (position, (function, _)) in kept.init_cpu.iter().enumerate() {
+        let times: Vec<String> = bursts
+            .iter()
+            .flat_map(|burst| burst.init_cpu[position].1.values())
             .map(|t| format!("{t:.1?}"))
             .collect();
         println!("  {function:<11} {}", times.join(", "));
