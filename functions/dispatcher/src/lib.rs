@@ -335,7 +335,7 @@ async fn deliver(
     let drop_with = |why: &str| {
         let attempt = record(AttemptStatus::Failed, Exchange::error(why), None);
         tally(metrics::Outcome::Dropped, None);
-        tracing::info!(message_id = %attempt.message_id, endpoint_id = %attempt.endpoint_id, why = ?attempt.error, "job dropped");
+        tracing::info!(message_id = %attempt.message_id, endpoint_id = %attempt.endpoint_id, why = attempt.error.as_deref(), "job dropped");
         pending.record(attempt);
         Verdict::Done
     };
@@ -450,7 +450,8 @@ async fn deliver(
             let delay = retry_delay(deps, received, attempt_number, kind, exchange.retry_after);
             tracing::info!(
                 message_id = %job.message_id, endpoint_id = %job.endpoint_id, attempt = attempt_number,
-                status = ?exchange.status, error = ?exchange.error, next_delay = ?delay, "delivery failed"
+                status = exchange.status, error = exchange.error.as_deref(),
+                next_delay_ms = delay.map(|delay| delay.as_millis() as u64), "delivery failed"
             );
             let attempt = record(AttemptStatus::Failed, exchange, delay);
             let raised = raise::after_failure(deps, job, endpoint, &attempt, delay.is_none()).await;

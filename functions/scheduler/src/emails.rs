@@ -176,7 +176,7 @@ async fn send_due(deps: &Deps, token: &str, due: &DueEmail) -> Result<Outcome, S
             Ok(Outcome::Sent)
         }
         Err(error) => {
-            tracing::warn!(endpoint_id = %due.endpoint_id, attempt = due.attempt, %error, next_delay = ?delay, "email failed");
+            tracing::warn!(endpoint_id = %due.endpoint_id, attempt = due.attempt, %error, next_delay_ms = delay.map(|delay| delay.as_millis() as u64), "email failed");
             match delay {
                 Some(delay) => {
                     // Registered again before this one goes: never neither.
