@@ -160,10 +160,7 @@ pub async fn endpoints(command: EndpointsCommand) -> Result<(), String> {
             if let Some(format) = format {
                 body.insert("format".into(), json!(format));
             }
-            let catalog = store
-                .event_type_catalog()
-                .await
-                .map_err(|e| e.to_string())?;
+            let catalog = store.event_type_names().await.map_err(|e| e.to_string())?;
             let input =
                 endpoint::parse_new(&body, &account, config.allow_private_targets, &catalog)
                     .map_err(|e| e.to_string())?;

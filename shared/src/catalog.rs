@@ -113,7 +113,15 @@ pub fn builtin(name: &str) -> Option<EventType> {
 #[derive(Debug, Clone)]
 struct Entry {
     registered: RegisteredType,
-    validator: Option<Arc<jsonschema::Validator>>,
+    schema: Schema,
+}
+
+#[derive(Debug, Clone)]
+enum Schema {
+    None,
+    Compiled(Arc<jsonschema::Validator>),
+    /// In a catalog of names only ([`Catalog::names_only`]).
+    NotCompiled,
 }
 
 /// The whole catalog at one moment: the built-in types and the registered ones.
@@ -129,24 +137,34 @@ impl Catalog {
         let registered = registered
             .into_iter()
             .map(|registered| {
-                let validator = match &registered.schema {
-                    Some(schema) => {
-                        Some(Arc::new(registry::compile(schema).map_err(|e| {
-                            format!("the schema of {}: {e}", registered.name)
-                        })?))
-                    }
-                    None => None,
+                let schema = match &registered.schema {
+                    Some(schema) => Schema::Compiled(Arc::new(
+                        registry::compile(schema)
+                            .map_err(|e| format!("the schema of {}: {e}", registered.name))?,
+                    )),
+                    None => Schema::None,
                 };
-                Ok((
-                    registered.name.to_string(),
-                    Entry {
-                        registered,
-                        validator,
-                    },
-                ))
+                Ok((registered.name.to_string(), Entry { registered, schema }))
             })
             .collect::<Result<_, String>>()?;
         Ok(Self { registered })
+    }
+
+    /// The catalog for naming types only (subscriptions, filters): no schema is
+    /// compiled, which costs milliseconds each and keeps the JSON Schema code out
+    /// of binaries that never check an event. It must not check one.
+    pub fn names_only(registered: Vec<RegisteredType>) -> Self {
+        let registered = registered
+            .into_iter()
+            .map(|registered| {
+                let schema = match registered.schema {
+                    Some(_) => Schema::NotCompiled,
+                    None => Schema::None,
+                };
+                (registered.name.to_string(), Entry { registered, schema })
+            })
+            .collect();
+        Self { registered }
     }
 
     /// `name` as an event type an event may have and an endpoint may newly
@@ -173,13 +191,12 @@ impl Catalog {
         event_type: &EventType,
         object: &Map<String, Value>,
     ) -> Result<(), FieldError> {
-        match self
-            .registered
-            .get(event_type.as_str())
-            .and_then(|e| e.validator.as_ref())
-        {
-            Some(validator) => registry::check_object(validator, object),
-            None => Ok(()),
+        match self.registered.get(event_type.as_str()).map(|e| &e.schema) {
+            Some(Schema::Compiled(validator)) => registry::check_object(validator, object),
+            Some(Schema::NotCompiled) => {
+                panic!("a catalog of names only checks no event: build it with Catalog::new")
+            }
+            Some(Schema::None) | None => Ok(()),
         }
     }
 
@@ -301,6 +318,37 @@ mod tests {
             created_at: now,
             updated_at: now,
         }
+    }
+
+    #[test]
+    fn a_catalog_of_names_only_names_what_the_full_one_names() {
+        let types = || {
+            vec![
+                registered("task.submitted", false, Some(json!({"required": ["name"]}))),
+                registered("task.old", true, None),
+            ]
+        };
+        let (full, names) = (Catalog::new(types()).unwrap(), Catalog::names_only(types()));
+        for name in ["sample.created", "task.submitted", "task.old", "task.never"] {
+            assert_eq!(names.subscribable(name), full.subscribable(name), "{name}");
+            assert_eq!(names.any(name), full.any(name), "{name}");
+        }
+        // Even a schema that would not compile: names only never compiles it.
+        let broken = vec![registered("task.odd", false, Some(json!({"type": 12})))];
+        assert!(Catalog::new(broken.clone()).is_err());
+        assert!(Catalog::names_only(broken).subscribable("task.odd").is_some());
+    }
+
+    #[test]
+    #[should_panic(expected = "names only")]
+    fn a_catalog_of_names_only_checks_no_event() {
+        let names = Catalog::names_only(vec![registered(
+            "task.submitted",
+            false,
+            Some(json!({"required": ["name"]})),
+        )]);
+        let submitted = names.subscribable("task.submitted").unwrap();
+        let _ = names.check_object(&submitted, &object(json!({"name": "x"})));
     }
 
     #[test]

@@ -111,8 +111,13 @@ impl Store {
         Ok(types)
     }
 
-    /// The built-in types with every registered one, as of now.
+    /// The built-in types with every registered one, as of now, their schemas compiled.
     pub async fn event_type_catalog(&self) -> Result<Catalog, StoreError> {
         Catalog::new(self.event_types().await?).map_err(StoreError::Corrupt)
+    }
+
+    /// The same for naming types only: no schema compiled ([`Catalog::names_only`]).
+    pub async fn event_type_names(&self) -> Result<Catalog, StoreError> {
+        Ok(Catalog::names_only(self.event_types().await?))
     }
 }
