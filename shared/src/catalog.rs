@@ -336,7 +336,11 @@ mod tests {
         // Even a schema that would not compile: names only never compiles it.
         let broken = vec![registered("task.odd", false, Some(json!({"type": 12})))];
         assert!(Catalog::new(broken.clone()).is_err());
-        assert!(Catalog::names_only(broken).subscribable("task.odd").is_some());
+        assert!(
+            Catalog::names_only(broken)
+                .subscribable("task.odd")
+                .is_some()
+        );
     }
 
     #[test]
