@@ -275,6 +275,16 @@ impl TestEnv {
         }
     }
 
+    /// The delivery jobs the delivery queue shows now, received as
+    /// [`TestEnv::receive_all_delivery`] does.
+    pub async fn queued_jobs(&self) -> Vec<shared::model::DeliveryJob> {
+        self.receive_all_delivery()
+            .await
+            .iter()
+            .map(|received| serde_json::from_str(&received.body).expect("a delivery job"))
+            .collect()
+    }
+
     /// Visible plus in-flight messages of a queue.
     pub async fn queue_depth(&self, url: &str) -> usize {
         queue_depth(&self.sqs, url).await

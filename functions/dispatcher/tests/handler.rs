@@ -142,13 +142,11 @@ async fn endpoint_now(env: &TestEnv, endpoint: &Endpoint) -> Endpoint {
     stored
 }
 
-/// The delivery jobs waiting on the delivery queue, taken off it.
-async fn queued_jobs(env: &TestEnv) -> Vec<DeliveryJob> {
-    env.receive_all_delivery()
-        .await
-        .iter()
-        .map(|r| serde_json::from_str(&r.body).unwrap())
-        .collect()
+/// Sends `bodies` to the delivery queue and has the dispatcher take them; none may fail.
+async fn dispatch_bodies(env: &TestEnv, deps: &Deps, bodies: &[String]) {
+    env.queues.send_bodies(bodies).await.unwrap();
+    let received = receive(env, bodies.len()).await;
+    assert!(failed_ids(&dispatch(env, deps, &received).await).is_empty());
 }
 
 /// The bodies waiting in the DLQ.
@@ -956,12 +954,7 @@ async fn a_raise_done_twice_disables_once_and_is_one_message_to_its_subscribers_
     let raise = Raise::disabled(&gone, GONE, time::OffsetDateTime::now_utc());
     // Sent twice, as a send whose answer was lost is sent again.
     let body = Task::Raise(raise.clone()).to_body();
-    env.queues
-        .send_bodies(&[body.clone(), body.clone()])
-        .await
-        .unwrap();
-    let received = receive(&env, 2).await;
-    assert!(failed_ids(&dispatch(&env, &deps, &received).await).is_empty());
+    dispatch_bodies(&env, &deps, &[body.clone(), body.clone()]).await;
 
     let stored = endpoint_now(&env, &gone).await;
     assert!(stored.disabled);
@@ -973,7 +966,7 @@ async fn a_raise_done_twice_disables_once_and_is_one_message_to_its_subscribers_
         .unwrap()
         .unwrap();
     assert_eq!(message.dataset(), None);
-    let jobs = queued_jobs(&env).await;
+    let jobs = env.queued_jobs().await;
     assert!(!jobs.is_empty());
     assert!(
         jobs.iter()
@@ -993,9 +986,7 @@ async fn a_raise_done_twice_disables_once_and_is_one_message_to_its_subscribers_
             .unwrap()
     );
     let in_flight = env.queue_depth(env.queues.delivery_url()).await;
-    env.queues.send_bodies(&[body]).await.unwrap();
-    let again = receive(&env, 1).await;
-    assert!(failed_ids(&dispatch(&env, &deps, &again).await).is_empty());
+    dispatch_bodies(&env, &deps, &[body]).await;
     let after = endpoint_now(&env, &gone).await;
     assert!(!after.disabled && after.disabled_reason.is_none());
     assert_eq!(env.queue_depth(env.queues.delivery_url()).await, in_flight);
@@ -1011,12 +1002,7 @@ async fn a_raise_no_endpoint_receives_disables_but_stores_and_enqueues_nothing()
     env.add_endpoint("jane", "https://all.example/hook", |_| {})
         .await;
     let raise = Raise::disabled(&gone, GONE, time::OffsetDateTime::now_utc());
-    env.queues
-        .send_bodies(&[Task::Raise(raise.clone()).to_body()])
-        .await
-        .unwrap();
-    let received = receive(&env, 1).await;
-    assert!(failed_ids(&dispatch(&env, &deps, &received).await).is_empty());
+    dispatch_bodies(&env, &deps, &[Task::Raise(raise.clone()).to_body()]).await;
 
     let stored = endpoint_now(&env, &gone).await;
     assert!(stored.disabled);
@@ -1065,7 +1051,7 @@ async fn a_raise_whose_answers_are_lost_or_refused_is_one_message_when_it_is_don
 
         let stored = endpoint_now(&env, &gone).await;
         assert_eq!(stored.disabled_reason.as_deref(), Some(GONE), "{operation}");
-        let jobs = queued_jobs(&env).await;
+        let jobs = env.queued_jobs().await;
         assert_eq!(jobs.len(), 1, "{operation}: {jobs:?}");
         assert_eq!(jobs[0].endpoint_id, watcher.id);
         assert_eq!(jobs[0].message_id, raise.message_id);

@@ -13,7 +13,7 @@ use ingest::{Deps, handle};
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 use serde_json::{Value, json};
-use shared::model::{DeliveryJob, Message};
+use shared::model::Message;
 use shared::store::{Claim, Inserted};
 use time::OffsetDateTime;
 
@@ -88,14 +88,6 @@ async fn claimed_by_a_first_request(env: &TestEnv) -> Message {
     message
 }
 
-async fn jobs(env: &TestEnv) -> Vec<DeliveryJob> {
-    env.receive_all_delivery()
-        .await
-        .iter()
-        .map(|r| serde_json::from_str(&r.body).unwrap())
-        .collect()
-}
-
 #[tokio::test]
 async fn the_same_key_with_another_event_is_422_and_once_done_a_repeat_is_a_duplicate() {
     let (env, deps, key) = setup().await;
@@ -117,7 +109,7 @@ async fn the_same_key_with_another_event_is_422_and_once_done_a_repeat_is_a_dupl
     );
 
     assert_eq!(env.count_items("MSG#").await, 1);
-    assert_eq!(jobs(&env).await.len(), 1);
+    assert_eq!(env.queued_jobs().await.len(), 1);
 }
 
 #[tokio::test]
@@ -138,7 +130,7 @@ async fn while_the_first_request_is_at_work_the_answer_is_409_with_retry_after()
     // Another event under the key is still refused as such, not asked to wait.
     let (status, _) = call(&deps, post(&key, OTHER_EVENT)).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(jobs(&env).await.is_empty());
+    assert!(env.queued_jobs().await.is_empty());
 
     // A repeat that arrives while the first finishes waits for it and is a duplicate.
     let (answer, ()) = tokio::join!(call(&deps, post(&key, EVENT)), async {
@@ -155,7 +147,7 @@ async fn while_the_first_request_is_at_work_the_answer_is_409_with_retry_after()
             json!({"id": first.id, "endpoints": 0, "duplicate": true})
         )
     );
-    assert!(jobs(&env).await.is_empty());
+    assert!(env.queued_jobs().await.is_empty());
 }
 
 #[tokio::test]
@@ -177,7 +169,7 @@ async fn a_claim_whose_request_died_is_taken_over_and_finished_under_the_same_id
     let (status, body) = call(&deps, post(&key, EVENT)).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     assert_eq!(body, json!({"id": first.id, "endpoints": 1}));
-    let jobs_now = jobs(&env).await;
+    let jobs_now = env.queued_jobs().await;
     assert_eq!(jobs_now.len(), 1);
     assert_eq!(jobs_now[0].message_id, first.id);
     let (_, again) = call(&deps, post(&key, EVENT)).await;
@@ -209,7 +201,7 @@ async fn a_lost_answer_is_recognised_as_our_own_write() {
         assert_eq!(lose_first.seen(), 2, "{operation} was sent again");
         assert_eq!(accepted.get("duplicate"), None, "{operation}");
         assert_eq!(accepted["endpoints"], 1);
-        let jobs = jobs(&env).await;
+        let jobs = env.queued_jobs().await;
         assert_eq!(jobs.len(), 1, "{operation}");
         assert_eq!(json!(jobs[0].message_id), accepted["id"]);
     }
