@@ -434,12 +434,13 @@ const PRICE_READ_UNIT: f64 = 0.125 / 1e6;
 const PRICE_SQS_REQUEST: f64 = 0.40 / 1e6;
 /// The template's default memory of ingest and the dispatcher, in GB.
 const FUNCTION_GB: f64 = 256.0 / 1024.0;
-/// Billed milliseconds per invocation, as stated in `docs/cost.md`: ingest, for a
+/// Billed milliseconds per invocation, as stated in `docs/cost.md` (`make bench-cpu`'s
+/// CPU at 256 MB plus the calls' round trips, `docs/capacity.md`): ingest, for a
 /// single post and for a batch of `BATCH`; the dispatcher, per batch of jobs to an
 /// endpoint answering in about 30 ms.
-const INGEST_MS_SINGLE: f64 = 10.0;
-const INGEST_MS_BATCH: f64 = 40.0;
-const DISPATCHER_MS: f64 = 50.0;
+const INGEST_MS_SINGLE: f64 = 25.0;
+const INGEST_MS_BATCH: f64 = 90.0;
+const DISPATCHER_MS: f64 = 64.0;
 
 impl Usage {
     /// Dollars per million deliveries: API Gateway, Lambda requests, Lambda
