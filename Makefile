@@ -71,10 +71,12 @@ bench-faults: setup build-tests
 bench-calls: setup build-tests
 	cargo test -p hookline-tests --test calls -- --ignored --nocapture
 
-# CPU per event and per delivery, cold init and sizes of the release binaries.
+# CPU per event and per delivery, cold init and sizes of the release binaries;
+# then the CPU of one AWS SDK call by how long its server takes to answer.
 bench-cpu: setup build-tests
 	cargo build --release --workspace --bins
 	cargo test -p hookline-tests --test cpu -- --ignored --nocapture
+	cargo run --release -p hookline-shared --example sdk_call_cpu
 
 demo: setup build
 	$(VENV)/bin/python scripts/demo.py
