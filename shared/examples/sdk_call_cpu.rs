@@ -125,8 +125,10 @@ async fn main() {
         "{:>12}  {:>13}  {:>14}  {:>13}  {:>14}",
         "server delay", "SDK CPU/call", "SDK wall/call", "bare CPU/call", "bare wall/call"
     );
+    // One list for every delay's server: a thread of an earlier one that is still
+    // running, or ends mid-measurement, must not be counted as the caller's.
+    let server_threads = Arc::new(Mutex::new(Vec::new()));
     for delay_ms in DELAYS_MS {
-        let server_threads = Arc::new(Mutex::new(Vec::new()));
         let url = serve(Duration::from_millis(delay_ms), server_threads.clone());
         let client = aws_sdk_dynamodb::Client::new(&shared::aws::for_emulator(&url).await);
         let sdk = measure(&server_threads, || async {
