@@ -2,7 +2,7 @@
 # VENV and the $(VENV)/.ready stamp that creates the virtualenv).
 #
 #   make lint-infra   cfn-lint and checkov on infra/template.yaml
-#   make package      arm64 Lambda zips of the four functions in target/lambda/
+#   make package      arm64 Lambda zips of the five functions in target/lambda/
 
 # Pinned so that a new rule in either linter cannot fail a build unannounced.
 CFN_LINT_VERSION := 1.58.0
@@ -12,7 +12,7 @@ CARGO_LAMBDA_VERSION := 1.9.2
 ZIGLANG_VERSION := 0.15.2
 
 INFRA_TEMPLATE := infra/template.yaml
-LAMBDA_BINARIES := ingest api dispatcher replay
+LAMBDA_BINARIES := ingest api dispatcher replay scheduler
 LAMBDA_TARGET := aarch64-unknown-linux-gnu
 LAMBDA_DIR := target/lambda
 

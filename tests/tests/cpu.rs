@@ -34,7 +34,7 @@ const POSTERS: usize = 4;
 const BATCH: usize = 10;
 const SETTLE: Duration = Duration::from_secs(600);
 /// The binaries deployed as functions.
-const FUNCTIONS: [&str; 4] = ["ingest", "api", "dispatcher", "replay"];
+const FUNCTIONS: [&str; 5] = ["ingest", "api", "dispatcher", "replay", "scheduler"];
 
 /// Where the release binaries are.
 fn release_dir() -> PathBuf {

@@ -457,6 +457,17 @@ fn every_function_builds_a_workspace_binary() {
         );
     }
     assert_eq!(built, binaries, "every function binary is deployed");
+
+    // `make package` builds the zips `docs/deploy.md` puts on a stack.
+    let makefile = std::fs::read_to_string(infra_dir().join("infra.mk")).expect("infra/infra.mk");
+    let packaged: BTreeSet<String> = makefile
+        .lines()
+        .find_map(|line| line.strip_prefix("LAMBDA_BINARIES :="))
+        .expect("infra.mk sets LAMBDA_BINARIES")
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(packaged, built, "`make package` zips every deployed binary");
 }
 
 /// Every IAM statement in the template, wherever it sits.
