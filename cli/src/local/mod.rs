@@ -122,7 +122,7 @@ Credentials at the emulator: by default dev and every function sign with the dum
 `test`. Against an emulator that enforces IAM, HOOKLINE_DEV_AWS_ACCESS_KEY_ID and \
 HOOKLINE_DEV_AWS_SECRET_ACCESS_KEY are dev's own (it creates the table and queues and \
 stores the key), and HOOKLINE_DEV_<FUNCTION>_AWS_ACCESS_KEY_ID and \
-HOOKLINE_DEV_<FUNCTION>_AWS_SECRET_ACCESS_KEY, for INGEST, API or DISPATCHER, are that \
+HOOKLINE_DEV_<FUNCTION>_AWS_SECRET_ACCESS_KEY, for INGEST, API, DISPATCHER or SCHEDULER, are that \
 function's, else dev's. The SQS event source polls with the dispatcher's, as Lambda polls \
 with the function's role.";
 
