@@ -23,11 +23,11 @@ fn internal(context: &'static str) -> impl Fn(StoreError) -> ApiError {
     }
 }
 
-/// `GET /v1/event-types` → 200 `{"data": [...]}`, read from the table (and kept for ingest).
+/// `GET /v1/event-types` → 200 `{"data": [...]}`, read from the table.
 pub async fn list(deps: &Deps) -> Result<Response<Body>, ApiError> {
     let catalog = deps
-        .event_types
-        .read(&deps.store)
+        .store
+        .event_type_names()
         .await
         .map_err(internal("could not read the event types"))?;
     Ok(json(StatusCode::OK, &json!({"data": catalog.listing()})))
@@ -48,7 +48,6 @@ pub async fn register(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiE
     if !created {
         return Err(taken());
     }
-    deps.event_types.forget();
     tracing::info!(event_type = %registered.name, "event type registered");
     Ok(json(StatusCode::CREATED, &registered.view()))
 }
@@ -94,7 +93,6 @@ async fn change_type(deps: &Deps, name: &str, change: &Change) -> Result<Registe
             .await
             .map_err(internal("could not update an event type"))?;
         if written {
-            deps.event_types.forget();
             tracing::info!(event_type = %name, archived = changed.archived, "event type changed");
             return Ok(changed);
         }

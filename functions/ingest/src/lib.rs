@@ -22,14 +22,14 @@ use shared::queue::Queues;
 use shared::store::Store;
 
 pub use accept::{INLINE_JOBS, LARGE_FAN_OUT};
-pub use catalog_cache::{CATALOG_TTL, CatalogCache};
+pub use catalog_cache::CatalogCache;
 
 /// What the handler needs, built once per instance.
 pub struct Deps {
     pub store: Store,
     pub queues: Queues,
     pub config: Config,
-    /// The event-type catalog, read at most once per [`CATALOG_TTL`] for events.
+    /// The built-in catalog; registered types are read for the events that name them.
     pub event_types: CatalogCache,
 }
 
