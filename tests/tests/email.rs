@@ -68,6 +68,8 @@ async fn a_window_s_events_make_one_email_and_a_digest_counts_them() {
     assert_eq!(mailbox["type"], "email");
     assert_eq!(mailbox["reactive"], true);
     assert!(mailbox.get("secret").is_none() && mailbox.get("url").is_none());
+    // Every field of the endpoint object is there, null where it does not apply.
+    assert_eq!(mailbox.get("format"), Some(&Value::Null), "{mailbox}");
     let mailbox_id = mailbox["id"].as_str().unwrap().to_string();
     // Subscribed to a dataset nothing happens in: its windows stay empty.
     let (status, quiet_box) = dev

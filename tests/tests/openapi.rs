@@ -432,6 +432,9 @@ async fn every_route_answers_as_the_document_says() {
         .await;
     let digest = format!("{mailbox}/digest");
     walk.call("POST", &digest, true, Body::None, 202).await;
+    let until = shared::timefmt::format(time::OffsetDateTime::now_utc());
+    walk.ok("POST", &digest, json!({ "until": until }), 202)
+        .await;
     walk.ok("POST", &digest, json!({"since": "yesterday"}), 400)
         .await;
     walk.ok("POST", &format!("{endpoint}/digest"), json!({}), 404)

@@ -11,7 +11,7 @@ use shared::store::{DueEmail, EmailWork};
 use time::OffsetDateTime;
 
 use crate::endpoints::load;
-use crate::recovery::parse_window;
+use crate::recovery::{in_order, window_bounds};
 use crate::{Deps, internal};
 
 /// Registers the first digest of `endpoint`'s schedule, if it has one. Done
@@ -32,9 +32,10 @@ pub(crate) async fn register_first(
         .map_err(internal("could not register a digest"))
 }
 
-/// `POST …/endpoints/{id}/digest`: the digest of `[since, until)` (default: the
-/// schedule's last period, or the last day without one), sent by the scheduled
-/// function's next run.
+/// `POST …/endpoints/{id}/digest`: the digest of `[since, until)`, sent by the
+/// scheduled function's next run. Either bound left out is the schedule's last
+/// period's (the last day's without a schedule), except that `until` is now
+/// when only `since` is given.
 pub async fn send_now(
     deps: &Deps,
     account: &Account,
@@ -49,13 +50,13 @@ pub async fn send_now(
         )));
     };
     let now = OffsetDateTime::now_utc();
-    let (since, until) = if body.is_empty() {
-        match &settings.digest {
-            Some(schedule) => schedule.last_period(now),
-            None => (now - time::Duration::DAY, now),
-        }
-    } else {
-        parse_window(&body, now)?
+    let (last_since, last_until) = match &settings.digest {
+        Some(schedule) => schedule.last_period(now),
+        None => (now - time::Duration::DAY, now),
+    };
+    let (since, until) = match window_bounds(&body)? {
+        (None, until) => in_order(last_since, until.unwrap_or(last_until))?,
+        (Some(since), until) => in_order(since, until.unwrap_or(now))?,
     };
     let due = DueEmail {
         due_at: now,

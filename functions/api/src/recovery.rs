@@ -160,6 +160,27 @@ pub fn parse_window(
     body: &Map<String, Value>,
     now: OffsetDateTime,
 ) -> Result<(OffsetDateTime, OffsetDateTime), ApiError> {
+    let (since, until) = window_bounds(body)?;
+    let since = since.ok_or_else(|| ApiError::validation("since: is required"))?;
+    in_order(since, until.unwrap_or(now))
+}
+
+/// `until` unless it comes before `since`.
+pub fn in_order(
+    since: OffsetDateTime,
+    until: OffsetDateTime,
+) -> Result<(OffsetDateTime, OffsetDateTime), ApiError> {
+    if until < since {
+        return Err(ApiError::validation("until: must not be before since"));
+    }
+    Ok((since, until))
+}
+
+/// The `since` and `until` a body gives (RFC 3339, null or absent: `None`), and
+/// no other field.
+pub fn window_bounds(
+    body: &Map<String, Value>,
+) -> Result<(Option<OffsetDateTime>, Option<OffsetDateTime>), ApiError> {
     if let Some(unknown) = body
         .keys()
         .find(|k| !matches!(k.as_str(), "since" | "until"))
@@ -179,12 +200,7 @@ pub fn parse_window(
             ))),
         }
     };
-    let since = time("since")?.ok_or_else(|| ApiError::validation("since: is required"))?;
-    let until = time("until")?.unwrap_or(now);
-    if until < since {
-        return Err(ApiError::validation("until: must not be before since"));
-    }
-    Ok((since, until))
+    Ok((time("since")?, time("until")?))
 }
 
 #[cfg(test)]

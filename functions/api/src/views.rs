@@ -10,9 +10,10 @@ use shared::ids::{AttemptId, EndpointId, MessageId};
 use shared::model::{Attempt, AttemptStatus, Endpoint, Format, Message};
 use time::OffsetDateTime;
 
-/// CONTRACT's endpoint object, in its order. A field only the other kind of
-/// endpoint has is left out (`url` and `format` are a webhook's, `emails` and
-/// `reactive` an email endpoint's); `digest` is null for a webhook.
+/// CONTRACT's endpoint object, in its order. `url` and `emails`, the target, are
+/// left out of the other kind of endpoint; the other fields are always there,
+/// null where they do not apply (`format` for an email endpoint, `reactive` and
+/// `digest` for a webhook).
 #[derive(Serialize)]
 pub struct EndpointOut<'a> {
     id: &'a EndpointId,
@@ -26,11 +27,9 @@ pub struct EndpointOut<'a> {
     version: u32,
     event_types: &'a [EventType],
     datasets: Option<&'a [String]>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     format: Option<Format>,
     disabled: bool,
     disabled_reason: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     reactive: Option<bool>,
     digest: Option<&'a DigestSchedule>,
     #[serde(with = "shared::timefmt")]
@@ -203,6 +202,7 @@ mod tests {
                 "format": "slack",
                 "disabled": false,
                 "disabled_reason": null,
+                "reactive": null,
                 "digest": null,
                 "created_at": "2026-01-02T03:04:05.123456Z",
                 "updated_at": "2026-01-02T03:04:05.123456Z",
@@ -221,6 +221,7 @@ mod tests {
                 "format",
                 "disabled",
                 "disabled_reason",
+                "reactive",
                 "digest",
                 "created_at",
                 "updated_at"
