@@ -384,7 +384,7 @@ mod tests {
                 .check_object(&submitted, &object(json!({})))
                 .unwrap_err()
                 .field,
-            "/object"
+            "/object/name"
         );
         let template = catalog.text_template(&submitted);
         assert_eq!(

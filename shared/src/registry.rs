@@ -53,19 +53,25 @@ pub fn compile(schema: &Value) -> Result<jsonschema::Validator, String> {
     jsonschema::draft202012::new(schema).map_err(|e| format!("is not a valid JSON Schema: {e}"))
 }
 
-/// Where `object` breaks `validator`, as `<JSON pointer under /object>: <why>`.
+/// Where `object` breaks `validator`, as `<JSON pointer under /object>: <why>`. A
+/// missing required property is pointed at itself, not at the object lacking it.
 pub fn check_object(
     validator: &jsonschema::Validator,
     object: &Map<String, Value>,
 ) -> Result<(), FieldError> {
     let instance = Value::Object(object.clone());
-    match validator.validate(&instance) {
-        Ok(()) => Ok(()),
-        Err(error) => Err(FieldError::new(
-            format!("/object{}", error.instance_path().as_str()),
-            error.to_string(),
-        )),
+    let Err(error) = validator.validate(&instance) else {
+        return Ok(());
+    };
+    let mut place = format!("/object{}", error.instance_path().as_str());
+    if let jsonschema::error::ValidationErrorKind::Required {
+        property: Value::String(missing),
+    } = error.kind()
+    {
+        place.push('/');
+        place.push_str(&missing.replace('~', "~0").replace('/', "~1"));
     }
+    Err(FieldError::new(place, error.to_string()))
 }
 
 fn refuse_unknown_fields(body: &Map<String, Value>, known: &[&str]) -> Result<(), FieldError> {
@@ -339,7 +345,23 @@ mod tests {
             "{error}"
         );
         let error = check_object(&validator, &object(json!({"task_id": "t1"}))).unwrap_err();
-        assert_eq!(error.field, "/object");
+        assert_eq!(error.field, "/object/stage");
         assert!(error.problem.contains("stage"), "{error}");
+    }
+
+    #[test]
+    fn a_missing_property_is_pointed_at_escaped_where_it_would_be() {
+        let validator = compile(&json!({
+            "type": "object",
+            "properties": {"box": {"type": "object", "required": ["a/b~c"]}},
+            "required": ["box"]
+        }))
+        .unwrap();
+        let field = |value: Value| {
+            let object = value.as_object().unwrap().clone();
+            check_object(&validator, &object).unwrap_err().field
+        };
+        assert_eq!(field(json!({})), "/object/box");
+        assert_eq!(field(json!({"box": {}})), "/object/box/a~1b~0c");
     }
 }

@@ -261,7 +261,7 @@ async fn an_object_that_breaks_the_schema_is_refused_with_its_pointer() {
     missing.as_object_mut().unwrap().remove("stage");
     for (object, pointer) in [
         (wrong_type.clone(), "/object/name"),
-        (missing.clone(), "/object"),
+        (missing.clone(), "/object/stage"),
     ] {
         let (status, body) = call(&deps, &key, Method::POST, "/v1/events", event(object)).await;
         assert_eq!(
