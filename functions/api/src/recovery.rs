@@ -165,7 +165,7 @@ pub fn parse_window(
     in_order(since, until.unwrap_or(now))
 }
 
-/// `until` unless it comes before `since`.
+/// The window `[since, until)`; refused when `until` comes before `since`.
 pub fn in_order(
     since: OffsetDateTime,
     until: OffsetDateTime,

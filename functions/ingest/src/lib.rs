@@ -3,7 +3,7 @@
 //! types they may have: `GET`/`POST /v1/event-types`, `PATCH`/`DELETE /v1/event-types/{name}`.
 
 mod accept;
-mod catalog_cache;
+mod catalogs;
 mod event_types;
 
 use std::sync::Arc;
@@ -22,7 +22,7 @@ use shared::queue::Queues;
 use shared::store::Store;
 
 pub use accept::{INLINE_JOBS, LARGE_FAN_OUT};
-pub use catalog_cache::CatalogCache;
+pub use catalogs::Catalogs;
 
 /// What the handler needs, built once per instance.
 pub struct Deps {
@@ -30,7 +30,7 @@ pub struct Deps {
     pub queues: Queues,
     pub config: Config,
     /// The built-in catalog; registered types are read for the events that name them.
-    pub event_types: CatalogCache,
+    pub event_types: Catalogs,
 }
 
 pub async fn handle(deps: &Deps, req: Request) -> Response<Body> {

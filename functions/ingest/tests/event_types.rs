@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use hookline_tests::{Receiver, TestEnv};
-use ingest::{CatalogCache, Deps, handle};
+use ingest::{Catalogs, Deps, handle};
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request};
 use serde_json::{Value, json};
@@ -47,7 +47,7 @@ async fn setup() -> (TestEnv, Deps, String) {
         store: env.store.clone(),
         queues: env.queues.clone(),
         config: env.config.clone(),
-        event_types: CatalogCache::default(),
+        event_types: Catalogs::default(),
     };
     (env, deps, key)
 }
@@ -364,7 +364,7 @@ async fn an_archived_type_is_refused_at_ingest_but_a_queued_delivery_still_goes(
         store: env.store.clone(),
         queues: env.queues.clone(),
         config: env.config.clone(),
-        event_types: CatalogCache::default(),
+        event_types: Catalogs::default(),
     };
     let (status, accepted) = call(
         &other,

@@ -11,13 +11,14 @@ use std::sync::Arc;
 use shared::catalog::{self, Catalog};
 use shared::store::{Store, StoreError};
 
+/// The catalogs events are checked against.
 #[derive(Default)]
-pub struct CatalogCache {
+pub struct Catalogs {
     /// The built-in types alone: what every event of those is checked against.
     builtin: Arc<Catalog>,
 }
 
-impl CatalogCache {
+impl Catalogs {
     /// The catalog for events naming `names`.
     pub async fn get<'a>(
         &self,
