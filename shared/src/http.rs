@@ -198,6 +198,20 @@ pub fn json_object(req: &Request) -> Result<Map<String, Value>, ApiError> {
     json_object_within(req, MAX_BODY_BYTES)
 }
 
+/// [`json_object_within`] for a route whose body is required: an empty body is
+/// not JSON (400 `invalid_json`), where a route with an optional body reads it as `{}`.
+pub fn required_json_object(
+    req: &Request,
+    max_bytes: usize,
+) -> Result<Map<String, Value>, ApiError> {
+    if req.body().as_ref().iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::invalid_json(
+            "the body is empty; send a JSON object",
+        ));
+    }
+    json_object_within(req, max_bytes)
+}
+
 /// [`json_object`] with a limit of `max_bytes`.
 pub fn json_object_within(req: &Request, max_bytes: usize) -> Result<Map<String, Value>, ApiError> {
     let bytes: &[u8] = req.body().as_ref();
@@ -316,6 +330,10 @@ mod tests {
         .unwrap();
         assert_eq!(ok["a"], 1);
         assert!(json_object(&request(None, "")).unwrap().is_empty());
+        for empty in ["", " \n"] {
+            let error = required_json_object(&request(None, empty), MAX_BODY_BYTES).unwrap_err();
+            assert_eq!(error.code, "invalid_json");
+        }
         assert!(json_object(&request(Some("application/cloudevents+json"), "{}")).is_ok());
         for (content_type, body, code) in [
             (Some("application/json"), "{nope", "invalid_json"),

@@ -284,6 +284,9 @@ async fn every_route_answers_as_the_document_says() {
         .await;
     walk.ok("POST", "/v1/events", json!({"event_type": "nope"}), 400)
         .await;
+    // No body where one is required is not JSON.
+    let empty = walk.call("POST", "/v1/events", true, Body::None, 400).await;
+    assert_eq!(empty["error"]["code"], "invalid_json", "{empty}");
     hold_idempotency_key(emulator.url(), "held", &event("held", "iris.png")).await;
     walk.ok("POST", "/v1/events", event("held", "iris.png"), 409)
         .await;

@@ -6,7 +6,7 @@ use serde_json::json;
 use shared::account::Account;
 use shared::catalog::Catalog;
 use shared::endpoint;
-use shared::http::{ApiError, json, json_object, no_content};
+use shared::http::{ApiError, MAX_BODY_BYTES, json, json_object, no_content, required_json_object};
 use shared::ids::{AttemptId, EndpointId};
 use shared::model::{AttemptStatus, Endpoint, EndpointSecrets};
 use shared::signing::Secret;
@@ -51,7 +51,7 @@ pub async fn create(
     account: &Account,
     req: &Request,
 ) -> Result<Response<Body>, ApiError> {
-    let body = json_object(req)?;
+    let body = required_json_object(req, MAX_BODY_BYTES)?;
     let catalog = event_type_catalog(deps).await?;
     let input = endpoint::parse_new(&body, account, deps.config.allow_private_targets, &catalog)?;
     if input.email.is_none() {

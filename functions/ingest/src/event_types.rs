@@ -6,7 +6,7 @@ use lambda_http::{Body, Request, Response};
 use serde_json::json;
 use shared::catalog;
 use shared::event_type::EventType;
-use shared::http::{ApiError, json, json_object, no_content};
+use shared::http::{ApiError, MAX_BODY_BYTES, json, json_object, no_content, required_json_object};
 use shared::registry::{self, Change, RegisteredType};
 use shared::store::StoreError;
 use time::OffsetDateTime;
@@ -35,7 +35,8 @@ pub async fn list(deps: &Deps) -> Result<Response<Body>, ApiError> {
 
 /// `POST /v1/event-types` → 201 the type; 409 when the name is taken, built-in included.
 pub async fn register(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiError> {
-    let registered = registry::parse_new(&json_object(req)?, OffsetDateTime::now_utc())?;
+    let body = required_json_object(req, MAX_BODY_BYTES)?;
+    let registered = registry::parse_new(&body, OffsetDateTime::now_utc())?;
     let taken = || ApiError::conflict(format!("an event type `{}` exists", registered.name));
     if catalog::is_builtin(registered.name.as_str()) {
         return Err(taken());

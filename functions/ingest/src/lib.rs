@@ -16,7 +16,7 @@ use shared::catalog::Catalog;
 use shared::config::Config;
 use shared::event::{self, Refusal};
 use shared::http::{
-    ApiError, MAX_BATCH_BODY_BYTES, admit, header_value, json, json_object, json_object_within,
+    ApiError, MAX_BATCH_BODY_BYTES, MAX_BODY_BYTES, admit, header_value, json, required_json_object,
 };
 use shared::queue::Queues;
 use shared::store::Store;
@@ -96,7 +96,7 @@ async fn catalog<'a>(
 
 /// `POST /v1/events` → 202 `{"id", "endpoints"}` (with `"duplicate": true` for a repeat).
 async fn accept_event(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiError> {
-    let body = json_object(req)?;
+    let body = required_json_object(req, MAX_BODY_BYTES)?;
     let named = body.get("event_type").and_then(Value::as_str);
     let catalog = catalog(deps, named.into_iter()).await?;
     let event = event::parse(&body, header_value(req, "idempotency-key"), &catalog)?;
@@ -109,7 +109,7 @@ async fn accept_event(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiE
 
 /// `POST /v1/events/batch` → 202 `{"data": [...]}`, one answer per event in order.
 async fn accept_batch(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiError> {
-    let body = json_object_within(req, MAX_BATCH_BODY_BYTES)?;
+    let body = required_json_object(req, MAX_BATCH_BODY_BYTES)?;
     let named = body
         .get("events")
         .and_then(Value::as_array)
