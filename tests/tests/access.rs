@@ -126,7 +126,6 @@ async fn every_route_with_every_kind_of_credential() {
             store: env.store.clone(),
             queues: env.queues.clone(),
             config: env.config.clone(),
-            event_types: ingest::Catalogs::default(),
         },
         api: api::Deps {
             store: env.store.clone(),

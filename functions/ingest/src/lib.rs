@@ -3,10 +3,9 @@
 //! types they may have: `GET`/`POST /v1/event-types`, `PATCH`/`DELETE /v1/event-types/{name}`.
 
 mod accept;
-mod catalogs;
 mod event_types;
 
-use std::sync::Arc;
+use std::collections::BTreeSet;
 
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
@@ -19,18 +18,15 @@ use shared::http::{
     ApiError, MAX_BATCH_BODY_BYTES, MAX_BODY_BYTES, admit, header_value, json, required_json_object,
 };
 use shared::queue::Queues;
-use shared::store::Store;
+use shared::store::{Store, StoreError};
 
 pub use accept::{INLINE_JOBS, LARGE_FAN_OUT};
-pub use catalogs::Catalogs;
 
 /// What the handler needs, built once per instance.
 pub struct Deps {
     pub store: Store,
     pub queues: Queues,
     pub config: Config,
-    /// The built-in catalog; registered types are read for the events that name them.
-    pub event_types: Catalogs,
 }
 
 pub async fn handle(deps: &Deps, req: Request) -> Response<Body> {
@@ -80,18 +76,33 @@ async fn route(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiError> {
     }
 }
 
-/// The catalog the events naming `names` are checked against.
+/// The catalog the events naming `names` are checked against. Built-in types never
+/// change, so events naming only those read nothing. An event naming any other type
+/// reads the registered types as stored now (one consistent Query), so a type
+/// registered, changed or archived through any instance applies to the next event
+/// at every instance; only the named types have their schemas compiled.
 async fn catalog<'a>(
     deps: &Deps,
     names: impl Iterator<Item = &'a str>,
-) -> Result<Arc<Catalog>, ApiError> {
-    deps.event_types
-        .get(&deps.store, names)
-        .await
-        .map_err(|error| {
-            tracing::error!(%error, "could not read the event types");
-            ApiError::internal()
-        })
+) -> Result<Catalog, ApiError> {
+    let others: BTreeSet<&str> = names
+        .filter(|name| !shared::catalog::is_builtin(name))
+        .collect();
+    if others.is_empty() {
+        return Ok(Catalog::default());
+    }
+    let read = async {
+        let registered = deps.store.event_types().await?;
+        let named = registered
+            .into_iter()
+            .filter(|registered| others.contains(registered.name.as_str()))
+            .collect();
+        Catalog::new(named).map_err(StoreError::Corrupt)
+    };
+    read.await.map_err(|error| {
+        tracing::error!(%error, "could not read the event types");
+        ApiError::internal()
+    })
 }
 
 /// `POST /v1/events` → 202 `{"id", "endpoints"}` (with `"duplicate": true` for a repeat).

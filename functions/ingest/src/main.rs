@@ -13,7 +13,6 @@ async fn main() -> Result<(), Error> {
         store,
         queues,
         config,
-        event_types: ingest::Catalogs::default(),
     };
     lambda_http::run(service_fn(move |req| async move {
         Ok::<_, std::convert::Infallible>(ingest::handle(deps, req).await)

@@ -48,7 +48,6 @@ async fn a_body_that_is_not_a_batch_is_refused_as_a_whole_and_stores_nothing() {
         store: env.store.clone(),
         queues: env.queues.clone(),
         config: env.config.clone(),
-        event_types: ingest::Catalogs::default(),
     };
     let one = event("jane/flowers", None);
     // A 1 MiB body of small events: 100 of them are the most a batch takes.
@@ -147,7 +146,6 @@ async fn each_event_gets_the_answer_it_would_get_alone_in_order() {
         store,
         queues,
         config: env.config.clone(),
-        event_types: ingest::Catalogs::default(),
     };
     // An event already accepted alone, with a key.
     let (status, earlier) = call(

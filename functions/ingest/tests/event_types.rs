@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use hookline_tests::{Receiver, TestEnv};
-use ingest::{Catalogs, Deps, handle};
+use ingest::{Deps, handle};
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request};
 use serde_json::{Value, json};
@@ -47,7 +47,6 @@ async fn setup() -> (TestEnv, Deps, String) {
         store: env.store.clone(),
         queues: env.queues.clone(),
         config: env.config.clone(),
-        event_types: Catalogs::default(),
     };
     (env, deps, key)
 }
@@ -359,12 +358,12 @@ async fn an_archived_type_is_refused_at_ingest_but_a_queued_delivery_still_goes(
         e.event_types = vec!["task.submitted".parse().unwrap()];
     })
     .await;
-    // Another instance of ingest, which accepts an event of the type before the archive.
+    // Another instance of ingest (Deps of its own), which accepts an event of the type
+    // before the archive.
     let other = Deps {
         store: env.store.clone(),
         queues: env.queues.clone(),
         config: env.config.clone(),
-        event_types: Catalogs::default(),
     };
     let (status, accepted) = call(
         &other,

@@ -50,7 +50,6 @@ async fn setup() -> (TestEnv, Deps, String) {
         store: env.store.clone(),
         queues: env.queues.clone(),
         config: env.config.clone(),
-        event_types: ingest::Catalogs::default(),
     };
     (env, deps, key)
 }
@@ -194,7 +193,6 @@ async fn a_lost_answer_is_recognised_as_our_own_write() {
             store,
             queues,
             config: env.config.clone(),
-            event_types: ingest::Catalogs::default(),
         };
         let (status, accepted) = call(&deps, post(&key, body)).await;
         assert_eq!(status, StatusCode::ACCEPTED, "{operation}: {accepted}");
@@ -218,7 +216,6 @@ async fn a_failed_claim_transaction_stores_nothing_and_the_key_stays_free() {
         store,
         queues,
         config: env.config.clone(),
-        event_types: ingest::Catalogs::default(),
     };
     let (status, _) = call(&broken, post(&key, EVENT)).await;
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
@@ -241,7 +238,6 @@ async fn calls_per_event_with_and_without_a_key() {
         store,
         queues,
         config: env.config.clone(),
-        event_types: ingest::Catalogs::default(),
     };
     // Events of built-in types read no event-type catalog.
     let mut seen = proxy.counts();

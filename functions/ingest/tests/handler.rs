@@ -36,7 +36,6 @@ async fn setup() -> (TestEnv, Deps, String) {
         store: env.store.clone(),
         queues: env.queues.clone(),
         config: env.config.clone(),
-        event_types: ingest::Catalogs::default(),
     };
     (env, deps, key)
 }
@@ -289,7 +288,6 @@ async fn a_retry_after_a_failed_fan_out_delivers_the_same_message() {
             env.queues.dlq_url(),
         ),
         config: env.config.clone(),
-        event_types: ingest::Catalogs::default(),
     };
     let with_id =
         r#"{"event_type":"sample.created","dataset":"jane/flowers","object":{},"id":"evt_retry"}"#;

@@ -55,7 +55,6 @@ fn deps(env: &TestEnv, (store, queues): (shared::store::Store, shared::queue::Qu
         store,
         queues,
         config: env.config.clone(),
-        event_types: ingest::Catalogs::default(),
     }
 }
 
