@@ -193,33 +193,37 @@ fn is_json_media_type(content_type: &str) -> bool {
 
 /// The body as a JSON object, or the contract's error: 413 over [`MAX_BODY_BYTES`]
 /// (before any parsing), 415 for a non-JSON content type, 400 `invalid_json` otherwise.
-/// An empty body reads as `{}`.
+/// An empty body reads as `{}`: for routes whose body is optional.
 pub fn json_object(req: &Request) -> Result<Map<String, Value>, ApiError> {
-    json_object_within(req, MAX_BODY_BYTES)
+    read_object(req, MAX_BODY_BYTES, false)
 }
 
-/// [`json_object_within`] for a route whose body is required: an empty body is
-/// not JSON (400 `invalid_json`), where a route with an optional body reads it as `{}`.
+/// [`json_object`] for a route whose body is required, within `max_bytes`: an empty
+/// body is not JSON (400 `invalid_json`).
 pub fn required_json_object(
     req: &Request,
     max_bytes: usize,
 ) -> Result<Map<String, Value>, ApiError> {
-    if req.body().as_ref().iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::invalid_json(
-            "the body is empty; send a JSON object",
-        ));
-    }
-    json_object_within(req, max_bytes)
+    read_object(req, max_bytes, true)
 }
 
-/// [`json_object`] with a limit of `max_bytes`.
-pub fn json_object_within(req: &Request, max_bytes: usize) -> Result<Map<String, Value>, ApiError> {
+fn read_object(
+    req: &Request,
+    max_bytes: usize,
+    required: bool,
+) -> Result<Map<String, Value>, ApiError> {
     let bytes: &[u8] = req.body().as_ref();
     if bytes.len() > max_bytes {
         return Err(ApiError::payload_too_large("the body", max_bytes));
     }
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(Map::new());
+        return if required {
+            Err(ApiError::invalid_json(
+                "the body is empty; send a JSON object",
+            ))
+        } else {
+            Ok(Map::new())
+        };
     }
     if !header_value(req, "content-type").is_some_and(is_json_media_type) {
         return Err(ApiError::unsupported_media_type());
@@ -356,7 +360,7 @@ mod tests {
         let batch = "x".repeat(MAX_BODY_BYTES * 2);
         let request = request(Some("application/json"), &batch);
         assert!(
-            json_object_within(&request, MAX_BATCH_BODY_BYTES)
+            required_json_object(&request, MAX_BATCH_BODY_BYTES)
                 .is_err_and(|e| e.code == "invalid_json")
         );
     }
