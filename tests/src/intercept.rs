@@ -4,14 +4,18 @@
 //! the emulator and then replaces the answer with a 500, as when an answer is lost
 //! on the way back (the SDK then sends the call again).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use aws_sdk_dynamodb::config::interceptors::{
-    BeforeDeserializationInterceptorContextMut, BeforeTransmitInterceptorContextMut,
-    BeforeTransmitInterceptorContextRef,
+    BeforeDeserializationInterceptorContextMut, BeforeSerializationInterceptorContextMut,
+    BeforeTransmitInterceptorContextRef, FinalizerInterceptorContextMut,
 };
 use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_sdk_dynamodb::operation::batch_get_item::{BatchGetItemInput, BatchGetItemOutput};
+use aws_sdk_dynamodb::operation::batch_write_item::{BatchWriteItemInput, BatchWriteItemOutput};
+use aws_sdk_dynamodb::types::{KeysAndAttributes, WriteRequest};
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use aws_smithy_runtime_api::http::StatusCode;
@@ -109,24 +113,52 @@ impl aws_smithy_types::config_bag::Storable for LoseThisAnswer {
     type Storer = aws_smithy_types::config_bag::StoreReplace<Self>;
 }
 
-/// Makes DynamoDB's first `BatchWriteItem` leave its last write unprocessed, as
-/// DynamoDB does under load: the write is taken out of the request before it is
-/// sent, and the answer names it in `UnprocessedItems`. Clones share the count.
-#[derive(Debug, Clone, Default)]
+/// Makes DynamoDB's first `BatchWriteItem` (or `BatchGetItem`) leave its last
+/// write (or key) of each table unprocessed, as DynamoDB does under load: it is
+/// taken out of the request before it is sent, and the answer names it in
+/// `UnprocessedItems` (or `UnprocessedKeys`). Clones share the count.
+#[derive(Debug, Clone)]
 pub struct LeaveUnprocessed {
+    operation: &'static str,
     calls: Arc<AtomicUsize>,
 }
 
 impl LeaveUnprocessed {
-    /// How many `BatchWriteItem` calls were made so far.
+    pub fn writes() -> Self {
+        Self {
+            operation: "BatchWriteItem",
+            calls: Arc::default(),
+        }
+    }
+
+    pub fn keys() -> Self {
+        Self {
+            operation: "BatchGetItem",
+            calls: Arc::default(),
+        }
+    }
+
+    /// How many calls of the operation were made so far.
     pub fn calls(&self) -> usize {
         self.calls.load(Ordering::SeqCst)
     }
 }
 
-/// The writes taken out of a request, to be named in its answer.
+/// The last element of each table's list when it has more than one, taken out.
+fn take_last<T>(tables: &mut HashMap<String, Vec<T>>) -> HashMap<String, Vec<T>> {
+    tables
+        .iter_mut()
+        .filter(|(_, list)| list.len() > 1)
+        .map(|(table, list)| (table.clone(), vec![list.pop().expect("more than one")]))
+        .collect()
+}
+
+/// What was taken out of a request, for its answer to name as unprocessed.
 #[derive(Debug, Clone)]
-struct TakenOut(String);
+enum TakenOut {
+    Writes(HashMap<String, Vec<WriteRequest>>),
+    Keys(HashMap<String, KeysAndAttributes>),
+}
 
 impl aws_smithy_types::config_bag::Storable for TakenOut {
     type Storer = aws_smithy_types::config_bag::StoreReplace<Self>;
@@ -137,52 +169,64 @@ impl Intercept for LeaveUnprocessed {
         "LeaveUnprocessed"
     }
 
-    fn modify_before_transmit(
+    fn modify_before_serialization(
         &self,
-        context: &mut BeforeTransmitInterceptorContextMut<'_>,
+        context: &mut BeforeSerializationInterceptorContextMut<'_>,
         _components: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         let ours = cfg
             .load::<Metadata>()
-            .is_some_and(|m| m.name() == "BatchWriteItem");
+            .is_some_and(|m| m.name() == self.operation);
         if !ours || self.calls.fetch_add(1, Ordering::SeqCst) > 0 {
             return Ok(());
         }
-        let request = context.request_mut();
-        let mut body: serde_json::Value =
-            serde_json::from_slice(request.body().bytes().ok_or("a streaming body")?)?;
-        let mut unprocessed = serde_json::Map::new();
-        for (table, writes) in body["RequestItems"]
-            .as_object_mut()
-            .ok_or("no RequestItems")?
-        {
-            let writes = writes.as_array_mut().ok_or("no writes")?;
-            if writes.len() > 1 {
-                let last = writes.pop().expect("more than one");
-                unprocessed.insert(table.clone(), serde_json::json!([last]));
+        let input = context.input_mut();
+        let taken = if let Some(write) = input.downcast_mut::<BatchWriteItemInput>() {
+            TakenOut::Writes(take_last(write.request_items.get_or_insert_default()))
+        } else if let Some(get) = input.downcast_mut::<BatchGetItemInput>() {
+            let mut unprocessed = HashMap::new();
+            for (table, asked) in get.request_items.get_or_insert_default() {
+                if asked.keys.len() > 1 {
+                    let mut left = asked.clone();
+                    left.keys = vec![asked.keys.pop().expect("more than one")];
+                    unprocessed.insert(table.clone(), left);
+                }
             }
-        }
-        let body = body.to_string();
-        request
-            .headers_mut()
-            .insert("content-length", body.len().to_string());
-        *request.body_mut() = SdkBody::from(body);
-        let answer = serde_json::json!({ "UnprocessedItems": unprocessed });
-        cfg.interceptor_state()
-            .store_put(TakenOut(answer.to_string()));
+            TakenOut::Keys(unprocessed)
+        } else {
+            return Err("not a batch operation".into());
+        };
+        cfg.interceptor_state().store_put(taken);
         Ok(())
     }
 
-    fn modify_before_deserialization(
+    fn modify_before_attempt_completion(
         &self,
-        context: &mut BeforeDeserializationInterceptorContextMut<'_>,
+        context: &mut FinalizerInterceptorContextMut<'_>,
         _components: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        if let Some(TakenOut(answer)) = cfg.load::<TakenOut>().cloned() {
-            cfg.interceptor_state().unset::<TakenOut>();
-            *context.response_mut().body_mut() = SdkBody::from(answer);
+        let Some(taken) = cfg.load::<TakenOut>().cloned() else {
+            return Ok(());
+        };
+        let Some(Ok(output)) = context.output_or_error_mut() else {
+            return Ok(());
+        };
+        cfg.interceptor_state().unset::<TakenOut>();
+        match taken {
+            TakenOut::Writes(writes) => {
+                let output = output
+                    .downcast_mut::<BatchWriteItemOutput>()
+                    .ok_or("not a BatchWriteItem answer")?;
+                output.unprocessed_items = Some(writes);
+            }
+            TakenOut::Keys(keys) => {
+                let output = output
+                    .downcast_mut::<BatchGetItemOutput>()
+                    .ok_or("not a BatchGetItem answer")?;
+                output.unprocessed_keys = Some(keys);
+            }
         }
         Ok(())
     }

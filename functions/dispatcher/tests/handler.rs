@@ -882,7 +882,7 @@ async fn attempts_dynamodb_leaves_unprocessed_are_written_again() {
     let receiver = Receiver::start().await;
     let (endpoint_id, _) = add_endpoint(&env, receiver.url("/hook"), Format::Standard).await;
     let sdk = shared::aws::for_emulator(hookline_tests::emulator_url()).await;
-    let unprocessed = LeaveUnprocessed::default();
+    let unprocessed = LeaveUnprocessed::writes();
     let dynamodb = aws_sdk_dynamodb::Client::from_conf(
         aws_sdk_dynamodb::config::Builder::from(&sdk)
             .interceptor(unprocessed.clone())

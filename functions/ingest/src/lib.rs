@@ -14,6 +14,7 @@ use shared::access::Scope;
 use shared::catalog::Catalog;
 use shared::config::Config;
 use shared::event::{self, Refusal};
+use shared::event_type::EventType;
 use shared::http::{
     ApiError, MAX_BATCH_BODY_BYTES, MAX_BODY_BYTES, admit, header_value, json, required_json_object,
 };
@@ -78,25 +79,25 @@ async fn route(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiError> {
 
 /// The catalog the events naming `names` are checked against. Built-in types never
 /// change, so events naming only those read nothing. An event naming any other type
-/// reads the registered types as stored now (one consistent Query), so a type
+/// reads the types it names as stored now (one consistent BatchGetItem), so a type
 /// registered, changed or archived through any instance applies to the next event
 /// at every instance; only the named types have their schemas compiled.
 async fn catalog<'a>(
     deps: &Deps,
     names: impl Iterator<Item = &'a str>,
 ) -> Result<Catalog, ApiError> {
-    let others: BTreeSet<&str> = names
+    // A name that is not a valid one is not looked up: parsing the event refuses it.
+    let others: Vec<EventType> = names
         .filter(|name| !shared::catalog::is_builtin(name))
+        .filter_map(EventType::parse)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
         .collect();
     if others.is_empty() {
         return Ok(Catalog::default());
     }
     let read = async {
-        let registered = deps.store.event_types().await?;
-        let named = registered
-            .into_iter()
-            .filter(|registered| others.contains(registered.name.as_str()))
-            .collect();
+        let named = deps.store.event_types_named(&others).await?;
         Catalog::new(named).map_err(StoreError::Corrupt)
     };
     read.await.map_err(|error| {

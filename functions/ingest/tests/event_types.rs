@@ -487,3 +487,49 @@ async fn a_write_whose_answer_was_lost_knows_its_own_success() {
             .archived
     );
 }
+
+/// An event names its types, and only those are read, by key: a key DynamoDB
+/// leaves unprocessed is read again, so no event is refused for a type that is there.
+#[tokio::test]
+async fn the_named_types_are_read_by_key_and_what_is_left_unprocessed_read_again() {
+    use hookline_tests::intercept::LeaveUnprocessed;
+    let (env, deps, key) = setup().await;
+    let mut review_done = task_submitted();
+    review_done["name"] = json!("review.done");
+    for registered in [task_submitted(), review_done] {
+        let (status, body) = call(&deps, &key, Method::POST, "/v1/event-types", registered).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    env.add_endpoint("jane", "https://example.com/hook", |_| {})
+        .await;
+    let unprocessed = LeaveUnprocessed::keys();
+    let sdk = shared::aws::for_emulator(hookline_tests::emulator_url()).await;
+    let dynamodb = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(&sdk)
+            .interceptor(unprocessed.clone())
+            .build(),
+    );
+    let deps = Deps {
+        store: shared::store::Store::new(
+            dynamodb,
+            env.config.table.clone(),
+            env.config.retention(),
+        ),
+        ..deps
+    };
+    let mut review = event(good_object());
+    review["event_type"] = json!("review.done");
+    let (status, body) = call(
+        &deps,
+        &key,
+        Method::POST,
+        "/v1/events/batch",
+        json!({"events": [event(good_object()), review, event(json!({"stage": "review"}))]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body["data"][0]["endpoints"], 1, "{body}");
+    assert_eq!(body["data"][1]["endpoints"], 1, "{body}");
+    assert_eq!(body["data"][2]["error"]["code"], "validation_error");
+    assert_eq!(unprocessed.calls(), 2, "the key left over is read again");
+}

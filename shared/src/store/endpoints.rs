@@ -2,9 +2,7 @@
 //! fan-out (with the account's settings) and listing are one Query; changes are
 //! conditional on what was read.
 
-use aws_sdk_dynamodb::types::{
-    AttributeValue, Delete, KeysAndAttributes, Put, TransactWriteItem, Update,
-};
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, Update};
 use time::OffsetDateTime;
 
 use super::codec::{
@@ -14,9 +12,7 @@ use super::codec::{
 };
 use super::keys::{ENDPOINT_SK_PREFIX, SETTINGS_SK, account_pk, endpoint_count_key, endpoint_key};
 use super::schema::{self, PARTITION_KEY as PK, SORT_KEY as SK};
-use super::{
-    Page, Store, StoreError, UNPROCESSED_PAUSES, applied, aws_error, cancelled, is_condition_failed,
-};
+use super::{Page, Store, StoreError, applied, aws_error, cancelled, is_condition_failed};
 use crate::account::Account;
 use crate::ids::{EndpointId, MessageId};
 use crate::model::{Endpoint, EndpointSecrets};
@@ -26,9 +22,6 @@ use crate::signing::Secret;
 
 /// The most endpoints one account may have.
 pub const MAX_ENDPOINTS_PER_ACCOUNT: u32 = 500;
-
-/// BatchGetItem takes at most 100 keys.
-const BATCH_GET: usize = 100;
 
 /// The attribute naming the `endpoint.disabled` message of hookline's disabling.
 const DISABLED_BY: &str = "disabled_by";
@@ -145,56 +138,18 @@ impl Store {
             .transpose()
     }
 
-    /// The endpoints of `keys` that exist, with their secrets: 100 per BatchGetItem,
-    /// read eventually consistently (a change shows within a second or so), what
-    /// DynamoDB left unprocessed read again after a pause.
+    /// The endpoints of `keys` that exist, with their secrets, read eventually
+    /// consistently (a change shows within a second or so).
     pub async fn get_endpoints(
         &self,
         keys: &[(Account, EndpointId)],
     ) -> Result<Vec<(Endpoint, EndpointSecrets)>, StoreError> {
-        let mut found = Vec::new();
-        for chunk in keys.chunks(BATCH_GET) {
-            let mut asked = KeysAndAttributes::builder()
-                .set_keys(Some(
-                    chunk
-                        .iter()
-                        .map(|(account, id)| endpoint_key(account, id))
-                        .collect(),
-                ))
-                .build()
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            for pause in UNPROCESSED_PAUSES {
-                let output = self
-                    .client
-                    .batch_get_item()
-                    .request_items(&self.table, asked)
-                    .send()
-                    .await
-                    .map_err(aws_error("BatchGetItem"))?;
-                for item in output
-                    .responses
-                    .and_then(|mut r| r.remove(&self.table))
-                    .unwrap_or_default()
-                {
-                    found.push((endpoint_from_item(&item)?, secrets_from_item(&item)?));
-                }
-                match output
-                    .unprocessed_keys
-                    .and_then(|mut u| u.remove(&self.table))
-                {
-                    Some(left) if !left.keys().is_empty() => asked = left,
-                    _ => break,
-                }
-                if pause.is_zero() {
-                    return Err(StoreError::Aws {
-                        operation: "BatchGetItem",
-                        message: format!("{} keys left unprocessed", asked.keys().len()),
-                    });
-                }
-                tokio::time::sleep(pause).await;
-            }
-        }
-        Ok(found)
+        let keys = keys.iter().map(|(account, id)| endpoint_key(account, id));
+        self.read_items(keys.collect(), false)
+            .await?
+            .iter()
+            .map(|item| Ok((endpoint_from_item(item)?, secrets_from_item(item)?)))
+            .collect()
     }
 
     /// Writes `endpoint`'s settings (not its secrets) if it still exists and was last

@@ -1,7 +1,7 @@
 //! Registered event types: one item each in one partition, so the whole registry
-//! is one Query. Each write carries a new token (`written_by`), so a conditional
-//! write whose answer was lost, finding its condition failed when sent again,
-//! recognises its own version of the item.
+//! is one Query and named ones are read by key. Each write carries a new token
+//! (`written_by`), so a conditional write whose answer was lost, finding its
+//! condition failed when sent again, recognises its own version of the item.
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
@@ -111,12 +111,22 @@ impl Store {
         Ok(types)
     }
 
-    /// The built-in types with every registered one, as of now, their schemas compiled.
-    pub async fn event_type_catalog(&self) -> Result<Catalog, StoreError> {
-        Catalog::new(self.event_types().await?).map_err(StoreError::Corrupt)
+    /// The registered types among `names`, read consistently (a change just made
+    /// is seen): one item each, not the whole registry.
+    pub async fn event_types_named(
+        &self,
+        names: &[EventType],
+    ) -> Result<Vec<RegisteredType>, StoreError> {
+        let keys = names.iter().map(event_type_key).collect();
+        self.read_items(keys, true)
+            .await?
+            .iter()
+            .map(|item| Ok(event_type_from_item(item)?.0))
+            .collect()
     }
 
-    /// The same for naming types only: no schema compiled ([`Catalog::names_only`]).
+    /// The built-in types with every registered one, for naming types only: no
+    /// schema compiled ([`Catalog::names_only`]).
     pub async fn event_type_names(&self) -> Result<Catalog, StoreError> {
         Ok(Catalog::names_only(self.event_types().await?))
     }

@@ -30,7 +30,9 @@ use std::time::Duration;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{AttributeValue, CancellationReason, TransactWriteItem};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, CancellationReason, KeysAndAttributes, TransactWriteItem,
+};
 use time::OffsetDateTime;
 
 mod api_keys;
@@ -83,6 +85,9 @@ const UNPROCESSED_PAUSES: [Duration; 4] = [
     Duration::ZERO,
 ];
 
+/// BatchGetItem takes at most 100 keys.
+const BATCH_GET: usize = 100;
+
 /// How often a transaction that a concurrent one on the same items cancelled is sent.
 const TRANSACTION_ATTEMPTS: usize = 3;
 
@@ -125,6 +130,53 @@ impl Store {
             .await
             .map_err(aws_error("GetItem"))?;
         Ok(output.item)
+    }
+
+    /// The items of `keys` that exist, in no particular order: 100 keys per
+    /// BatchGetItem, what DynamoDB left unprocessed read again after a pause.
+    async fn read_items(
+        &self,
+        keys: Vec<codec::Item>,
+        consistent: bool,
+    ) -> Result<Vec<codec::Item>, StoreError> {
+        let mut found = Vec::new();
+        for chunk in keys.chunks(BATCH_GET) {
+            let mut asked = KeysAndAttributes::builder()
+                .set_keys(Some(chunk.to_vec()))
+                .consistent_read(consistent)
+                .build()
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            for pause in UNPROCESSED_PAUSES {
+                let output = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, asked)
+                    .send()
+                    .await
+                    .map_err(aws_error("BatchGetItem"))?;
+                found.extend(
+                    output
+                        .responses
+                        .and_then(|mut r| r.remove(&self.table))
+                        .unwrap_or_default(),
+                );
+                match output
+                    .unprocessed_keys
+                    .and_then(|mut u| u.remove(&self.table))
+                {
+                    Some(left) if !left.keys().is_empty() => asked = left,
+                    _ => break,
+                }
+                if pause.is_zero() {
+                    return Err(StoreError::Aws {
+                        operation: "BatchGetItem",
+                        message: format!("{} keys left unprocessed", asked.keys().len()),
+                    });
+                }
+                tokio::time::sleep(pause).await;
+            }
+        }
+        Ok(found)
     }
 
     fn expires_at(&self) -> AttributeValue {
