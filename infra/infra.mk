@@ -3,6 +3,7 @@
 #
 #   make lint-infra   cfn-lint and checkov on infra/template.yaml
 #   make package      arm64 Lambda zips of the five functions in target/lambda/
+#   make lambda-sizes the zips' sizes; fails when one is over MAX_ZIP_BYTES
 
 # Pinned so that a new rule in either linter cannot fail a build unannounced.
 CFN_LINT_VERSION := 1.58.0
@@ -15,8 +16,10 @@ INFRA_TEMPLATE := infra/template.yaml
 LAMBDA_BINARIES := ingest api dispatcher replay scheduler
 LAMBDA_TARGET := aarch64-unknown-linux-gnu
 LAMBDA_DIR := target/lambda
+# Each zip is held to 4 MB: a small package keeps a cold start's download short.
+MAX_ZIP_BYTES := 4000000
 
-.PHONY: lint-infra package
+.PHONY: lint-infra package lambda-sizes
 
 $(VENV)/.infra-tools: $(VENV)/.ready
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check \
@@ -40,7 +43,14 @@ package: $(VENV)/.ready
 	PATH="$(abspath $(VENV))/bin:$$PATH" cargo lambda build --release --arm64 \
 		--output-format zip --lambda-dir $(LAMBDA_DIR) \
 		$(addprefix --bin ,$(LAMBDA_BINARIES))
-	@for bin in $(LAMBDA_BINARIES); do \
+	@$(MAKE) --no-print-directory lambda-sizes
+
+lambda-sizes:
+	@over=0; for bin in $(LAMBDA_BINARIES); do \
 		zip="$(LAMBDA_DIR)/$$bin/bootstrap.zip"; \
-		printf '%-11s %8s bytes  %s\n' "$$bin" "$$(wc -c < "$$zip")" "$$zip"; \
-	done
+		bytes=$$(wc -c < "$$zip") || exit 1; \
+		printf '%-11s %8s bytes  %s\n' "$$bin" "$$bytes" "$$zip"; \
+		if [ "$$bytes" -gt $(MAX_ZIP_BYTES) ]; then \
+			echo "$$zip is over $(MAX_ZIP_BYTES) bytes" >&2; over=1; \
+		fi; \
+	done; exit $$over

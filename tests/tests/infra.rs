@@ -690,3 +690,35 @@ fn the_dashboard_shows_every_metric_the_code_writes_and_every_function() {
         assert!(references.contains(name), "the dashboard lacks {name}");
     }
 }
+
+/// `make package` ends with `make lambda-sizes`, which fails when a zip is over the
+/// 4 MB each function is held to (`docs/performance.md`).
+#[test]
+fn a_zip_over_4_mb_fails_the_package() {
+    let dir = std::env::temp_dir().join(format!("hookline-zips-{}", std::process::id()));
+    let sizes = |api_bytes: usize| {
+        for binary in function_binaries() {
+            let bytes = if binary == "api" { api_bytes } else { 1000 };
+            std::fs::create_dir_all(dir.join(&binary)).unwrap();
+            std::fs::write(dir.join(&binary).join("bootstrap.zip"), vec![0; bytes]).unwrap();
+        }
+        std::process::Command::new("make")
+            .arg("-s")
+            .arg("-C")
+            .arg(workspace_root())
+            .arg("lambda-sizes")
+            .arg(format!("LAMBDA_DIR={}", dir.display()))
+            .output()
+            .expect("make runs")
+    };
+    let within = sizes(4_000_000);
+    assert!(within.status.success(), "{within:?}");
+    assert!(String::from_utf8_lossy(&within.stdout).contains(" 4000000 bytes"));
+    let over = sizes(4_000_001);
+    assert!(!over.status.success());
+    assert!(
+        String::from_utf8_lossy(&over.stderr).contains("api/bootstrap.zip is over 4000000 bytes"),
+        "{over:?}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
