@@ -145,36 +145,74 @@ pub struct DeliveryJob {
     /// The message's payload when it fits on the queue; otherwise the dispatcher reads the table.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payload: Option<String>,
+    /// The endpoint's `updated_at` as the fan-out read it: the dispatcher delivers with
+    /// that version of the endpoint or a later one (a secret rotated before the event
+    /// was accepted signs it). `None` where the fan-out did not read the endpoint.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::timefmt::option"
+    )]
+    pub endpoint_updated_at: Option<OffsetDateTime>,
+}
+
+/// An endpoint a message goes to, with the version of it the fan-out read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recipient {
+    pub id: EndpointId,
+    pub updated_at: Option<OffsetDateTime>,
+}
+
+impl From<&Endpoint> for Recipient {
+    fn from(endpoint: &Endpoint) -> Self {
+        Self {
+            id: endpoint.id.clone(),
+            updated_at: Some(endpoint.updated_at),
+        }
+    }
+}
+
+/// An endpoint known by its id alone, not read.
+impl From<EndpointId> for Recipient {
+    fn from(id: EndpointId) -> Self {
+        Self {
+            id,
+            updated_at: None,
+        }
+    }
 }
 
 impl DeliveryJob {
     /// The job for one endpoint; see [`DeliveryJob::for_endpoints`].
-    pub fn new(message: &Message, endpoint_id: EndpointId) -> Self {
-        Self::for_endpoints(message, vec![endpoint_id])
+    pub fn new(message: &Message, recipient: impl Into<Recipient>) -> Self {
+        Self::for_endpoints(message, vec![recipient.into()])
             .pop()
             .expect("one job per endpoint")
     }
 
     /// One job per endpoint, carrying the payload inline when a job with it still fits
     /// in an SQS message: decided on the serialized job, where JSON escaping can
-    /// double the payload's size. Endpoint ids have one length, so one job decides for all.
-    pub fn for_endpoints(message: &Message, endpoint_ids: Vec<EndpointId>) -> Vec<Self> {
-        let job = |endpoint_id, payload| Self {
+    /// double the payload's size. Endpoint ids and times have one length, so the
+    /// longest job (one with a time, if any has one) decides for all.
+    pub fn for_endpoints(message: &Message, recipients: Vec<Recipient>) -> Vec<Self> {
+        let job = |recipient: Recipient, payload| Self {
             message_id: message.id.clone(),
-            endpoint_id,
+            endpoint_id: recipient.id,
             account: message.account.clone(),
             event_type: message.event_type.clone(),
             payload,
+            endpoint_updated_at: recipient.updated_at,
         };
-        let inline = endpoint_ids.first().is_some_and(|first| {
-            job(first.clone(), Some(message.payload.clone()))
+        let longest = recipients.iter().max_by_key(|r| r.updated_at.is_some());
+        let inline = longest.is_some_and(|longest| {
+            job(longest.clone(), Some(message.payload.clone()))
                 .to_body()
                 .len()
                 <= MAX_MESSAGE_BYTES
         });
-        endpoint_ids
+        recipients
             .into_iter()
-            .map(|id| job(id, inline.then(|| message.payload.clone())))
+            .map(|recipient| job(recipient, inline.then(|| message.payload.clone())))
             .collect()
     }
 
@@ -345,7 +383,10 @@ mod tests {
     #[test]
     fn one_decision_for_every_endpoint_of_a_message() {
         let big = message("\"".repeat(MAX_MESSAGE_BYTES / 2));
-        let jobs = DeliveryJob::for_endpoints(&big, vec![EndpointId::new(), EndpointId::new()]);
+        let jobs = DeliveryJob::for_endpoints(
+            &big,
+            vec![EndpointId::new().into(), EndpointId::new().into()],
+        );
         assert_eq!(jobs.len(), 2);
         assert!(
             jobs.iter()

@@ -262,6 +262,7 @@ mod tests {
             account: "jane".parse().unwrap(),
             event_type: event_type.parse().unwrap(),
             payload: None,
+            endpoint_updated_at: None,
         }
     }
 

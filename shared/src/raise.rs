@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use crate::model::{DeliveryJob, Endpoint};
+use crate::model::{DeliveryJob, Endpoint, Recipient};
 use crate::operational::{self, Raise};
 use crate::queue::Queues;
 use crate::retry::with_backoff;
@@ -95,7 +95,7 @@ pub async fn run(
         .endpoints
         .iter()
         .filter(|e| operational::receives(e, &raise.event_type, &raise.endpoint_id))
-        .map(|e| e.id.clone())
+        .map(Recipient::from)
         .collect();
     // Most accounts subscribe no endpoint to operational events: no message to keep.
     if receivers.is_empty() {

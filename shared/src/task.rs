@@ -127,6 +127,7 @@ mod tests {
             account: "jane".parse().unwrap(),
             event_type: "sample.created".parse().unwrap(),
             payload: Some(r#"{"kind":"fan_out"}"#.into()),
+            endpoint_updated_at: None,
         };
         assert!(Task::from_body(&job.to_body()).is_none());
         assert!(Task::from_body("{not json").is_none());

@@ -203,23 +203,7 @@ impl TestEnv {
         url: &str,
         edit: impl FnOnce(&mut shared::model::Endpoint),
     ) -> (shared::model::Endpoint, shared::signing::Secret) {
-        let now = time::OffsetDateTime::now_utc();
-        let mut endpoint = shared::model::Endpoint {
-            id: shared::ids::EndpointId::new(),
-            account: account.parse().expect("an account name"),
-            url: url.into(),
-            description: String::new(),
-            version: 1,
-            event_types: vec![],
-            datasets: None,
-            format: shared::model::Format::Standard,
-            disabled: false,
-            disabled_reason: None,
-            failing_since: None,
-            email: None,
-            created_at: now,
-            updated_at: now,
-        };
+        let mut endpoint = endpoint(account, url, time::OffsetDateTime::now_utc());
         edit(&mut endpoint);
         let secret = shared::signing::Secret::generate();
         let created = self
@@ -326,6 +310,27 @@ pub async fn queue_url(sqs: &aws_sdk_sqs::Client, name: &str) -> String {
 }
 
 /// Visible plus in-flight messages of the queue at `url`.
+/// A new endpoint of `account` at `url`, not stored: every event type and dataset,
+/// the standard format, created and last changed at `now`.
+pub fn endpoint(account: &str, url: &str, now: time::OffsetDateTime) -> shared::model::Endpoint {
+    shared::model::Endpoint {
+        id: shared::ids::EndpointId::new(),
+        account: account.parse().expect("an account name"),
+        url: url.into(),
+        description: String::new(),
+        version: 1,
+        event_types: vec![],
+        datasets: None,
+        format: shared::model::Format::Standard,
+        disabled: false,
+        disabled_reason: None,
+        failing_since: None,
+        email: None,
+        created_at: now,
+        updated_at: now,
+    }
+}
+
 pub async fn queue_depth(sqs: &aws_sdk_sqs::Client, url: &str) -> usize {
     use aws_sdk_sqs::types::QueueAttributeName as A;
     let output = sqs

@@ -68,7 +68,7 @@ pub async fn send_test(
         .insert_message(&message, None)
         .await
         .map_err(internal("could not store a test message"))?;
-    if let Err(error) = enqueue(deps, &[DeliveryJob::new(&message, endpoint.id.clone())]).await {
+    if let Err(error) = enqueue(deps, &[DeliveryJob::new(&message, &endpoint)]).await {
         if let Err(undo) = deps.store.remove_message(&message).await {
             tracing::error!(error = %undo, message_id = %message.id, "could not take back a test message");
         }
@@ -118,7 +118,7 @@ pub async fn replay_message(
         .await
         .map_err(internal("could not read a message"))?
         .ok_or_else(not_found)?;
-    enqueue(deps, &[DeliveryJob::new(&message, endpoint.id.clone())]).await?;
+    enqueue(deps, &[DeliveryJob::new(&message, &endpoint)]).await?;
     tracing::info!(message_id = %message.id, endpoint_id = %endpoint.id, "message replayed");
     Ok(json(StatusCode::ACCEPTED, &json!({ "id": message.id })))
 }

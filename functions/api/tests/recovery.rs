@@ -68,6 +68,7 @@ fn job(endpoint: &EndpointId, event_type: &str) -> DeliveryJob {
         account: "jane".parse().unwrap(),
         event_type: event_type.parse().unwrap(),
         payload: Some("{}".into()),
+        endpoint_updated_at: None,
     }
 }
 
@@ -249,7 +250,14 @@ async fn one_message_is_replayed_under_its_own_id() {
         (StatusCode::ACCEPTED, json!({"id": message.id}))
     );
     let jobs = queued_jobs(&env).await;
-    assert_eq!(jobs, vec![DeliveryJob::new(&message, endpoint.clone())]);
+    // The job names the endpoint as the api read it.
+    let (stored, _) = env
+        .store
+        .get_endpoint(&"jane".parse().unwrap(), &endpoint)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(jobs, vec![DeliveryJob::new(&message, &stored)]);
 
     let johns = add_message(&env, "john").await;
     for (account, endpoint_id, message_id) in [

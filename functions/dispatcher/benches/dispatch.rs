@@ -29,6 +29,7 @@ fn batch_event(endpoint: &EndpointId, first: usize) -> SqsEvent {
                 account: "jane".parse().unwrap(),
                 event_type: "sample.created".parse().unwrap(),
                 payload: Some(PAYLOAD.into()),
+                endpoint_updated_at: None,
             };
             json!({
                 "messageId": format!("m{n}"), "receiptHandle": format!("r{n}"),

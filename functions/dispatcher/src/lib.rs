@@ -352,9 +352,12 @@ async fn deliver(
     };
     let found = match deps
         .endpoints
-        .get(&job.account, &job.endpoint_id, || {
-            deps.store.get_endpoint(&job.account, &job.endpoint_id)
-        })
+        .get(
+            &job.account,
+            &job.endpoint_id,
+            job.endpoint_updated_at,
+            || deps.store.get_endpoint(&job.account, &job.endpoint_id),
+        )
         .await
     {
         Ok(found) => found,

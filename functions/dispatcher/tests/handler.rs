@@ -57,6 +57,7 @@ fn job(endpoint: &EndpointId) -> DeliveryJob {
         account: "jane".parse().unwrap(),
         event_type: "sample.created".parse().unwrap(),
         payload: Some(PAYLOAD.into()),
+        endpoint_updated_at: None,
     }
 }
 
@@ -432,22 +433,7 @@ async fn during_rotation_both_secrets_sign_and_each_verifies() {
     let (env, deps) = setup().await;
     let receiver = Receiver::start().await;
     let now = time::OffsetDateTime::now_utc();
-    let endpoint = Endpoint {
-        id: EndpointId::new(),
-        account: "jane".parse().unwrap(),
-        url: receiver.url("/hook"),
-        description: String::new(),
-        version: 1,
-        event_types: vec![],
-        datasets: None,
-        format: Format::Standard,
-        disabled: false,
-        disabled_reason: None,
-        failing_since: None,
-        email: None,
-        created_at: now,
-        updated_at: now,
-    };
+    let endpoint = hookline_tests::endpoint("jane", &receiver.url("/hook"), now);
     let (current, previous) = (Secret::generate(), Secret::generate());
     let secrets = EndpointSecrets {
         current: current.clone(),

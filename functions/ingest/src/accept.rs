@@ -14,7 +14,7 @@ use shared::account::Account;
 use shared::event::NewEvent;
 use shared::http::ApiError;
 use shared::ids::{EndpointId, MessageId};
-use shared::model::{DeliveryJob, Message};
+use shared::model::{DeliveryJob, Message, Recipient};
 use shared::store::{AccountEndpoints, Claim, Inserted, StoreError};
 use shared::task::FanOut;
 use time::OffsetDateTime;
@@ -62,7 +62,7 @@ struct Pending {
     index: usize,
     message: Message,
     key: Option<String>,
-    endpoint_ids: Vec<EndpointId>,
+    recipients: Vec<Recipient>,
     /// Whether any job or task of it may be on the queue.
     enqueued_any: bool,
     failed: bool,
@@ -100,7 +100,7 @@ pub async fn accept(deps: &Deps, events: Vec<NewEvent>) -> Vec<Result<Accepted, 
                 index,
                 message,
                 key,
-                endpoint_ids: Vec::new(),
+                recipients: Vec::new(),
                 enqueued_any: false,
                 failed: false,
             }),
@@ -120,7 +120,7 @@ pub async fn accept(deps: &Deps, events: Vec<NewEvent>) -> Vec<Result<Accepted, 
     let sizes: Vec<usize> = pending
         .iter()
         .filter(|p| !p.failed)
-        .map(|p| p.endpoint_ids.len())
+        .map(|p| p.recipients.len())
         .collect();
     shared::metrics::emit(&shared::metrics::fan_out(shared::metrics::now_ms(), &sizes));
     fan_out(deps, &mut pending).await;
@@ -265,11 +265,11 @@ fn assign_endpoints(
                 tracing::info!(message_id = %event.message.id, "the account's webhooks are disabled; nothing to enqueue");
             }
             Ok(account) => {
-                event.endpoint_ids = account
+                event.recipients = account
                     .endpoints
                     .iter()
                     .filter(|e| e.subscribes(&event.message.event_type, &event.message.dataset))
-                    .map(|e| e.id.clone())
+                    .map(Recipient::from)
                     .collect();
             }
             Err(error) => {
@@ -293,12 +293,12 @@ async fn fan_out(deps: &Deps, pending: &mut [Pending]) {
         if event.failed {
             continue;
         }
-        let count = event.endpoint_ids.len();
+        let count = event.recipients.len();
         if count > LARGE_FAN_OUT || jobs.len() + count > INLINE_JOBS {
-            handed_over[position] = event.endpoint_ids.clone();
+            handed_over[position] = event.recipients.iter().map(|r| r.id.clone()).collect();
             continue;
         }
-        for job in DeliveryJob::for_endpoints(&event.message, event.endpoint_ids.clone()) {
+        for job in DeliveryJob::for_endpoints(&event.message, event.recipients.clone()) {
             owners.push(position);
             jobs.push(job);
         }
@@ -388,10 +388,10 @@ async fn finish(deps: &Deps, event: Pending) -> Result<Accepted, ApiError> {
         // The jobs are on the queue; a retry with the key would at worst enqueue them again.
         tracing::warn!(%error, message_id = %message.id, "could not mark a fan-out done");
     }
-    tracing::info!(message_id = %message.id, event_type = %message.event_type, endpoints = event.endpoint_ids.len(), "event accepted");
+    tracing::info!(message_id = %message.id, event_type = %message.event_type, endpoints = event.recipients.len(), "event accepted");
     Ok(Accepted {
         id: message.id.clone(),
-        endpoints: event.endpoint_ids.len(),
+        endpoints: event.recipients.len(),
         duplicate: false,
     })
 }

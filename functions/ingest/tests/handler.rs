@@ -57,11 +57,14 @@ const EVENT: &str =
 #[tokio::test]
 async fn fans_out_to_the_subscribed_endpoints_only() {
     let (env, deps, key) = setup().await;
-    add_endpoint(&env, "jane", |_| {}).await;
-    add_endpoint(&env, "jane", |e| {
-        e.event_types = vec!["sample.created".parse().unwrap()]
-    })
-    .await;
+    let (every, _) = env
+        .add_endpoint("jane", "https://example.com/hook", |_| {})
+        .await;
+    let (created, _) = env
+        .add_endpoint("jane", "https://example.com/hook", |e| {
+            e.event_types = vec!["sample.created".parse().unwrap()]
+        })
+        .await;
     add_endpoint(&env, "jane", |e| {
         e.event_types = vec!["sample.deleted".parse().unwrap()]
     })
@@ -80,7 +83,27 @@ async fn fans_out_to_the_subscribed_endpoints_only() {
     .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     assert_eq!(body["endpoints"], 2);
-    assert_eq!(env.queue_depth(env.queues.delivery_url()).await, 2);
+    // Each job names its endpoint as the fan-out read it, for the dispatcher to
+    // deliver with that version or a later one.
+    let mut jobs: Vec<_> = env
+        .queued_jobs()
+        .await
+        .into_iter()
+        .map(|job| (job.endpoint_id, job.endpoint_updated_at))
+        .collect();
+    jobs.sort();
+    let mut expected = Vec::new();
+    for endpoint in [every, created] {
+        let (stored, _) = env
+            .store
+            .get_endpoint(&endpoint.account, &endpoint.id)
+            .await
+            .unwrap()
+            .unwrap();
+        expected.push((stored.id, Some(stored.updated_at)));
+    }
+    expected.sort();
+    assert_eq!(jobs, expected);
     assert_eq!(env.count_items("MSG#").await, 1);
 }
 
