@@ -1,3 +1,7 @@
+// The handler's future nests the AWS SDK's deeply: computing its layout goes past
+// the compiler's default query depth of 128 on a clean build.
+#![recursion_limit = "256"]
+
 use aws_lambda_events::event::sqs::SqsEvent;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use shared::config::Config;
