@@ -65,7 +65,8 @@ impl Store {
     }
 
     /// Whether a platform key of this hash exists: from the instance's memory when
-    /// it was found less than [`KNOWN_KEY_TTL`] ago, else one GetItem.
+    /// it was found less than [`KNOWN_KEY_TTL`] ago, else one consistent GetItem (a
+    /// key created a moment ago works at once; read once a while, it costs little).
     pub async fn api_key_exists(&self, key_hash: &str) -> Result<bool, StoreError> {
         if self.known_keys.is_known(key_hash, Instant::now()) {
             return Ok(true);
@@ -78,6 +79,7 @@ impl Store {
             .key(SK, s(API_KEY_SK))
             .projection_expression("#pk")
             .expression_attribute_names("#pk", PK)
+            .consistent_read(true)
             .send()
             .await
             .map_err(aws_error("GetItem"))?;
