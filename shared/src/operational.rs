@@ -86,12 +86,20 @@ pub fn receives(endpoint: &Endpoint, event_type: &EventType, about: &EndpointId)
 }
 
 /// An endpoint to disable before `endpoint.disabled` is raised about it: only if it
-/// was not changed since the raise was decided (its owner may have re-enabled it).
+/// was not changed since the raise was decided (its owner may have re-enabled it)
+/// and, for a run of failures gone on too long, that run is still on (a success
+/// elsewhere may have ended it: ending a run does not change `updated_at`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Disable {
     pub reason: String,
     #[serde(with = "crate::timefmt")]
     pub seen_updated_at: OffsetDateTime,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::timefmt::option"
+    )]
+    pub seen_failing_since: Option<OffsetDateTime>,
 }
 
 /// One operational event to raise, in `account`, about endpoint `endpoint_id`.
@@ -205,6 +213,26 @@ impl Raise {
     /// `endpoint.disabled` for `reason`, disabling `endpoint` as it was read first.
     /// Every raise decided on the same version of the endpoint is one message.
     pub fn disabled(endpoint: &Endpoint, reason: &str, now: OffsetDateTime) -> Self {
+        Self::disabling(endpoint, reason, None, now)
+    }
+
+    /// `endpoint.disabled` for the run of failures that began at `since` and went on
+    /// longer than `after`: it disables nothing if that run has ended.
+    pub fn failing_too_long(
+        endpoint: &Endpoint,
+        since: OffsetDateTime,
+        after: Duration,
+        now: OffsetDateTime,
+    ) -> Self {
+        Self::disabling(endpoint, &failing_too_long(since, after), Some(since), now)
+    }
+
+    fn disabling(
+        endpoint: &Endpoint,
+        reason: &str,
+        run: Option<OffsetDateTime>,
+        now: OffsetDateTime,
+    ) -> Self {
         let object = object(json!({
             "endpoint_id": endpoint.id, "url": endpoint.url, "reason": reason,
         }));
@@ -223,6 +251,7 @@ impl Raise {
             disable: Some(Disable {
                 reason: reason.to_string(),
                 seen_updated_at: endpoint.updated_at,
+                seen_failing_since: run,
             }),
         }
     }

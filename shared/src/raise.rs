@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use crate::model::{DeliveryJob, Endpoint, Recipient};
+use crate::model::{DeliveryJob, Recipient};
 use crate::operational::{self, Raise};
 use crate::queue::Queues;
 use crate::retry::with_backoff;
@@ -53,16 +53,16 @@ pub async fn disable_endpoint(store: &Store, raise: &Raise) -> Result<bool, Stor
     }
 }
 
-/// Raises `endpoint.disabled` for `reason` and disables `endpoint` at once, so its
-/// next deliveries stop; the task disables it too, should this write fail. `false`
+/// Raises `endpoint.disabled` (`raise`, made by [`Raise::disabled`] or
+/// [`Raise::failing_too_long`]) and disables its endpoint at once, so its next
+/// deliveries stop; the task disables it too, should this write fail. `false`
 /// when the raise could not be enqueued: the endpoint is then left as it is.
-pub async fn disable(store: &Store, queues: &Queues, endpoint: &Endpoint, reason: &str) -> bool {
-    let raise = Raise::disabled(endpoint, reason, OffsetDateTime::now_utc());
-    if !enqueue(queues, &raise).await {
+pub async fn disable(store: &Store, queues: &Queues, raise: &Raise) -> bool {
+    if !enqueue(queues, raise).await {
         return false;
     }
-    if let Err(error) = disable_endpoint(store, &raise).await {
-        tracing::warn!(%error, endpoint_id = %endpoint.id, "could not disable an endpoint; its raise will");
+    if let Err(error) = disable_endpoint(store, raise).await {
+        tracing::warn!(%error, endpoint_id = %raise.endpoint_id, "could not disable an endpoint; its raise will");
     }
     true
 }
@@ -138,8 +138,8 @@ pub async fn sweep(
         if endpoint.disabled || !operational::disable_due(Some(since), now, disable_after) {
             continue;
         }
-        let reason = operational::failing_too_long(since, disable_after);
-        if disable(store, queues, &endpoint, &reason).await {
+        let raise = Raise::failing_too_long(&endpoint, since, disable_after, now);
+        if disable(store, queues, &raise).await {
             disabled += 1;
         }
     }

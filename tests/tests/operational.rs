@@ -401,3 +401,62 @@ async fn the_sweep_disables_only_endpoints_failing_past_the_period() {
         Some(Ok(shared::task::Task::Raise(raise))) if raise.endpoint_id == long.id
     ));
 }
+
+/// Ending a run of failures leaves `updated_at` as it is, so a disabling decided on
+/// a run also checks that the run is still on: an endpoint that a success reached
+/// meanwhile (at another dispatcher instance, or between the sweep's read and its
+/// write) is not disabled.
+#[tokio::test]
+async fn a_disabling_for_a_run_of_failures_that_ended_meanwhile_does_not_happen() {
+    let env = TestEnv::new("1s").await;
+    let now = time::OffsetDateTime::now_utc();
+    let period = Duration::from_secs(60);
+    let since = now - time::Duration::seconds(300);
+    let mut decided = Vec::new();
+    for host in ["back.example", "down.example"] {
+        let (endpoint, _) = env
+            .add_endpoint("jane", &format!("https://{host}/hook"), |_| {})
+            .await;
+        let account = endpoint.account.clone();
+        assert!(
+            env.store
+                .start_failing(&account, &endpoint.id, since)
+                .await
+                .unwrap()
+        );
+        let (seen, _) = env
+            .store
+            .get_endpoint(&account, &endpoint.id)
+            .await
+            .unwrap()
+            .unwrap();
+        decided.push(shared::operational::Raise::failing_too_long(
+            &seen, since, period, now,
+        ));
+    }
+    // A success reaches the first endpoint after the decision.
+    env.store
+        .end_failing(&decided[0].account, &decided[0].endpoint_id)
+        .await
+        .unwrap();
+
+    for (raise, expected) in decided.iter().zip([false, true]) {
+        let disabled = shared::raise::disable_endpoint(&env.store, raise)
+            .await
+            .unwrap();
+        assert_eq!(disabled, expected, "{}", raise.endpoint_id);
+        let (stored, _) = env
+            .store
+            .get_endpoint(&raise.account, &raise.endpoint_id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored.disabled, expected);
+    }
+    // Done again (a raise task after the direct write), the disabling still holds.
+    assert!(
+        shared::raise::disable_endpoint(&env.store, &decided[1])
+            .await
+            .unwrap()
+    );
+}

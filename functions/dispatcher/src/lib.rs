@@ -422,7 +422,9 @@ async fn deliver(
         Some(410) => {
             // The receiver says it is gone for good: stop delivering there at all. Not
             // announced, it is not disabled either: the job comes back for another 410.
-            let disabled = raise::disable(deps, endpoint, shared::operational::GONE).await;
+            let gone =
+                shared::operational::Raise::disabled(endpoint, shared::operational::GONE, now);
+            let disabled = raise::disable(deps, &gone).await;
             tally(
                 metrics::Outcome::Failed,
                 Some(metrics::failure_kind(Some(410), false)),

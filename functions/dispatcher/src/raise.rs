@@ -9,11 +9,12 @@ use time::OffsetDateTime;
 
 use crate::Deps;
 
-/// Raises `endpoint.disabled` for `reason` and disables `endpoint`; `false` when the
-/// raise could not be enqueued and the endpoint is left enabled.
-pub(crate) async fn disable(deps: &Deps, endpoint: &Endpoint, reason: &str) -> bool {
-    let raised = shared::raise::disable(&deps.store, &deps.queues, endpoint, reason).await;
-    deps.endpoints.forget(&endpoint.account, &endpoint.id);
+/// Raises `endpoint.disabled` and disables the endpoint (see
+/// [`shared::raise::disable`]); `false` when the raise could not be enqueued and
+/// the endpoint is left enabled.
+pub(crate) async fn disable(deps: &Deps, raise: &Raise) -> bool {
+    let raised = shared::raise::disable(&deps.store, &deps.queues, raise).await;
+    deps.endpoints.forget(&raise.account, &raise.endpoint_id);
     raised
 }
 
@@ -62,7 +63,7 @@ pub(crate) async fn after_failure(
         }
         None => {}
         Some(since) if operational::disable_due(Some(since), now, after) => {
-            disable(deps, endpoint, &operational::failing_too_long(since, after)).await;
+            disable(deps, &Raise::failing_too_long(endpoint, since, after, now)).await;
         }
         Some(_) => {}
     }

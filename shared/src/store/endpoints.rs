@@ -382,8 +382,9 @@ impl Store {
 
     /// Disables an endpoint for `disable.reason`, as the `endpoint.disabled` message
     /// `by` says, if it was not changed since `disable.seen_updated_at` (its owner may
-    /// have enabled it again meanwhile) or this very disabling is already done, by
-    /// an earlier try or another raise of the same message. `false` when neither.
+    /// have enabled it again meanwhile) and the run of failures it is for, if any,
+    /// is still on, or this very disabling is already done, by an earlier try or
+    /// another raise of the same message. `false` when neither.
     pub async fn disable_endpoint(
         &self,
         account: &Account,
@@ -391,7 +392,11 @@ impl Store {
         disable: &Disable,
         by: &MessageId,
     ) -> Result<bool, StoreError> {
-        let updated = self
+        let unchanged = match disable.seen_failing_since {
+            Some(_) => "updated_at = :seen AND failing_since = :run",
+            None => "updated_at = :seen",
+        };
+        let mut update = self
             .client
             .update_item()
             .table_name(&self.table)
@@ -400,17 +405,20 @@ impl Store {
                 "SET disabled = :yes, disabled_reason = :reason, #by = :by, updated_at = :now \
                  REMOVE {FAILING_RUN}"
             ))
-            .condition_expression("attribute_exists(#pk) AND (updated_at = :seen OR #by = :by)")
+            .condition_expression(format!(
+                "attribute_exists(#pk) AND (({unchanged}) OR #by = :by)"
+            ))
             .expression_attribute_names("#pk", PK)
             .expression_attribute_names("#by", DISABLED_BY)
             .expression_attribute_values(":yes", AttributeValue::Bool(true))
             .expression_attribute_values(":reason", s(disable.reason.as_str()))
             .expression_attribute_values(":by", s(by.as_str()))
             .expression_attribute_values(":seen", s(time_text(disable.seen_updated_at)))
-            .expression_attribute_values(":now", s(time_text(OffsetDateTime::now_utc())))
-            .send()
-            .await;
-        applied(updated, "UpdateItem")
+            .expression_attribute_values(":now", s(time_text(OffsetDateTime::now_utc())));
+        if let Some(run) = disable.seen_failing_since {
+            update = update.expression_attribute_values(":run", s(time_text(run)));
+        }
+        applied(update.send().await, "UpdateItem")
     }
 
     /// Notes that an endpoint's run of failures began at `since`, unless one is on
