@@ -33,7 +33,7 @@ pub const FAILING_AT: u32 = 4;
 pub const GONE: &str = "the endpoint answered 410 Gone";
 
 /// The reason of an endpoint disabled after failing without a success since `since`.
-pub fn failing_too_long(since: OffsetDateTime, after: Duration) -> String {
+fn failing_too_long_reason(since: OffsetDateTime, after: Duration) -> String {
     format!(
         "failures without a success since {}, longer than {}",
         timefmt::format(since),
@@ -224,7 +224,12 @@ impl Raise {
         after: Duration,
         now: OffsetDateTime,
     ) -> Self {
-        Self::disabling(endpoint, &failing_too_long(since, after), Some(since), now)
+        Self::disabling(
+            endpoint,
+            &failing_too_long_reason(since, after),
+            Some(since),
+            now,
+        )
     }
 
     fn disabling(
@@ -349,7 +354,7 @@ mod tests {
         ));
         assert!(disable_due(Some(since), since + day, day));
         assert_eq!(
-            failing_too_long(since, day * 5),
+            failing_too_long_reason(since, day * 5),
             "failures without a success since 2023-11-14T22:13:20.000000Z, longer than 5d"
         );
         assert_eq!(duration_text(Duration::from_secs(90)), "90s");

@@ -144,15 +144,6 @@ impl LeaveUnprocessed {
     }
 }
 
-/// The last element of each table's list when it has more than one, taken out.
-fn take_last<T>(tables: &mut HashMap<String, Vec<T>>) -> HashMap<String, Vec<T>> {
-    tables
-        .iter_mut()
-        .filter(|(_, list)| list.len() > 1)
-        .map(|(table, list)| (table.clone(), vec![list.pop().expect("more than one")]))
-        .collect()
-}
-
 /// What was taken out of a request, for its answer to name as unprocessed.
 #[derive(Debug, Clone)]
 enum TakenOut {
@@ -183,7 +174,13 @@ impl Intercept for LeaveUnprocessed {
         }
         let input = context.input_mut();
         let taken = if let Some(write) = input.downcast_mut::<BatchWriteItemInput>() {
-            TakenOut::Writes(take_last(write.request_items.get_or_insert_default()))
+            let mut unprocessed = HashMap::new();
+            for (table, writes) in write.request_items.get_or_insert_default() {
+                if writes.len() > 1 {
+                    unprocessed.insert(table.clone(), vec![writes.pop().expect("more than one")]);
+                }
+            }
+            TakenOut::Writes(unprocessed)
         } else if let Some(get) = input.downcast_mut::<BatchGetItemInput>() {
             let mut unprocessed = HashMap::new();
             for (table, asked) in get.request_items.get_or_insert_default() {
