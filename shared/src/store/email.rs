@@ -356,6 +356,8 @@ impl Store {
             .client
             .query()
             .table_name(&self.table)
+            // Consistent: an event gathered a moment before the window closed is in its email.
+            .consistent_read(true)
             .key_condition_expression("#pk = :pk AND #sk BETWEEN :from AND :to")
             .expression_attribute_names("#pk", PK)
             .expression_attribute_names("#sk", SK)

@@ -321,9 +321,11 @@ impl Store {
         &self,
         account: &Account,
     ) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
+        // Consistent: an endpoint created or deleted a moment ago shows in the listing as it is.
         self.client
             .query()
             .table_name(&self.table)
+            .consistent_read(true)
             .key_condition_expression("#pk = :pk AND begins_with(#sk, :ep)")
             .expression_attribute_names("#pk", PK)
             .expression_attribute_names("#sk", SK)
@@ -338,10 +340,13 @@ impl Store {
         &self,
         account: &Account,
     ) -> Result<AccountEndpoints, StoreError> {
+        // Consistent: an endpoint created, edited or enabled a moment before the event
+        // gets it, and the version its jobs name is the one the dispatcher must sign with.
         let mut pages = self
             .client
             .query()
             .table_name(&self.table)
+            .consistent_read(true)
             .key_condition_expression("#pk = :pk AND #sk BETWEEN :first AND :settings")
             .expression_attribute_names("#pk", PK)
             .expression_attribute_names("#sk", SK)
