@@ -157,10 +157,39 @@ pub struct DeliveryJob {
 }
 
 /// An endpoint a message goes to, with the version of it the fan-out read.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "RecipientBody")]
 pub struct Recipient {
     pub id: EndpointId,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::timefmt::option"
+    )]
     pub updated_at: Option<OffsetDateTime>,
+}
+
+/// A recipient as a queue body holds it: an object, or a bare endpoint id as fan-out
+/// tasks named their endpoints before they carried versions (still read, so such a
+/// task queued across a deployment is done, not dropped as malformed).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RecipientBody {
+    Id(EndpointId),
+    Read {
+        id: EndpointId,
+        #[serde(default, with = "crate::timefmt::option")]
+        updated_at: Option<OffsetDateTime>,
+    },
+}
+
+impl From<RecipientBody> for Recipient {
+    fn from(body: RecipientBody) -> Self {
+        match body {
+            RecipientBody::Id(id) => id.into(),
+            RecipientBody::Read { id, updated_at } => Self { id, updated_at },
+        }
+    }
 }
 
 impl From<&Endpoint> for Recipient {

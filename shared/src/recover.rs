@@ -119,7 +119,7 @@ pub async fn run(
                 account: part.account.clone(),
                 event_type: attempt.event_type.clone(),
                 payload: None,
-                endpoint_updated_at: None,
+                endpoint_updated_at: part.endpoint_updated_at,
             })
             .collect();
         try_join_all(jobs.chunks(SEND_CHUNK).map(|chunk| queues.send_jobs(chunk))).await?;

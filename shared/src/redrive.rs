@@ -353,12 +353,13 @@ mod tests {
             since: time::OffsetDateTime::UNIX_EPOCH,
             until: time::OffsetDateTime::UNIX_EPOCH,
             before: None,
+            endpoint_updated_at: None,
         })
         .to_body();
         let fan_out = crate::task::FanOut::split(
             &MessageId::new(),
             &"jane".parse().unwrap(),
-            std::slice::from_ref(&a),
+            &[a.clone().into()],
         )
         .remove(0)
         .to_body();

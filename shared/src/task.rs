@@ -7,6 +7,7 @@ use time::OffsetDateTime;
 
 use crate::account::Account;
 use crate::ids::{AttemptId, EndpointId, MessageId};
+use crate::model::Recipient;
 use crate::operational::Raise;
 
 /// A queue body that is not a delivery job: work the dispatcher does itself.
@@ -29,7 +30,9 @@ pub enum Task {
 pub struct FanOut {
     pub message_id: MessageId,
     pub account: Account,
-    pub endpoint_ids: Vec<EndpointId>,
+    /// The endpoints, each with the version its fan-out read, which the jobs name.
+    #[serde(alias = "endpoint_ids")]
+    pub recipients: Vec<Recipient>,
 }
 
 /// Endpoints one fan-out task names at most: a task is done (and on failure redone)
@@ -37,20 +40,16 @@ pub struct FanOut {
 pub const FAN_OUT_TASK_ENDPOINTS: usize = 100;
 
 impl FanOut {
-    /// The tasks that enqueue `message_id`'s jobs for `endpoint_ids`, at most
+    /// The tasks that enqueue `message_id`'s jobs for `recipients`, at most
     /// [`FAN_OUT_TASK_ENDPOINTS`] each.
-    pub fn split(
-        message_id: &MessageId,
-        account: &Account,
-        endpoint_ids: &[EndpointId],
-    ) -> Vec<Task> {
-        endpoint_ids
+    pub fn split(message_id: &MessageId, account: &Account, recipients: &[Recipient]) -> Vec<Task> {
+        recipients
             .chunks(FAN_OUT_TASK_ENDPOINTS)
             .map(|chunk| {
                 Task::FanOut(FanOut {
                     message_id: message_id.clone(),
                     account: account.clone(),
-                    endpoint_ids: chunk.to_vec(),
+                    recipients: chunk.to_vec(),
                 })
             })
             .collect()
@@ -70,6 +69,15 @@ pub struct Recover {
     pub until: OffsetDateTime,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub before: Option<AttemptId>,
+    /// The endpoint's `updated_at` as the recovery's request read it, which its jobs
+    /// name: an endpoint mended (its URL, its secret) and then recovered is delivered
+    /// to as mended.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::timefmt::option"
+    )]
+    pub endpoint_updated_at: Option<OffsetDateTime>,
 }
 
 /// Only the field that tells a task from a delivery job; the rest is skipped unread.
@@ -100,17 +108,23 @@ mod tests {
     #[test]
     fn a_task_reads_back_and_a_delivery_job_is_not_one() {
         let message = MessageId::new();
-        let endpoints: Vec<EndpointId> = (0..250).map(|_| EndpointId::new()).collect();
-        let tasks = FanOut::split(&message, &"jane".parse().unwrap(), &endpoints);
+        let read = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
+        let recipients: Vec<Recipient> = (0..250)
+            .map(|_| Recipient {
+                id: EndpointId::new(),
+                updated_at: Some(read),
+            })
+            .collect();
+        let tasks = FanOut::split(&message, &"jane".parse().unwrap(), &recipients);
         assert_eq!(tasks.len(), 3);
-        let named: Vec<EndpointId> = tasks
+        let named: Vec<Recipient> = tasks
             .iter()
             .flat_map(|task| match task {
-                Task::FanOut(f) => f.endpoint_ids.clone(),
+                Task::FanOut(f) => f.recipients.clone(),
                 _ => unreachable!("a fan-out splits into fan-outs"),
             })
             .collect();
-        assert_eq!(named, endpoints);
+        assert_eq!(named, recipients);
         for task in &tasks {
             let body = task.to_body();
             assert!(
@@ -118,7 +132,7 @@ mod tests {
                 "{body}"
             );
             assert_eq!(&Task::from_body(&body).unwrap().unwrap(), task);
-            assert!(body.len() < 8 * 1024, "{}", body.len());
+            assert!(body.len() < 16 * 1024, "{}", body.len());
         }
 
         let job = DeliveryJob {
@@ -136,6 +150,28 @@ mod tests {
     }
 
     #[test]
+    fn a_fan_out_task_that_names_bare_endpoint_ids_reads_back_without_versions() {
+        let (message, endpoint) = (MessageId::new(), EndpointId::new());
+        let body = format!(
+            r#"{{"kind":"fan_out","message_id":"{message}","account":"jane","endpoint_ids":["{endpoint}"]}}"#
+        );
+        let Some(Ok(Task::FanOut(task))) = Task::from_body(&body) else {
+            panic!("a fan-out task: {body}");
+        };
+        assert_eq!(task.recipients, vec![Recipient::from(endpoint.clone())]);
+        // Versions, where read, go with the ids.
+        let read = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
+        let body = format!(
+            r#"{{"kind":"fan_out","message_id":"{message}","account":"jane","recipients":[{{"id":"{endpoint}","updated_at":"2023-11-14T22:13:20.000000Z"}},{{"id":"{endpoint}"}}]}}"#
+        );
+        let Some(Ok(Task::FanOut(task))) = Task::from_body(&body) else {
+            panic!("a fan-out task: {body}");
+        };
+        let versions: Vec<_> = task.recipients.iter().map(|r| r.updated_at).collect();
+        assert_eq!(versions, [Some(read), None]);
+    }
+
+    #[test]
     fn a_recover_task_names_its_kind_and_reads_back_the_same() {
         let task = Task::Recover(Recover {
             account: "jane".parse().unwrap(),
@@ -143,6 +179,7 @@ mod tests {
             since: OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap(),
             until: OffsetDateTime::from_unix_timestamp(1_700_000_060).unwrap(),
             before: Some(AttemptId::new()),
+            endpoint_updated_at: Some(OffsetDateTime::from_unix_timestamp(1_699_999_000).unwrap()),
         });
         let body = task.to_body();
         let value: serde_json::Value = serde_json::from_str(&body).unwrap();

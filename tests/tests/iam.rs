@@ -481,6 +481,7 @@ async fn every_path_runs_with_exactly_its_roles_grants() {
             window_end,
             u128::MAX,
         ))),
+        endpoint_updated_at: None,
     });
     moto.enqueue(&rest.to_body()).await;
     delivered(&dev, &failing[0], ATTEMPTS + 2).await;

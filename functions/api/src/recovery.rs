@@ -144,6 +144,7 @@ pub async fn recover(
         since,
         until,
         before: None,
+        endpoint_updated_at: Some(endpoint.updated_at),
     };
     let progress = shared::recover::run(&deps.store, &deps.queues, &part, deadline)
         .await

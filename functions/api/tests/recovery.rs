@@ -349,10 +349,17 @@ async fn recover_redelivers_what_last_failed_within_the_window() {
         )
     );
     let jobs = queued_jobs(&env).await;
-    // The dispatcher reads the message when it delivers.
+    // The dispatcher reads the message when it delivers, and delivers with the
+    // endpoint as the recovery read it or newer.
+    let (stored, _) = env
+        .store
+        .get_endpoint(&"jane".parse().unwrap(), &endpoint)
+        .await
+        .unwrap()
+        .unwrap();
     let expected = DeliveryJob {
         payload: None,
-        ..DeliveryJob::new(&failed, endpoint.clone())
+        ..DeliveryJob::new(&failed, &stored)
     };
     assert_eq!(jobs, vec![expected]);
 
@@ -517,6 +524,7 @@ async fn drain_recovery(env: &TestEnv, budget: Duration) -> (Vec<MessageId>, usi
             } else {
                 let job: DeliveryJob = serde_json::from_str(&received.body).unwrap();
                 assert_eq!(job.payload, None);
+                assert!(job.endpoint_updated_at.is_some(), "continuations too");
                 ids.push(job.message_id);
             }
         }

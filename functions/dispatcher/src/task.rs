@@ -7,7 +7,7 @@
 use std::time::Instant;
 
 use aws_lambda_events::event::sqs::SqsMessage;
-use shared::model::{DeliveryJob, Recipient};
+use shared::model::DeliveryJob;
 use shared::retry::FailureKind;
 use shared::task::{FanOut, Recover, Task};
 
@@ -74,8 +74,7 @@ async fn enqueue_jobs(deps: &Deps, task: &FanOut) -> Result<(), String> {
         }
         Err(error) => return Err(format!("could not read the message: {error}")),
     };
-    let recipients = task.endpoint_ids.iter().cloned().map(Recipient::from);
-    let jobs = DeliveryJob::for_endpoints(&message, recipients.collect());
+    let jobs = DeliveryJob::for_endpoints(&message, task.recipients.clone());
     deps.queues
         .send_jobs(&jobs)
         .await

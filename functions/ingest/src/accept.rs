@@ -13,7 +13,7 @@ use serde::Serialize;
 use shared::account::Account;
 use shared::event::NewEvent;
 use shared::http::ApiError;
-use shared::ids::{EndpointId, MessageId};
+use shared::ids::MessageId;
 use shared::model::{DeliveryJob, Message, Recipient};
 use shared::store::{AccountEndpoints, Claim, Inserted, StoreError};
 use shared::task::FanOut;
@@ -288,14 +288,14 @@ async fn fan_out(deps: &Deps, pending: &mut [Pending]) {
     let mut jobs = Vec::new();
     // (event, endpoint) of each job.
     let mut owners = Vec::new();
-    let mut handed_over: Vec<Vec<EndpointId>> = vec![Vec::new(); pending.len()];
+    let mut handed_over: Vec<Vec<Recipient>> = vec![Vec::new(); pending.len()];
     for (position, event) in pending.iter().enumerate() {
         if event.failed {
             continue;
         }
         let count = event.recipients.len();
         if count > LARGE_FAN_OUT || jobs.len() + count > INLINE_JOBS {
-            handed_over[position] = event.recipients.iter().map(|r| r.id.clone()).collect();
+            handed_over[position] = event.recipients.clone();
             continue;
         }
         for job in DeliveryJob::for_endpoints(&event.message, event.recipients.clone()) {
@@ -314,14 +314,18 @@ async fn fan_out(deps: &Deps, pending: &mut [Pending]) {
         pending[position].enqueued_any |= unsent.binary_search(&index).is_err();
     }
     for index in unsent {
-        handed_over[owners[index]].push(jobs[index].endpoint_id.clone());
+        let job = &jobs[index];
+        handed_over[owners[index]].push(Recipient {
+            id: job.endpoint_id.clone(),
+            updated_at: job.endpoint_updated_at,
+        });
     }
 
     let mut tasks = Vec::new();
     let mut task_owners = Vec::new();
-    for (position, endpoint_ids) in handed_over.iter().enumerate() {
+    for (position, recipients) in handed_over.iter().enumerate() {
         let message = &pending[position].message;
-        for task in FanOut::split(&message.id, &message.account, endpoint_ids) {
+        for task in FanOut::split(&message.id, &message.account, recipients) {
             task_owners.push(position);
             tasks.push(task.to_body());
         }

@@ -12,7 +12,7 @@ use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request};
 use serde_json::{Value, json};
 use shared::ids::{EndpointId, MessageId};
-use shared::model::DeliveryJob;
+use shared::model::{DeliveryJob, Recipient};
 use shared::queue::Received;
 use shared::task::{FAN_OUT_TASK_ENDPOINTS, FanOut, Task};
 
@@ -95,6 +95,16 @@ async fn dispatch(dispatcher: &dispatcher::Deps, tasks: &[(Task, Received)]) -> 
     failed
 }
 
+/// Checks that each job names its endpoint's version as stored (and as the fan-out read
+/// it), for the dispatcher to sign with nothing older.
+async fn assert_name_versions_read(env: &TestEnv, jobs: &[DeliveryJob]) {
+    for job in jobs {
+        let stored = env.store.get_endpoint(&job.account, &job.endpoint_id).await;
+        let (stored, _) = stored.unwrap().unwrap();
+        assert_eq!(job.endpoint_updated_at, Some(stored.updated_at), "{job:?}");
+    }
+}
+
 /// How many jobs each endpoint has, checking they all carry `message_id`.
 fn per_endpoint(jobs: &[DeliveryJob], message_id: &Value) -> HashMap<EndpointId, usize> {
     let mut counts = HashMap::new();
@@ -123,12 +133,14 @@ async fn a_fan_out_that_stops_part_way_is_finished_by_its_task() {
     let Task::FanOut(fan_out) = &tasks[0].0 else {
         panic!("a fan-out task: {:?}", tasks[0].0);
     };
-    assert_eq!(fan_out.endpoint_ids.len(), 13);
+    assert_eq!(fan_out.recipients.len(), 13);
     assert_eq!(json!(fan_out.message_id), body["id"]);
 
     run_tasks(&env, &tasks).await;
     let (rest, more_tasks) = drain(&env).await;
     assert!(more_tasks.is_empty());
+    // The task's jobs name the endpoint versions the fan-out read, as the first ten do.
+    assert_name_versions_read(&env, &[&jobs[..], &rest[..]].concat()).await;
     let counts = per_endpoint(&[jobs, rest].concat(), &body["id"]);
     assert_eq!(counts.len(), 23);
     assert!(endpoints.iter().all(|e| counts[e] == 1), "{counts:?}");
@@ -183,6 +195,7 @@ async fn a_large_fan_out_is_handed_to_tasks_at_once() {
         "{counts:?}"
     );
     assert!(jobs.iter().all(|j| j.payload.is_some()));
+    assert_name_versions_read(&env, &jobs).await;
 }
 
 #[tokio::test]
@@ -275,9 +288,10 @@ async fn a_task_is_deleted_only_once_its_jobs_are_sent_and_never_revives_a_messa
     assert_eq!(status, StatusCode::ACCEPTED);
     drain(&env).await;
     let stored = MessageId::parse(body["id"].as_str().unwrap()).unwrap();
+    let recipients: Vec<Recipient> = endpoints.iter().cloned().map(Recipient::from).collect();
     let tasks: Vec<String> = [MessageId::new(), stored.clone()]
         .iter()
-        .flat_map(|id| FanOut::split(id, &"jane".parse().unwrap(), &endpoints))
+        .flat_map(|id| FanOut::split(id, &"jane".parse().unwrap(), &recipients))
         .map(|task| task.to_body())
         .collect();
     env.queues.send_bodies(&tasks).await.unwrap();
