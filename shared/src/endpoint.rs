@@ -449,9 +449,18 @@ impl EndpointPatch {
                 email.digest = digest.clone();
             }
         }
-        changed.updated_at = now;
+        changed.updated_at = next_version(endpoint.updated_at, now);
         changed
     }
+}
+
+/// The `updated_at` of a change made at `now` to an endpoint last changed at
+/// `previous`: `now`, or a microsecond (the stored precision) after `previous` when
+/// the clock of the instance making the change is behind the one that made the last.
+/// An endpoint's versions only grow, as the dispatcher's cache relies on: a cached
+/// endpoint older than the version a job names is read again.
+pub fn next_version(previous: OffsetDateTime, now: OffsetDateTime) -> OffsetDateTime {
+    now.max(previous + time::Duration::MICROSECOND)
 }
 
 /// A new endpoint of `account` with a fresh id and secret: what the API and the CLI create.
@@ -673,6 +682,9 @@ mod tests {
         );
         assert_eq!((patched.format, patched.version), (Format::Slack, 3));
         assert_eq!((patched.created_at, patched.updated_at), (created, later));
+        // A clock behind the last change's still makes a later version.
+        let behind = patch.apply(&patched, created);
+        assert_eq!(behind.updated_at, later + time::Duration::MICROSECOND);
         assert!(
             parse_patch(
                 &Map::new(),

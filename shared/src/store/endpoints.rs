@@ -14,6 +14,7 @@ use super::keys::{ENDPOINT_SK_PREFIX, SETTINGS_SK, account_pk, endpoint_count_ke
 use super::schema::{self, PARTITION_KEY as PK, SORT_KEY as SK};
 use super::{Page, Store, StoreError, applied, aws_error, cancelled, is_condition_failed};
 use crate::account::Account;
+use crate::endpoint::next_version;
 use crate::ids::{EndpointId, MessageId};
 use crate::model::{Endpoint, EndpointSecrets};
 use crate::operational::Disable;
@@ -240,7 +241,10 @@ impl Store {
             .expression_attribute_values(":secret", s(secrets.current.expose()))
             .expression_attribute_values(":previous", s(previous.expose()))
             .expression_attribute_values(":expires_at", s(time_text(*expires_at)))
-            .expression_attribute_values(":now", s(time_text(now)))
+            .expression_attribute_values(
+                ":now",
+                s(time_text(next_version(endpoint.updated_at, now))),
+            )
             .expression_attribute_values(":expected", s(expected_current.expose()))
             .send()
             .await;
@@ -419,7 +423,13 @@ impl Store {
             .expression_attribute_values(":reason", s(disable.reason.as_str()))
             .expression_attribute_values(":by", s(by.as_str()))
             .expression_attribute_values(":seen", s(time_text(disable.seen_updated_at)))
-            .expression_attribute_values(":now", s(time_text(OffsetDateTime::now_utc())));
+            .expression_attribute_values(
+                ":now",
+                s(time_text(next_version(
+                    disable.seen_updated_at,
+                    OffsetDateTime::now_utc(),
+                ))),
+            );
         if let Some(run) = disable.seen_failing_since {
             update = update.expression_attribute_values(":run", s(time_text(run)));
         }
