@@ -351,6 +351,24 @@ pub async fn queue_depth(sqs: &aws_sdk_sqs::Client, url: &str) -> usize {
     .sum()
 }
 
+/// Waits until the queue at `url` holds nothing, visible or in flight, for a second
+/// (a job between its receive and its retry is in flight throughout, but moto counts
+/// its messages while other requests take some out of the same list, so one reading
+/// can miss one); false if it still holds some after `timeout`.
+pub async fn wait_until_empty(sqs: &aws_sdk_sqs::Client, url: &str, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    let mut empty_since: Option<Instant> = None;
+    while Instant::now() < deadline {
+        if queue_depth(sqs, url).await > 0 {
+            empty_since = None;
+        } else if empty_since.get_or_insert_with(Instant::now).elapsed() >= Duration::from_secs(1) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    false
+}
+
 /// Event `n` as a labelling platform sends one, exactly `bytes` of JSON: a sample
 /// with labels (random ids, categories, boxes) and a note filling the rest. The
 /// benchmarks post it rather than padding, since stored payloads are deflated and

@@ -136,6 +136,15 @@ impl Stack {
         hookline_tests::queue_depth(&self.sqs, url).await
     }
 
+    /// Waits until the delivery queue holds nothing, visible or in flight, for a second.
+    async fn wait_for_drain(&self, timeout: Duration) {
+        let url = self.queues.delivery_url();
+        assert!(
+            hookline_tests::wait_until_empty(&self.sqs, url, timeout).await,
+            "the delivery queue did not drain within {timeout:?}"
+        );
+    }
+
     async fn wait_for_dlq(&self, count: usize) {
         poll_until(SETTLE, &format!("{count} jobs in the DLQ"), || async {
             (self.depth(self.queues.dlq_url()).await == count).then_some(())
@@ -217,10 +226,7 @@ async fn a_failing_receiver_gets_retries_on_the_schedule_until_it_succeeds() {
         ]
     );
     assert!(attempts.iter().all(|a| a.error.is_none()));
-    poll_until(SETTLE, "the delivery queue to drain", || async {
-        (stack.depth(stack.queues.delivery_url()).await == 0).then_some(())
-    })
-    .await;
+    stack.wait_for_drain(SETTLE).await;
     assert_eq!(stack.depth(stack.queues.dlq_url()).await, 0);
 }
 
@@ -334,10 +340,7 @@ async fn a_410_disables_the_endpoint_and_its_jobs_stop() {
         )
         .await;
     assert_eq!(accepted["endpoints"], 0);
-    poll_until(SETTLE, "the delivery queue to drain", || async {
-        (stack.depth(stack.queues.delivery_url()).await == 0).then_some(())
-    })
-    .await;
+    stack.wait_for_drain(SETTLE).await;
     assert_eq!(receiver.deliveries().len(), 1);
     assert_eq!(stack.depth(stack.queues.dlq_url()).await, 0);
 }
@@ -501,10 +504,7 @@ async fn a_malformed_record_does_not_fail_the_good_ones_in_its_batch() {
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].body, bodies[0]);
     assert_eq!(receiver.deliveries().len(), 3);
-    poll_until(SETTLE, "the delivery queue to drain", || async {
-        (stack.depth(stack.queues.delivery_url()).await == 0).then_some(())
-    })
-    .await;
+    stack.wait_for_drain(SETTLE).await;
 }
 
 /// The pids of `dev`'s dispatcher instances.
@@ -585,12 +585,7 @@ async fn no_event_is_lost_when_the_dispatcher_dies_mid_run() {
             .collect()
     };
     // Settled: nothing left on the delivery queue, visible or in flight.
-    poll_until(
-        Duration::from_secs(180),
-        "the delivery queue to drain",
-        || async { (stack.depth(stack.queues.delivery_url()).await == 0).then_some(()) },
-    )
-    .await;
+    stack.wait_for_drain(Duration::from_secs(180)).await;
     let in_dlq = dlq_messages(&stack).await;
     let delivered_before = delivered(&receivers);
     let accounted: HashSet<String> = delivered_before.union(&in_dlq).cloned().collect();
@@ -704,10 +699,7 @@ async fn disabling_or_deleting_an_endpoint_stops_its_pending_retries() {
         .await;
         assert!(attempts.len() >= 2, "{why}: {attempts:?}");
     }
-    poll_until(SETTLE, "the delivery queue to drain", || async {
-        (stack.depth(stack.queues.delivery_url()).await == 0).then_some(())
-    })
-    .await;
+    stack.wait_for_drain(SETTLE).await;
     // A retry already under way when the change landed may still have gone out,
     // but none after a cache lifetime: at most one per job.
     let after = receiver.deliveries().len() - requests_before;

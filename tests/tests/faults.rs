@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use hookline_cli::emulator::Emulator;
 use hookline_tests::faults::{FaultPlan, FaultProxy};
-use hookline_tests::{Dev, Receiver, Reply, queue_depth, queue_url};
+use hookline_tests::{Dev, Receiver, Reply, queue_depth, queue_url, wait_until_empty};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -355,21 +355,4 @@ async fn run(keyed_events: usize, keyless_events: usize) {
         partial.is_empty(),
         "refused events that reached some endpoints only: {partial:?}"
     );
-}
-
-/// Waits until the queue at `url` holds nothing, visible or in flight, for a second
-/// (a job between its receive and its retry is in flight throughout); false if it
-/// still holds some after `timeout`.
-async fn wait_until_empty(sqs: &aws_sdk_sqs::Client, url: &str, timeout: Duration) -> bool {
-    let deadline = Instant::now() + timeout;
-    let mut empty_since: Option<Instant> = None;
-    while Instant::now() < deadline {
-        if queue_depth(sqs, url).await > 0 {
-            empty_since = None;
-        } else if empty_since.get_or_insert_with(Instant::now).elapsed() >= Duration::from_secs(1) {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    false
 }
