@@ -195,6 +195,19 @@ impl TestEnv {
         portal_token(&self.store, account, lifetime).await
     }
 
+    /// The endpoint `id` of `account` as the store holds it now.
+    pub async fn stored_endpoint(
+        &self,
+        account: &shared::account::Account,
+        id: &shared::ids::EndpointId,
+    ) -> shared::model::Endpoint {
+        let found = self.store.get_endpoint(account, id).await;
+        found
+            .expect("the store answers")
+            .expect("the endpoint is stored")
+            .0
+    }
+
     /// Stores an endpoint of `account` at `url` — every event type and dataset, the
     /// standard format — after `edit` has had its say; returns it and its secret.
     pub async fn add_endpoint(

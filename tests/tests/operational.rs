@@ -378,12 +378,7 @@ async fn the_sweep_disables_only_endpoints_failing_past_the_period() {
         .await
         .unwrap();
     assert_eq!(disabled, 1);
-    let (stored, _) = env
-        .store
-        .get_endpoint(&account, &long.id)
-        .await
-        .unwrap()
-        .unwrap();
+    let stored = env.stored_endpoint(&account, &long.id).await;
     assert!(stored.disabled);
     assert!(stored.disabled_reason.unwrap().ends_with("longer than 1m"));
     // Disabled, it is no longer among the failing: the next sweep finds nothing.
@@ -424,12 +419,7 @@ async fn a_disabling_for_a_run_of_failures_that_ended_meanwhile_does_not_happen(
                 .await
                 .unwrap()
         );
-        let (seen, _) = env
-            .store
-            .get_endpoint(&account, &endpoint.id)
-            .await
-            .unwrap()
-            .unwrap();
+        let seen = env.stored_endpoint(&account, &endpoint.id).await;
         decided.push(shared::operational::Raise::failing_too_long(
             &seen, since, period, now,
         ));
@@ -445,12 +435,9 @@ async fn a_disabling_for_a_run_of_failures_that_ended_meanwhile_does_not_happen(
             .await
             .unwrap();
         assert_eq!(disabled, expected, "{}", raise.endpoint_id);
-        let (stored, _) = env
-            .store
-            .get_endpoint(&raise.account, &raise.endpoint_id)
-            .await
-            .unwrap()
-            .unwrap();
+        let stored = env
+            .stored_endpoint(&raise.account, &raise.endpoint_id)
+            .await;
         assert_eq!(stored.disabled, expected);
     }
     // Done again (a raise task after the direct write), the disabling still holds.

@@ -9,7 +9,7 @@ use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, Response};
 use serde_json::{Value, json};
 use shared::ids::{AttemptId, EndpointId, MessageId};
-use shared::model::{Attempt, AttemptStatus, DeliveryJob, Endpoint, Message};
+use shared::model::{Attempt, AttemptStatus, DeliveryJob, Message};
 use shared::recover::BUDGET;
 use shared::task::Task;
 use time::OffsetDateTime;
@@ -45,11 +45,6 @@ async fn add_endpoint(env: &TestEnv, account: &str) -> EndpointId {
         .await
         .0
         .id
-}
-
-async fn stored_endpoint(env: &TestEnv, account: &str, id: &EndpointId) -> Endpoint {
-    let found = env.store.get_endpoint(&account.parse().unwrap(), id).await;
-    found.unwrap().expect("the endpoint stored").0
 }
 
 async fn add_message(env: &TestEnv, account: &str) -> Message {
@@ -256,7 +251,9 @@ async fn one_message_is_replayed_under_its_own_id() {
     );
     let jobs = queued_jobs(&env).await;
     // The job names the endpoint as the api read it.
-    let stored = stored_endpoint(&env, "jane", &endpoint).await;
+    let stored = env
+        .stored_endpoint(&"jane".parse().unwrap(), &endpoint)
+        .await;
     assert_eq!(jobs, vec![DeliveryJob::new(&message, &stored)]);
 
     let johns = add_message(&env, "john").await;
@@ -351,7 +348,9 @@ async fn recover_redelivers_what_last_failed_within_the_window() {
     let jobs = queued_jobs(&env).await;
     // The dispatcher reads the message when it delivers, and delivers with the
     // endpoint as the recovery read it or newer.
-    let stored = stored_endpoint(&env, "jane", &endpoint).await;
+    let stored = env
+        .stored_endpoint(&"jane".parse().unwrap(), &endpoint)
+        .await;
     let expected = DeliveryJob {
         payload: None,
         ..DeliveryJob::new(&failed, &stored)

@@ -14,7 +14,7 @@ use hookline_tests::intercept::LeaveUnprocessed;
 use hookline_tests::{Receiver, Reply, TestEnv};
 use serde_json::{Value, json};
 use shared::ids::{EndpointId, MessageId};
-use shared::model::{AttemptStatus, DeliveryJob, Endpoint, EndpointSecrets, Format};
+use shared::model::{AttemptStatus, DeliveryJob, EndpointSecrets, Format};
 use shared::operational::{GONE, Raise};
 use shared::queue::Received;
 use shared::retry::{MAX_STEP, RetrySchedule};
@@ -130,17 +130,6 @@ async fn dispatch(env: &TestEnv, deps: &Deps, received: &[Received]) -> SqsBatch
         .collect();
     env.queues.delete_delivered(&done).await.unwrap();
     response
-}
-
-/// `endpoint` as the store holds it now.
-async fn endpoint_now(env: &TestEnv, endpoint: &Endpoint) -> Endpoint {
-    let (stored, _) = env
-        .store
-        .get_endpoint(&endpoint.account, &endpoint.id)
-        .await
-        .unwrap()
-        .expect("the endpoint is stored");
-    stored
 }
 
 /// Sends `bodies` to the delivery queue and has the dispatcher take them; none may fail.
@@ -326,12 +315,9 @@ async fn a_410_disables_the_endpoint_and_stops_its_retries() {
     assert_eq!(attempts[0].response_status, Some(410));
     assert_eq!(attempts[0].next_attempt_at, None);
     assert!(attempts[0].error.as_deref().unwrap().contains("disabled"));
-    let (endpoint, _) = env
-        .store
-        .get_endpoint(&"jane".parse().unwrap(), &endpoint_id)
-        .await
-        .unwrap()
-        .unwrap();
+    let endpoint = env
+        .stored_endpoint(&"jane".parse().unwrap(), &endpoint_id)
+        .await;
     assert!(endpoint.disabled);
 
     // The next job to it is dropped without a request, and says why.
@@ -942,7 +928,7 @@ async fn a_raise_done_twice_disables_once_and_is_one_message_to_its_subscribers_
     let body = Task::Raise(raise.clone()).to_body();
     dispatch_bodies(&env, &deps, &[body.clone(), body.clone()]).await;
 
-    let stored = endpoint_now(&env, &gone).await;
+    let stored = env.stored_endpoint(&gone.account, &gone.id).await;
     assert!(stored.disabled);
     assert_eq!(stored.disabled_reason.as_deref(), Some(GONE));
     let message = env
@@ -973,7 +959,7 @@ async fn a_raise_done_twice_disables_once_and_is_one_message_to_its_subscribers_
     );
     let in_flight = env.queue_depth(env.queues.delivery_url()).await;
     dispatch_bodies(&env, &deps, &[body]).await;
-    let after = endpoint_now(&env, &gone).await;
+    let after = env.stored_endpoint(&gone.account, &gone.id).await;
     assert!(!after.disabled && after.disabled_reason.is_none());
     assert_eq!(env.queue_depth(env.queues.delivery_url()).await, in_flight);
 }
@@ -990,7 +976,7 @@ async fn a_raise_no_endpoint_receives_disables_but_stores_and_enqueues_nothing()
     let raise = Raise::disabled(&gone, GONE, time::OffsetDateTime::now_utc());
     dispatch_bodies(&env, &deps, &[Task::Raise(raise.clone()).to_body()]).await;
 
-    let stored = endpoint_now(&env, &gone).await;
+    let stored = env.stored_endpoint(&gone.account, &gone.id).await;
     assert!(stored.disabled);
     let message = env
         .store
@@ -1035,7 +1021,7 @@ async fn a_raise_whose_answers_are_lost_or_refused_is_one_message_when_it_is_don
         }
         assert!(fault.seen() >= 1, "{operation} was called");
 
-        let stored = endpoint_now(&env, &gone).await;
+        let stored = env.stored_endpoint(&gone.account, &gone.id).await;
         assert_eq!(stored.disabled_reason.as_deref(), Some(GONE), "{operation}");
         let jobs = env.queued_jobs().await;
         assert_eq!(jobs.len(), 1, "{operation}: {jobs:?}");

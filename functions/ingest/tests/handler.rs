@@ -94,12 +94,7 @@ async fn fans_out_to_the_subscribed_endpoints_only() {
     jobs.sort();
     let mut expected = Vec::new();
     for endpoint in [every, created] {
-        let (stored, _) = env
-            .store
-            .get_endpoint(&endpoint.account, &endpoint.id)
-            .await
-            .unwrap()
-            .unwrap();
+        let stored = env.stored_endpoint(&endpoint.account, &endpoint.id).await;
         expected.push((stored.id, Some(stored.updated_at)));
     }
     expected.sort();

@@ -99,8 +99,7 @@ async fn dispatch(dispatcher: &dispatcher::Deps, tasks: &[(Task, Received)]) -> 
 /// it), for the dispatcher to sign with nothing older.
 async fn assert_name_versions_read(env: &TestEnv, jobs: &[DeliveryJob]) {
     for job in jobs {
-        let stored = env.store.get_endpoint(&job.account, &job.endpoint_id).await;
-        let (stored, _) = stored.unwrap().unwrap();
+        let stored = env.stored_endpoint(&job.account, &job.endpoint_id).await;
         assert_eq!(job.endpoint_updated_at, Some(stored.updated_at), "{job:?}");
     }
 }
