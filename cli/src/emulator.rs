@@ -10,6 +10,9 @@ use std::time::Duration;
 pub const MOTO_SERVER_VARIABLE: &str = "HOOKLINE_MOTO_SERVER";
 /// How long moto's server may take to start listening.
 pub const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// Loaded by moto's Python at start (the file says why): a transaction copies
+/// the items it writes, not whole tables, so long runs stay fast and small.
+const MOTO_ADAPTATIONS: &str = include_str!("../emulator/sitecustomize.py");
 
 #[derive(Debug, thiserror::Error)]
 pub enum EmulatorError {
@@ -25,6 +28,8 @@ pub enum EmulatorError {
     },
     #[error("moto_server did not say it was listening within {START_TIMEOUT:?}")]
     NotReady,
+    #[error("could not write moto's start-up file in {dir}: {source}")]
+    Adaptations { dir: String, source: std::io::Error },
 }
 
 /// `moto_server`: from [`MOTO_SERVER_VARIABLE`], a `.venv` in the current directory or
@@ -104,7 +109,25 @@ impl Emulator {
     /// settings, such as where its request recorder writes.
     pub fn start_with_env(env: &[(&str, &str)]) -> Result<Self, EmulatorError> {
         let program = find_moto_server()?;
-        let mut child = command(&program)
+        let adaptations = write_adaptations()?;
+        let started = Self::spawn(&program, &adaptations, env);
+        // Python read it as it started, before the server listened.
+        let _ = std::fs::remove_dir_all(&adaptations);
+        started
+    }
+
+    fn spawn(
+        program: &Path,
+        adaptations: &Path,
+        env: &[(&str, &str)],
+    ) -> Result<Self, EmulatorError> {
+        let mut python_path = adaptations.as_os_str().to_owned();
+        if let Some(others) = std::env::var_os("PYTHONPATH").filter(|p| !p.is_empty()) {
+            python_path.push(":");
+            python_path.push(others);
+        }
+        let mut child = command(program)
+            .env("PYTHONPATH", python_path)
             .envs(env.iter().copied())
             .spawn()
             .map_err(|source| EmulatorError::Spawn {
@@ -136,4 +159,21 @@ impl Drop for Emulator {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A folder of its own holding [`MOTO_ADAPTATIONS`] as `sitecustomize.py`, which
+/// Python imports at start from any folder on PYTHONPATH. Made anew for each
+/// server (never one another user could have put there first).
+fn write_adaptations() -> Result<PathBuf, EmulatorError> {
+    let dir = std::env::temp_dir().join(format!(
+        "hookline-emulator-{}",
+        ulid::Ulid::new().to_string().to_lowercase()
+    ));
+    std::fs::create_dir(&dir)
+        .and_then(|()| std::fs::write(dir.join("sitecustomize.py"), MOTO_ADAPTATIONS))
+        .map_err(|source| EmulatorError::Adaptations {
+            dir: dir.display().to_string(),
+            source,
+        })?;
+    Ok(dir)
 }

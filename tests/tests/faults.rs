@@ -157,11 +157,7 @@ fn seen(receiver: &Receiver) -> (HashMap<String, HashSet<String>>, usize) {
 
 async fn run(keyed_events: usize, keyless_events: usize) {
     let started = Instant::now();
-    // moto as it is keeps a copy of a table per transaction (see
-    // `tests/emulator/sitecustomize.py`): at 2,000 events, gigabytes.
-    let untracked = concat!(env!("CARGO_MANIFEST_DIR"), "/emulator");
-    let emulator =
-        Emulator::start_with_env(&[("PYTHONPATH", untracked)]).expect("the emulator starts");
+    let emulator = Emulator::start().expect("the emulator starts");
     let proxy = FaultProxy::start(emulator.url(), SEED);
     let dev = Dev::start(&[
         "--emulator",
