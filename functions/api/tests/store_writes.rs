@@ -115,3 +115,49 @@ async fn a_repeated_rotation_succeeds_and_a_racing_one_fails() {
         .unwrap();
     assert_eq!(stored.current, rotated.current);
 }
+
+#[tokio::test]
+async fn a_rotation_after_an_edit_it_did_not_read_fails() {
+    let env = TestEnv::new("").await;
+    let (added, secret) = env
+        .add_endpoint("jane", "https://example.com/a", |_| {})
+        .await;
+    let read = env.stored_endpoint(&added.account, &added.id).await;
+    // An edit lands between the rotation's read and its write, stamped by a clock
+    // ahead of the rotating instance's.
+    let mut edited = read.clone();
+    edited.url = "https://example.com/b".into();
+    edited.updated_at = read.updated_at + time::Duration::minutes(5);
+    assert!(
+        env.store
+            .update_endpoint(&edited, read.updated_at)
+            .await
+            .unwrap()
+    );
+
+    let now = OffsetDateTime::now_utc();
+    let rotated = endpoint::rotated(
+        &EndpointSecrets::new(secret.clone()),
+        Secret::generate(),
+        now,
+    );
+    assert!(
+        !env.store
+            .rotate_secret(&read, &rotated, &secret, now)
+            .await
+            .unwrap(),
+        "a rotation from a read older than the edit is refused, to be made again from a new read"
+    );
+    let (stored, secrets) = env
+        .store
+        .get_endpoint(&read.account, &read.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.url, edited.url);
+    assert_eq!(
+        stored.updated_at, edited.updated_at,
+        "the version never goes back"
+    );
+    assert_eq!(secrets.current, secret, "the secret is not rotated");
+}

@@ -214,8 +214,11 @@ impl Store {
         Ok(updated || self.holds(endpoint, Some(endpoint), None).await?)
     }
 
-    /// Stores rotated secrets if the endpoint still signs with `expected_current`;
-    /// `false` when it is gone or was rotated meanwhile.
+    /// Stores rotated secrets if the endpoint still signs with `expected_current`
+    /// and is still as read (`endpoint.updated_at`); `false` when it is gone, was
+    /// rotated or was changed meanwhile. Conditioned on the version too, so that
+    /// an edit landing between the read and this write, stamped by a clock ahead
+    /// of this one, is never followed by a smaller version.
     pub async fn rotate_secret(
         &self,
         endpoint: &Endpoint,
@@ -236,7 +239,9 @@ impl Store {
                 "SET secret = :secret, previous_secret = :previous, \
                  previous_secret_expires_at = :expires_at, updated_at = :now",
             )
-            .condition_expression("attribute_exists(#pk) AND secret = :expected")
+            .condition_expression(
+                "attribute_exists(#pk) AND secret = :expected AND updated_at = :read",
+            )
             .expression_attribute_names("#pk", PK)
             .expression_attribute_values(":secret", s(secrets.current.expose()))
             .expression_attribute_values(":previous", s(previous.expose()))
@@ -246,6 +251,7 @@ impl Store {
                 s(time_text(next_version(endpoint.updated_at, now))),
             )
             .expression_attribute_values(":expected", s(expected_current.expose()))
+            .expression_attribute_values(":read", s(time_text(endpoint.updated_at)))
             .send()
             .await;
         // A rotated secret is random: stored, it can only be this request's.
