@@ -30,7 +30,11 @@ try:
     _transact = _dynamodb.DynamoDBBackend.transact_write_items
     assert _dynamodb.copy is copy
 except (ImportError, AttributeError, AssertionError) as error:
-    print(f"hookline: moto left as it is ({error!r})", file=sys.stderr)
+    print(
+        f"hookline: moto's internals are not the pinned version's ({error!r}), so it is "
+        "left as it is: long runs with idempotency keys will slow down and grow",
+        file=sys.stderr,
+    )
 else:
 
     def _new(cls, *args, **kwargs):

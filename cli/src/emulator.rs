@@ -76,12 +76,16 @@ pub fn command(program: &Path) -> Command {
 }
 
 /// Reads moto's stderr until it names the address it listens on, then keeps
-/// draining it in the background so the server never blocks on a full pipe.
+/// draining it in the background so the server never blocks on a full pipe (and
+/// passing on what `sitecustomize.py` says, if moto was left as it is).
 fn listening_url(stderr: ChildStderr) -> Result<String, EmulatorError> {
     let (sender, receiver) = mpsc::channel();
     std::thread::spawn(move || {
         let mut announced = false;
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(note) = line.strip_prefix("hookline: ") {
+                tracing::warn!("{note}");
+            }
             if !announced && let Some(at) = line.find("Running on http://") {
                 announced = true;
                 let url = line[at + "Running on ".len()..].trim().to_string();
