@@ -28,8 +28,9 @@ try:
 
     _tracked_new = _models.BaseModel.__new__
     _transact = _dynamodb.DynamoDBBackend.transact_write_items
-    assert _dynamodb.copy is copy
-except (ImportError, AttributeError, AssertionError) as error:
+    if _dynamodb.copy is not copy:
+        raise ImportError("moto.dynamodb.models has no `copy` module of its own")
+except (ImportError, AttributeError) as error:
     print(
         f"hookline: moto's internals are not the pinned version's ({error!r}), so it is "
         "left as it is: long runs with idempotency keys will slow down and grow",
@@ -74,11 +75,9 @@ else:
 
     def _put_back(table, hash_key, range_key, item):
         table.delete_item(hash_key, range_key)
-        if item is None:
-            pass
-        elif range_key is None:
+        if item is not None and range_key is None:
             table.items[hash_key] = item
-        else:
+        elif item is not None:
             table.items[hash_key][range_key] = item
 
     def _transact_write_items(self, transact_items):
