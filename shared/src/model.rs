@@ -293,13 +293,14 @@ pub struct Attempt {
     pub next_attempt_at: Option<OffsetDateTime>,
 }
 
+/// What unit tests build their values from.
 #[cfg(test)]
-mod tests {
-    use time::Duration;
-
+pub(crate) mod fixtures {
     use super::*;
 
-    fn endpoint(event_types: &[&str], datasets: Option<&[&str]>) -> Endpoint {
+    /// An enabled endpoint of `jane` at example.com, subscribed to `event_types`
+    /// (all when empty) in `datasets` (all when `None`).
+    pub fn endpoint(event_types: &[&str], datasets: Option<&[&str]>) -> Endpoint {
         let now = OffsetDateTime::now_utc();
         Endpoint {
             id: EndpointId::new(),
@@ -318,6 +319,34 @@ mod tests {
             updated_at: now,
         }
     }
+
+    /// A failed attempt with every optional field set, so that each one is stored.
+    pub fn attempt() -> Attempt {
+        let now = OffsetDateTime::now_utc();
+        Attempt {
+            id: AttemptId::new(),
+            message_id: MessageId::new(),
+            endpoint_id: EndpointId::new(),
+            account: "jane".parse().unwrap(),
+            event_type: "sample.created".parse().unwrap(),
+            attempt: 2,
+            status: AttemptStatus::Failed,
+            response_status: Some(503),
+            response_body: "busy".into(),
+            error: Some("timed out".into()),
+            duration_ms: 12,
+            timestamp: now,
+            next_attempt_at: Some(now),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use time::Duration;
+
+    use super::fixtures::endpoint;
+    use super::*;
 
     #[test]
     fn subscription_rules() {

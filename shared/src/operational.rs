@@ -287,7 +287,7 @@ impl Raise {
 mod tests {
     use super::*;
     use crate::ids::AttemptId;
-    use crate::model::{AttemptStatus, Format};
+    use crate::model::AttemptStatus;
 
     fn job(event_type: &str) -> DeliveryJob {
         DeliveryJob {
@@ -300,24 +300,9 @@ mod tests {
         }
     }
 
+    /// Operational events have no dataset: an endpoint of no dataset still gets them.
     fn endpoint(event_types: &[&str]) -> Endpoint {
-        let now = OffsetDateTime::now_utc();
-        Endpoint {
-            id: EndpointId::new(),
-            account: "jane".parse().unwrap(),
-            url: "https://example.com/hook".into(),
-            description: String::new(),
-            version: 1,
-            event_types: event_types.iter().map(|t| t.parse().unwrap()).collect(),
-            datasets: Some(vec![]),
-            format: Format::Standard,
-            disabled: false,
-            disabled_reason: None,
-            failing_since: None,
-            email: None,
-            created_at: now,
-            updated_at: now,
-        }
+        crate::model::fixtures::endpoint(event_types, Some(&[]))
     }
 
     #[test]

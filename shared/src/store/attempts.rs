@@ -371,23 +371,9 @@ mod tests {
 
     #[test]
     fn the_indexes_project_every_attribute_an_attempt_is_read_with() {
-        let now = OffsetDateTime::now_utc();
-        let attempt = Attempt {
-            id: AttemptId::new(),
-            message_id: MessageId::new(),
-            endpoint_id: EndpointId::new(),
-            account: "jane".parse().unwrap(),
-            event_type: "sample.created".parse().unwrap(),
-            attempt: 2,
-            status: AttemptStatus::Failed,
-            response_status: Some(500),
-            response_body: "oops".into(),
-            error: Some("timed out".into()),
-            duration_ms: 3,
-            timestamp: now,
-            next_attempt_at: Some(now),
-        };
-        let mut stored: Vec<String> = attempt_item(&attempt).into_keys().collect();
+        let mut stored: Vec<String> = attempt_item(&crate::model::fixtures::attempt())
+            .into_keys()
+            .collect();
         stored.sort();
         for (index, _, _) in schema::INDEXES {
             let mut projected: Vec<String> = schema::projected_attributes(index)

@@ -538,45 +538,20 @@ mod tests {
 
     fn endpoint() -> (Endpoint, EndpointSecrets) {
         let now = OffsetDateTime::now_utc();
+        // Settings off their defaults, so that reading each back is checked.
         let endpoint = Endpoint {
-            id: EndpointId::new(),
-            account: "jane".parse().unwrap(),
-            url: "https://example.com/hook".into(),
             description: "orders".into(),
-            version: 1,
-            event_types: vec!["sample.created".parse().unwrap()],
-            datasets: Some(vec!["jane/flowers".into()]),
             format: Format::Slack,
             disabled: true,
             disabled_reason: Some("it answered 410 Gone".into()),
             failing_since: Some(now),
-            email: None,
-            created_at: now,
-            updated_at: now,
+            ..crate::model::fixtures::endpoint(&["sample.created"], Some(&["jane/flowers"]))
         };
         let secrets = EndpointSecrets {
             current: Secret::generate(),
             previous: Some((Secret::generate(), now)),
         };
         (endpoint, secrets)
-    }
-
-    fn attempt() -> Attempt {
-        Attempt {
-            id: AttemptId::new(),
-            message_id: MessageId::new(),
-            endpoint_id: EndpointId::new(),
-            account: "jane".parse().unwrap(),
-            event_type: "sample.created".parse().unwrap(),
-            attempt: 2,
-            status: AttemptStatus::Failed,
-            response_status: Some(503),
-            response_body: "busy".into(),
-            error: None,
-            duration_ms: 12,
-            timestamp: OffsetDateTime::now_utc(),
-            next_attempt_at: Some(OffsetDateTime::now_utc()),
-        }
     }
 
     fn message() -> Message {
@@ -759,7 +734,7 @@ mod tests {
 
     #[test]
     fn a_corrupt_attempt_field_is_an_error() {
-        let item = attempt_item(&attempt());
+        let item = attempt_item(&crate::model::fixtures::attempt());
         assert_eq!(attempt_item(&attempt_from_item(&item).unwrap()), item);
         for name in [
             "id",
