@@ -152,6 +152,11 @@ impl Emulator {
         &self.url
     }
 
+    /// The server's process id: benchmarks read its memory.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Blocks until the server exits (it does not, unless killed).
     pub fn wait(&mut self) {
         let _ = self.child.wait();

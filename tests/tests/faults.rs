@@ -155,6 +155,18 @@ fn seen(receiver: &Receiver) -> (HashMap<String, HashSet<String>>, usize) {
     (ids, successes.len())
 }
 
+/// A process's peak resident memory (`VmHWM`), as its status file says it.
+fn peak_memory(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+            let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(format!("{} MB", kib / 1024))
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
 async fn run(keyed_events: usize, keyless_events: usize) {
     let started = Instant::now();
     let emulator = Emulator::start().expect("the emulator starts");
@@ -300,7 +312,8 @@ async fn run(keyed_events: usize, keyless_events: usize) {
     }
     let answered_duplicate = keyed.values().filter(|p| p.duplicate).count();
     println!(
-        "fault test ({:.0} % of AWS calls failing, seed {SEED}): {} s in all, {} s posting\n\
+        "fault test ({:.0} % of AWS calls failing, seed {SEED}): {} s in all, {} s posting; \
+         the emulator's memory at its peak {}\n\
          {faults}\
          events with keys: {keyed_events}, accepted {} (refusals before the 202: {refusals:?}; \
          {answered_duplicate} retries answered duplicate), never accepted {}\n\
@@ -314,6 +327,7 @@ async fn run(keyed_events: usize, keyless_events: usize) {
         FAULT_SHARE * 100.0,
         started.elapsed().as_secs(),
         posting.as_secs(),
+        peak_memory(emulator.pid()),
         keyed.len() - never_accepted.len(),
         never_accepted.len(),
         keyless.len() - refused_keyless.len(),
