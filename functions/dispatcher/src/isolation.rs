@@ -11,6 +11,7 @@ use shared::isolation::{MovedJob, is_slow_attempt};
 use shared::metrics;
 use shared::model::DeliveryJob;
 use shared::queue::Lane;
+use shared::task::Task;
 
 use crate::cache::Addressee;
 use crate::{Deps, attempt_number};
@@ -29,9 +30,12 @@ pub(crate) async fn move_slow_jobs<'r>(
     let mut moving = Vec::new();
     for record in records {
         let body = record.body.as_deref().unwrap_or_default();
+        // A task is no delivery, even one naming the endpoint (a raise about it):
+        // it is done here, as a job of the slow lane it would be lost.
         let slow = deps.queues.lane_of(record.event_source_arn.as_deref()) == Lane::Main
             && serde_json::from_str::<Addressee>(body)
-                .is_ok_and(|target| deps.slow.is_slow(&target.endpoint_id, now));
+                .is_ok_and(|target| deps.slow.is_slow(&target.endpoint_id, now))
+            && Task::from_body(body).is_none();
         match slow.then(|| serde_json::from_str::<DeliveryJob>(body)) {
             Some(Ok(job)) => moving.push((record, job)),
             _ => kept.push(record),

@@ -14,6 +14,7 @@ use hookline_tests::intercept::LeaveUnprocessed;
 use hookline_tests::{Receiver, Reply, TestEnv};
 use serde_json::{Value, json};
 use shared::ids::{EndpointId, MessageId};
+use shared::isolation::MovedJob;
 use shared::model::{AttemptStatus, DeliveryJob, EndpointSecrets, Format};
 use shared::operational::{GONE, Raise};
 use shared::queue::Received;
@@ -962,6 +963,63 @@ async fn a_raise_done_twice_disables_once_and_is_one_message_to_its_subscribers_
     let after = env.stored_endpoint(&gone.account, &gone.id).await;
     assert!(!after.disabled && after.disabled_reason.is_none());
     assert_eq!(env.queue_depth(env.queues.delivery_url()).await, in_flight);
+}
+
+#[tokio::test]
+async fn a_raise_about_a_slow_endpoint_is_done_here_while_its_jobs_move_to_the_slow_lane() {
+    let (env, mut deps) = setup().await;
+    let slow_url = shared::queue::create_slow_lane(
+        &env.sqs,
+        &format!("slow-{}", MessageId::new()),
+        env.queues.dlq_url(),
+        5,
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap();
+    deps.queues = env.queues.clone().with_slow_lane(Some(slow_url));
+    let (hanging, _) = env
+        .add_endpoint("jane", "https://hanging.example/hook", |_| {})
+        .await;
+    let (watcher, _) = env
+        .add_endpoint("jane", "https://watcher.example/hook", |e| {
+            e.event_types = vec!["message.attempt.exhausted".parse().unwrap()];
+        })
+        .await;
+    deps.slow.mark(&hanging.id, std::time::Instant::now());
+
+    // A raise names the endpoint it is about, as a job to it does.
+    let job = job(&hanging.id);
+    let raise = Raise::exhausted(&job, 2, time::OffsetDateTime::now_utc());
+    dispatch_bodies(
+        &env,
+        &deps,
+        &[
+            Task::Raise(raise.clone()).to_body(),
+            serde_json::to_string(&job).unwrap(),
+        ],
+    )
+    .await;
+
+    let moved = deps
+        .queues
+        .lane(shared::queue::Lane::Slow)
+        .receive_delivery(10, Duration::from_secs(1))
+        .await
+        .unwrap();
+    let moved: Vec<MovedJob> = moved
+        .iter()
+        .map(|r| serde_json::from_str(&r.body).unwrap())
+        .collect();
+    assert_eq!(moved.len(), 1, "{moved:?}");
+    assert_eq!(moved[0].job, job);
+    // The raise was done: its message goes to the endpoint subscribed to it.
+    let jobs = env.queued_jobs().await;
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    assert_eq!(
+        (&jobs[0].endpoint_id, &jobs[0].message_id),
+        (&watcher.id, &raise.message_id)
+    );
 }
 
 #[tokio::test]
