@@ -220,18 +220,46 @@ impl Catalog {
     }
 }
 
+/// The most bytes of a text hookline writes for an event, `…` included. Its values
+/// come from the object, so unbounded it could hold the object again (or, through a
+/// template, many times over) and take a message within the body limit past
+/// DynamoDB's 400 KB item.
+pub const MAX_GENERATED_TEXT_BYTES: usize = 4096;
+
 /// An event's text when the platform sent none: from its type's template, else the
-/// built-in sentence.
+/// built-in sentence; cut to [`MAX_GENERATED_TEXT_BYTES`].
 pub fn text(
     template: Option<&str>,
     event_type: &str,
     dataset: &str,
     object: &Map<String, Value>,
 ) -> String {
-    match template {
-        Some(template) => text_template::render(template, event_type, dataset, object),
+    let text = match template {
+        Some(template) => text_template::render(
+            template,
+            event_type,
+            dataset,
+            object,
+            MAX_GENERATED_TEXT_BYTES,
+        ),
         None => default_text(event_type, dataset, object),
+    };
+    cut(text, MAX_GENERATED_TEXT_BYTES)
+}
+
+/// `text` if it has at most `max_bytes`, else its start ending in `…`, within them.
+fn cut(mut text: String, max_bytes: usize) -> String {
+    const ELLIPSIS: char = '…';
+    if text.len() <= max_bytes {
+        return text;
     }
+    let mut end = max_bytes - ELLIPSIS.len_utf8();
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    text.push(ELLIPSIS);
+    text
 }
 
 /// The sentence a delivery carries when the platform sent no `text`, e.g.
@@ -433,6 +461,28 @@ mod tests {
         assert_eq!(
             default_text("label.deleted", "jane/flowers", &object(json!({}))),
             "Label deleted in dataset jane/flowers."
+        );
+    }
+
+    #[test]
+    fn a_generated_text_is_cut_to_its_most_bytes() {
+        // Multi-byte characters, so that the cut must find a character's boundary.
+        let long = object(json!({"name": "é".repeat(100_000)}));
+        for template in [None, Some("{object.name}{object.name}")] {
+            let text = text(template, "sample.created", "jane/flowers", &long);
+            assert!(text.len() <= MAX_GENERATED_TEXT_BYTES, "{template:?}");
+            assert!(text.len() > MAX_GENERATED_TEXT_BYTES - 4, "{template:?}");
+            assert!(text.ends_with("éé…"), "{template:?}");
+        }
+        let rose = object(json!({"name": "rose.png"}));
+        assert_eq!(
+            text(
+                Some("{object.name} done"),
+                "sample.created",
+                "jane/flowers",
+                &rose
+            ),
+            "rose.png done"
         );
     }
 }

@@ -8,16 +8,22 @@ use serde_json::{Map, Value};
 /// The most bytes a template may have.
 pub const MAX_TEMPLATE_BYTES: usize = 1024;
 
-/// `template` with its placeholders replaced by the event's values.
+/// `template` with its placeholders replaced by the event's values. Once the text
+/// passes `max_bytes` it is returned as it stands, longer than that, for the caller
+/// to cut: a few placeholders of a large value would otherwise copy it many times.
 pub fn render(
     template: &str,
     event_type: &str,
     dataset: &str,
     object: &Map<String, Value>,
+    max_bytes: usize,
 ) -> String {
     let mut text = String::with_capacity(template.len());
     let mut rest = template;
     while let Some(open) = rest.find('{') {
+        if text.len() > max_bytes {
+            return text;
+        }
         text.push_str(&rest[..open]);
         let after = &rest[open + 1..];
         let Some(close) = after
@@ -86,6 +92,7 @@ mod tests {
             "task.submitted",
             "jane/flowers",
             object.as_object().unwrap(),
+            usize::MAX,
         )
     }
 
@@ -135,5 +142,18 @@ mod tests {
             assert_eq!(render_with(text, object.clone()), expected, "{text}");
         }
         assert_eq!(render_with("{{object.name}}", object), "{x}");
+    }
+
+    #[test]
+    fn stops_once_past_the_most_bytes() {
+        let object = json!({"big": "x".repeat(1000)});
+        let text = render(
+            &"{object.big}".repeat(50),
+            "task.submitted",
+            "jane/flowers",
+            object.as_object().unwrap(),
+            1500,
+        );
+        assert_eq!(text.len(), 2000);
     }
 }

@@ -342,6 +342,70 @@ async fn the_text_comes_from_the_type_s_template_unless_the_event_has_one() {
     );
 }
 
+/// `len` characters that DEFLATE cannot shrink much and JSON does not escape.
+fn incompressible(len: usize) -> String {
+    let alphabet: Vec<u8> = (b' '..=b'~').filter(|c| !b"\"\\".contains(c)).collect();
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    (0..len)
+        .map(|_| {
+            // xorshift64: fixed, so every run posts the same event.
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            char::from(alphabet[(state % alphabet.len() as u64) as usize])
+        })
+        .collect()
+}
+
+/// `event` with its `object[field]` filled so that the body is exactly at the limit.
+fn at_the_size_limit(mut event: Value, field: &str) -> Value {
+    event["object"][field] = json!("");
+    let room = shared::http::MAX_BODY_BYTES - event.to_string().len();
+    event["object"][field] = json!(incompressible(room));
+    assert_eq!(event.to_string().len(), shared::http::MAX_BODY_BYTES);
+    event
+}
+
+#[tokio::test]
+async fn an_event_at_the_size_limit_whose_text_would_repeat_its_object_is_stored() {
+    let (env, deps, key) = setup().await;
+    let (status, body) = call(
+        &deps,
+        &key,
+        Method::POST,
+        "/v1/event-types",
+        json!({"name": "task.echoed", "text_template": "{object.notes} ".repeat(20)}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let jane = "jane".parse().unwrap();
+    for event in [
+        // The built-in sentence holds the name.
+        at_the_size_limit(
+            json!({"event_type": "sample.created", "dataset": "jane/flowers", "object": {}}),
+            "name",
+        ),
+        // The template holds the notes twenty times.
+        at_the_size_limit(
+            json!({"event_type": "task.echoed", "dataset": "jane/flowers", "object": {}}),
+            "notes",
+        ),
+    ] {
+        let (status, accepted) = call(&deps, &key, Method::POST, "/v1/events", event.clone()).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
+        let id = MessageId::parse(accepted["id"].as_str().unwrap()).unwrap();
+        let message = env.store.get_message(&jane, &id).await.unwrap().unwrap();
+        let payload: Value = serde_json::from_str(&message.payload).unwrap();
+        assert_eq!(payload["object"], event["object"]);
+        let text = payload["text"].as_str().unwrap();
+        assert!(
+            text.len() <= shared::catalog::MAX_GENERATED_TEXT_BYTES && text.ends_with('…'),
+            "{} bytes",
+            text.len()
+        );
+    }
+}
+
 #[tokio::test]
 async fn an_archived_type_is_refused_at_ingest_but_a_queued_delivery_still_goes() {
     let (env, deps, key) = setup().await;
