@@ -59,6 +59,12 @@ pub fn check_url(text: &str, allow_private_targets: bool) -> Result<Url, FieldEr
         return Err(refuse(&format!("must be at most {MAX_URL_BYTES} bytes")));
     }
     let url = Url::parse(text).map_err(|e| refuse(&format!("is not an absolute URL ({e})")))?;
+    // The URL as stored and requested is percent-encoded: up to nine times longer.
+    if url.as_str().len() > MAX_URL_BYTES {
+        return Err(refuse(&format!(
+            "must be at most {MAX_URL_BYTES} bytes once percent-encoded"
+        )));
+    }
     match url.scheme() {
         "https" => {}
         "http" if allow_private_targets => {}
@@ -191,20 +197,18 @@ fn event_types_field(
     if value.is_null() {
         return Ok(Vec::new());
     }
-    let mut types = string_list(value, "event_types")?
+    let types = string_list(value, "event_types")?
         .iter()
         .map(|name| check("event_types", name))
         .collect::<Result<Vec<_>, _>>()?;
-    types.sort();
-    types.dedup();
-    Ok(types)
+    Ok(without_repeats(types))
 }
 
 fn datasets_field(value: &Value, account: &Account) -> Result<Option<Vec<String>>, FieldError> {
     if value.is_null() {
         return Ok(None);
     }
-    let mut datasets = string_list(value, "datasets")?;
+    let datasets = string_list(value, "datasets")?;
     if datasets.len() > MAX_DATASETS {
         return Err(FieldError::new(
             "datasets",
@@ -222,9 +226,18 @@ fn datasets_field(value: &Value, account: &Account) -> Result<Option<Vec<String>
             }
         }
     }
-    datasets.sort();
-    datasets.dedup();
-    Ok(Some(datasets))
+    Ok(Some(without_repeats(datasets)))
+}
+
+/// `items` in the order given, each once: an endpoint answers its lists as they were sent.
+fn without_repeats<T: PartialEq>(items: Vec<T>) -> Vec<T> {
+    let mut kept: Vec<T> = Vec::with_capacity(items.len());
+    for item in items {
+        if !kept.contains(&item) {
+            kept.push(item);
+        }
+    }
+    kept
 }
 
 fn format_field(value: &Value) -> Result<Format, FieldError> {
@@ -505,6 +518,8 @@ mod tests {
     #[test]
     fn refuses_urls_that_break_a_rule() {
         let long = format!("https://example.com/{}", "a".repeat(MAX_URL_BYTES));
+        // 1,034 bytes as written, 6,104 percent-encoded.
+        let long_encoded = format!("https://example.com/{}", "é".repeat(1014));
         for url in [
             "example.com/hook",
             "/hook",
@@ -513,6 +528,7 @@ mod tests {
             "https://user:pw@example.com/hook",
             "https://user@example.com/hook",
             long.as_str(),
+            long_encoded.as_str(),
             "https://127.0.0.1/hook",
             "https://2130706433/",
             "https://0x7f000001/",
@@ -574,7 +590,8 @@ mod tests {
     fn parses_a_full_endpoint() {
         let body = json!({
             "url": "https://example.com/hook", "description": "ops", "version": 2,
-            "event_types": ["sample.created"], "datasets": ["jane/flowers"],
+            "event_types": ["sample.deleted", "dataset.created", "sample.deleted"],
+            "datasets": ["jane/trees", "jane/flowers", "jane/trees"],
             "format": "slack", "disabled": true
         });
         let parsed = parse_new(
@@ -586,7 +603,13 @@ mod tests {
         .unwrap();
         assert_eq!(parsed.version, 2);
         assert_eq!(parsed.format, Format::Slack);
-        assert_eq!(parsed.datasets, Some(vec!["jane/flowers".to_string()]));
+        // In the order given, each once.
+        let types: Vec<&str> = parsed.event_types.iter().map(EventType::as_str).collect();
+        assert_eq!(types, ["sample.deleted", "dataset.created"]);
+        assert_eq!(
+            parsed.datasets,
+            Some(vec!["jane/trees".to_string(), "jane/flowers".to_string()])
+        );
         assert!(parsed.disabled);
         let minimal = parse_new(
             json!({"url": "https://example.com"}).as_object().unwrap(),

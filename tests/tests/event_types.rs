@@ -122,6 +122,6 @@ async fn a_registered_type_s_template_fills_webhook_and_slack_text() {
     assert_eq!(status, StatusCode::OK, "{patched}");
     assert_eq!(
         patched["event_types"],
-        json!(["sample.created", "task.submitted"])
+        json!(["task.submitted", "sample.created"])
     );
 }
