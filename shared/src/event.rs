@@ -212,7 +212,11 @@ impl NewEvent {
 
     /// The message this event becomes, with defaults filled in and its payload built once.
     pub fn into_message(self, default_api_version: &str, now: OffsetDateTime) -> Message {
-        let created_at = self.created_at.unwrap_or_else(|| timefmt::format(now));
+        // CONTRACT's times are in UTC; the fingerprint keeps the time as sent.
+        let created_at = match self.created_at {
+            Some(sent) => timefmt::in_utc(&sent).unwrap_or(sent),
+            None => timefmt::format(now),
+        };
         let text = self.text.unwrap_or_else(|| {
             catalog::text(
                 self.text_template.as_deref(),
@@ -267,6 +271,8 @@ pub const MAX_EVENT_BYTES: usize = crate::http::MAX_BODY_BYTES;
 /// Why one event of a batch was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
+    /// Not a JSON object: what a single post's body would be 400 `invalid_json` for.
+    NotAnObject,
     Invalid(FieldError),
     /// Its size in bytes, over [`MAX_EVENT_BYTES`].
     TooLarge(usize),
@@ -299,10 +305,7 @@ pub fn parse_batch(
         .iter()
         .map(|event| {
             let Value::Object(object) = event else {
-                return Err(Refusal::Invalid(FieldError::new(
-                    "event",
-                    "must be a JSON object",
-                )));
+                return Err(Refusal::NotAnObject);
             };
             let bytes = event.to_string().len();
             if bytes > MAX_EVENT_BYTES {
@@ -361,6 +364,17 @@ mod tests {
             message.payload,
             r#"{"event_type":"sample.created","created_at":"2021-08-09T14:40:19.987691+00:00","api_version":"2020-01-01","dataset":"jane/flowers","object":{"z":1,"a":{"y":2,"b":3}},"text":"Hi."}"#
         );
+    }
+
+    #[test]
+    fn a_time_sent_with_another_offset_is_delivered_in_utc() {
+        let mut sent = minimal();
+        sent["created_at"] = json!("2021-08-09T16:40:19+02:00");
+        let event = parse(&body(sent), None, &Catalog::default()).unwrap();
+        let message = event.into_message("2021-08-01", OffsetDateTime::now_utc());
+        assert_eq!(message.created_at, "2021-08-09T14:40:19.000000Z");
+        let payload: Value = serde_json::from_str(&message.payload).unwrap();
+        assert_eq!(payload["created_at"], "2021-08-09T14:40:19.000000Z");
     }
 
     #[test]
@@ -513,7 +527,7 @@ mod tests {
         ]})), &Catalog::default())
         .unwrap();
         assert!(items[0].is_ok());
-        assert!(matches!(&items[1], Err(Refusal::Invalid(e)) if e.field == "event"));
+        assert!(matches!(&items[1], Err(Refusal::NotAnObject)));
         assert!(matches!(&items[2], Err(Refusal::Invalid(e)) if e.field == "dataset"));
         assert!(matches!(&items[3], Err(Refusal::TooLarge(n)) if *n > MAX_EVENT_BYTES));
         assert_eq!(

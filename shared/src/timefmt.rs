@@ -20,6 +20,19 @@ pub fn parse(text: &str) -> Option<OffsetDateTime> {
     OffsetDateTime::parse(text, &Rfc3339).ok()
 }
 
+/// `text`, an RFC 3339 time, in UTC: as written when it is already (`T`, then `Z` or
+/// `+00:00`), else as [`format`] writes it; `None` if it is no RFC 3339 time.
+pub fn in_utc(text: &str) -> Option<String> {
+    let time = parse(text)?;
+    let written_in_utc =
+        text.as_bytes().get(10) == Some(&b'T') && (text.ends_with('Z') || text.ends_with("+00:00"));
+    Some(if written_in_utc {
+        text.to_string()
+    } else {
+        format(time)
+    })
+}
+
 /// `#[serde(with = "shared::timefmt")]`
 pub fn serialize<S: Serializer>(time: &OffsetDateTime, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.serialize_str(&format(*time))
@@ -71,5 +84,25 @@ mod tests {
             "2021-08-09T14:40:19.000000Z"
         );
         assert!(parse("2021-08-09 14:40").is_none());
+    }
+
+    #[test]
+    fn a_time_in_utc_stays_as_written_and_any_other_is_rewritten() {
+        for utc in [
+            "2021-08-09T14:40:19.987691+00:00",
+            "2021-08-09T14:40:19Z",
+            "2021-08-09T14:40:19.123456789Z",
+        ] {
+            assert_eq!(in_utc(utc).as_deref(), Some(utc));
+        }
+        for (other, rewritten) in [
+            ("2021-08-09T16:40:19.5+02:00", "2021-08-09T14:40:19.500000Z"),
+            ("2021-08-09T14:40:19-00:00", "2021-08-09T14:40:19.000000Z"),
+            ("2021-08-09 14:40:19Z", "2021-08-09T14:40:19.000000Z"),
+            ("2021-08-09t14:40:19z", "2021-08-09T14:40:19.000000Z"),
+        ] {
+            assert_eq!(in_utc(other).as_deref(), Some(rewritten), "{other}");
+        }
+        assert_eq!(in_utc("yesterday"), None);
     }
 }

@@ -13,10 +13,10 @@ use serde_json::{Value, json};
 use shared::access::Scope;
 use shared::catalog::Catalog;
 use shared::config::Config;
-use shared::event::{self, Refusal};
+use shared::event::{self, FieldError, Refusal};
 use shared::event_type::EventType;
 use shared::http::{
-    ApiError, MAX_BATCH_BODY_BYTES, MAX_BODY_BYTES, admit, header_value, json, required_json_object,
+    ApiError, MAX_BATCH_BODY_BYTES, MAX_BODY_BYTES, admit, json, required_json_object,
 };
 use shared::queue::Queues;
 use shared::store::{Store, StoreError};
@@ -106,12 +106,24 @@ async fn catalog<'a>(
     })
 }
 
+/// The `Idempotency-Key` header as text: any UTF-8, not only the visible ASCII that
+/// a header is read as elsewhere (a key read as absent would let a retry through).
+fn idempotency_key_header(req: &Request) -> Result<Option<&str>, ApiError> {
+    req.headers()
+        .get("idempotency-key")
+        .map(|value| {
+            std::str::from_utf8(value.as_bytes())
+                .map_err(|_| FieldError::new("Idempotency-Key", "must be UTF-8 text").into())
+        })
+        .transpose()
+}
+
 /// `POST /v1/events` → 202 `{"id", "endpoints"}` (with `"duplicate": true` for a repeat).
 async fn accept_event(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiError> {
     let body = required_json_object(req, MAX_BODY_BYTES)?;
     let named = body.get("event_type").and_then(Value::as_str);
     let catalog = catalog(deps, named.into_iter()).await?;
-    let event = event::parse(&body, header_value(req, "idempotency-key"), &catalog)?;
+    let event = event::parse(&body, idempotency_key_header(req)?, &catalog)?;
     let answer = accept::accept(deps, vec![event])
         .await
         .pop()
@@ -137,6 +149,9 @@ async fn accept_batch(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiE
         .map(|item| {
             let answer = match item {
                 Ok(_) => answers.next().expect("one answer per valid event"),
+                Err(Refusal::NotAnObject) => {
+                    Err(ApiError::invalid_json("an event must be a JSON object"))
+                }
                 Err(Refusal::Invalid(error)) => Err(error.into()),
                 Err(Refusal::TooLarge(_)) => Err(ApiError::payload_too_large(
                     "the event",

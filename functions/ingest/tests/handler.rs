@@ -184,6 +184,40 @@ async fn the_same_idempotency_key_fans_out_once_even_when_requests_race() {
 }
 
 #[tokio::test]
+async fn an_idempotency_key_header_beyond_ascii_is_a_key_and_one_not_utf8_is_refused() {
+    let (env, deps, key) = setup().await;
+    add_endpoint(&env, "jane", |_| {}).await;
+    let with_header = |value: &[u8]| {
+        let mut req = request(Method::POST, "/v1/events", Some(&key), EVENT);
+        req.headers_mut().insert(
+            "idempotency-key",
+            lambda_http::http::HeaderValue::from_bytes(value).unwrap(),
+        );
+        req
+    };
+    let (status, first) = call(&deps, with_header("ключ-1".as_bytes())).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{first}");
+    let (status, again) = call(&deps, with_header("ключ-1".as_bytes())).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{again}");
+    assert_eq!(
+        (&again["id"], &again["duplicate"]),
+        (&first["id"], &json!(true))
+    );
+
+    let (status, refused) = call(&deps, with_header(b"latin-1 \xe9")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+    assert_eq!(refused["error"]["code"], "validation_error");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Idempotency-Key")
+    );
+    assert_eq!(env.count_items("MSG#").await, 1);
+    assert_eq!(env.queue_depth(env.queues.delivery_url()).await, 1);
+}
+
+#[tokio::test]
 async fn refused_requests_answer_the_contract_error_and_store_nothing() {
     let (env, deps, key) = setup().await;
     add_endpoint(&env, "jane", |_| {}).await;
