@@ -311,9 +311,11 @@ impl Store {
             .await
     }
 
-    /// Lets go of the claim of `token` on `due`, so its next attempt may claim it at once.
+    /// Lets go of the claim of `token` on `due`, so its next attempt may claim it at
+    /// once: as if never claimed (a claim left `sending` without its lease would hold
+    /// the email off for good).
     pub async fn release_email(&self, due: &DueEmail, token: &str) -> Result<(), StoreError> {
-        self.update_claim(due, token, "REMOVE lease_until, sender", None)
+        self.update_claim(due, token, "REMOVE #state, lease_until, sender", None)
             .await
     }
 
@@ -331,11 +333,10 @@ impl Store {
             .set_key(Some(due.claim_key()))
             .update_expression(expression)
             .condition_expression("sender = :token")
+            .expression_attribute_names("#state", STATE)
             .expression_attribute_values(":token", s(token));
         if let Some(state) = state {
-            request = request
-                .expression_attribute_names("#state", STATE)
-                .expression_attribute_values(":state", s(state));
+            request = request.expression_attribute_values(":state", s(state));
         }
         // A claim no longer ours (taken over after its lease) is left to its holder.
         applied(request.send().await, "UpdateItem")?;
