@@ -149,7 +149,11 @@ pub fn digest_field(value: &Value) -> Result<Option<DigestSchedule>, FieldError>
         .ok_or_else(|| refuse("`at` must be a time of day \"HH:MM\""))?;
     let timezone = match body.get("timezone") {
         None | Some(Value::Null) => "UTC".to_string(),
-        Some(Value::String(name)) if TimeZone::get(name).is_ok() => name.clone(),
+        // Found whatever its case, and kept as the time zone database spells it.
+        Some(Value::String(name)) => TimeZone::get(name)
+            .ok()
+            .and_then(|zone| zone.iana_name().map(str::to_string))
+            .ok_or_else(|| refuse("`timezone` must be an IANA time zone name"))?,
         Some(_) => return Err(refuse("`timezone` must be an IANA time zone name")),
     };
     let weekday = match (every, body.get("weekday")) {
@@ -174,7 +178,9 @@ pub fn digest_field(value: &Value) -> Result<Option<DigestSchedule>, FieldError>
 
 fn parse_at(text: &str) -> Option<(i8, i8)> {
     let (hours, minutes) = text.split_once(':')?;
-    if hours.len() != 2 || minutes.len() != 2 {
+    // Two digits each: a number's parser would also take a sign, as in `+9:00`.
+    let two_digits = |part: &str| part.len() == 2 && part.bytes().all(|b| b.is_ascii_digit());
+    if !two_digits(hours) || !two_digits(minutes) {
         return None;
     }
     let hours: i8 = hours.parse().ok().filter(|h| (0..24).contains(h))?;
@@ -328,11 +334,19 @@ mod tests {
         .unwrap()
         .unwrap();
         assert_eq!(weekly.weekday.as_deref(), Some("friday"));
+        let spelled =
+            digest_field(&json!({"every": "day", "at": "09:30", "timezone": "europe/paris"}))
+                .unwrap()
+                .unwrap();
+        assert_eq!(spelled.timezone, "Europe/Paris");
         assert_eq!(digest_field(&json!(null)).unwrap(), None);
         for bad in [
             json!("daily"),
             json!({"every": "month", "at": "09:00"}),
             json!({"every": "day", "at": "9:00"}),
+            json!({"every": "day", "at": "+9:00"}),
+            json!({"every": "day", "at": "09:+5"}),
+            json!({"every": "day", "at": "-0:00"}),
             json!({"every": "day", "at": "24:00"}),
             json!({"every": "day", "at": "09:00", "timezone": "Mars/Olympus"}),
             json!({"every": "day", "at": "09:00", "weekday": "monday"}),
