@@ -237,16 +237,19 @@ fn read_object(
     }
 }
 
+/// The credential of an `Authorization` value `Bearer <credential>`: the scheme in any
+/// case and the space after it any run of spaces or tabs (RFC 9110, 11.1 and 11.4).
+fn bearer_credential(value: &str) -> Option<&str> {
+    let (scheme, credential) = value.split_once([' ', '\t'])?;
+    let credential = credential.trim_matches([' ', '\t']);
+    (scheme.eq_ignore_ascii_case("bearer") && !credential.is_empty()).then_some(credential)
+}
+
 /// Who sent `Authorization: Bearer <key>`: a platform key, or a live portal token
 /// of an account. Neither the key nor the token is ever logged.
 pub async fn authenticate(store: &Store, req: &Request) -> Result<Credential, ApiError> {
     let secret = header_value(req, "authorization")
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim)
-        .filter(|k| !k.is_empty())
+        .and_then(bearer_credential)
         .ok_or_else(ApiError::unauthorized)?;
     let found = if portal::is_token(secret) {
         portal_credential(store, secret).await
@@ -406,5 +409,21 @@ mod tests {
         let body: Value = serde_json::from_slice(response.body().as_ref()).unwrap();
         assert_eq!(body["error"]["code"], "method_not_allowed");
         assert!(body["error"]["message"].is_string());
+    }
+
+    #[test]
+    fn a_bearer_credential_is_read_whatever_the_scheme_s_case() {
+        for value in [
+            "Bearer hlk_1",
+            "bearer hlk_1",
+            "BEARER hlk_1",
+            "Bearer\thlk_1",
+            "Bearer   hlk_1 ",
+        ] {
+            assert_eq!(bearer_credential(value), Some("hlk_1"), "{value:?}");
+        }
+        for value in ["Basic hlk_1", "Bearer", "Bearer ", "Bearerhlk_1", "hlk_1"] {
+            assert_eq!(bearer_credential(value), None, "{value:?}");
+        }
     }
 }

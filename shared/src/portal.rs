@@ -54,7 +54,9 @@ impl PortalToken {
         now: OffsetDateTime,
         ttl: Duration,
     ) -> Self {
-        let expires_at = (now + ttl)
+        // Rounded up: a token lives at least the `ttl_seconds` asked for.
+        let end = now + ttl;
+        let expires_at = (end + Duration::seconds(i64::from(end.nanosecond() > 0)))
             .replace_nanosecond(0)
             .expect("0 is a valid nanosecond");
         Self {
@@ -142,17 +144,21 @@ mod tests {
 
     #[test]
     fn a_token_lives_until_it_expires_or_its_generation_moves_on() {
-        let now = OffsetDateTime::now_utc();
+        let now = OffsetDateTime::now_utc()
+            .replace_nanosecond(250_000_000)
+            .unwrap();
         let jane = Account::parse("jane").unwrap();
         let token = generate_token(&jane);
         assert!(is_token(&token) && !is_token(&keys::generate()));
         let stored = PortalToken::new(&token, &jane, 3, now, Duration::seconds(60));
         assert_eq!(stored.token_hash, keys::hash(&token));
-        assert_eq!(stored.expires_at.nanosecond(), 0);
+        // Whole seconds, rounded up: it lives its 60 s at least.
+        assert_eq!(stored.expires_at, now + Duration::milliseconds(60_750));
         assert!(stored.is_live(now, 3));
+        assert!(stored.is_live(now + Duration::seconds(60), 3));
         assert!(!stored.is_live(now, 4), "revoked");
         assert!(!stored.is_live(now, 2), "generations only move on");
-        assert!(!stored.is_live(now + Duration::seconds(60), 3), "expired");
+        assert!(!stored.is_live(stored.expires_at, 3), "expired");
     }
 
     #[test]
