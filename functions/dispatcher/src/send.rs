@@ -111,17 +111,26 @@ pub(crate) async fn post(
     }
 }
 
-/// Keeps the longest valid UTF-8 prefix, so a cut in the middle of a character is dropped.
-pub(crate) fn truncate_utf8(bytes: Vec<u8>) -> String {
-    match String::from_utf8(bytes) {
-        Ok(text) => text,
-        Err(e) => {
-            let valid = e.utf8_error().valid_up_to();
-            let mut bytes = e.into_bytes();
-            bytes.truncate(valid);
-            String::from_utf8(bytes).expect("cut at a character boundary")
+/// The kept bytes of a response body as text of at most [`KEPT_RESPONSE_BYTES`]:
+/// bytes that are not UTF-8 shown as U+FFFD (a binary answer still shows, whole),
+/// and a character that the limit cut at the end dropped.
+pub(crate) fn truncate_utf8(mut bytes: Vec<u8>) -> String {
+    let cut_tail = bytes.utf8_chunks().last().map_or(0, |chunk| {
+        let invalid = chunk.invalid();
+        let incomplete = std::str::from_utf8(invalid).is_err_and(|e| e.error_len().is_none());
+        if incomplete { invalid.len() } else { 0 }
+    });
+    bytes.truncate(bytes.len() - cut_tail);
+    let mut text = String::from_utf8_lossy(&bytes).into_owned();
+    // Each replaced byte takes three.
+    if text.len() > KEPT_RESPONSE_BYTES {
+        let mut end = KEPT_RESPONSE_BYTES;
+        while !text.is_char_boundary(end) {
+            end -= 1;
         }
+        text.truncate(end);
     }
+    text
 }
 
 /// Why no response came: a timeout, a blocked address, a DNS failure, a refused
@@ -174,5 +183,15 @@ mod tests {
     fn truncation_keeps_whole_characters() {
         assert_eq!(truncate_utf8("héllo".as_bytes()[..2].to_vec()), "h");
         assert_eq!(truncate_utf8(b"ok".to_vec()), "ok");
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_show_as_replacements_within_the_limit() {
+        assert_eq!(truncate_utf8(b"a\xffb\xfe".to_vec()), "a\u{fffd}b\u{fffd}");
+        let binary: Vec<u8> = (0..=255).cycle().take(KEPT_RESPONSE_BYTES).collect();
+        let text = truncate_utf8(binary);
+        assert!(text.len() <= KEPT_RESPONSE_BYTES);
+        assert!(text.len() > KEPT_RESPONSE_BYTES - 3);
+        assert!(text.starts_with("\0\u{1}") && text.contains('\u{fffd}'));
     }
 }
