@@ -124,6 +124,11 @@ fn derived_id(at_ms: u64, parts: &[&str]) -> MessageId {
     MessageId::from_ulid(Ulid::from_parts(at_ms, random))
 }
 
+/// The text of a test event sent to endpoint `id`.
+pub fn test_text(id: &EndpointId) -> String {
+    format!("Test event from hookline to endpoint {id}.")
+}
+
 /// The time of a message id, in ms since the epoch; 0 for one that is no ULID.
 fn id_time_ms(id: &MessageId) -> u64 {
     Ulid::from_string(&id.as_str()[MessageId::PREFIX.len()..]).map_or(0, |u| u.timestamp_ms())
@@ -259,6 +264,41 @@ impl Raise {
                 seen_failing_since: run,
             }),
         }
+    }
+
+    /// A test event of the operational type `event_type` sent to `endpoint`, shaped as
+    /// hookline raises that type (its object's fields, `"dataset": null`) with
+    /// `"test": true`, about `endpoint` itself and a message that never was;
+    /// `None` for a type that is not operational.
+    pub fn test(event_type: &EventType, endpoint: &Endpoint, now: OffsetDateTime) -> Option<Self> {
+        let (id, some_message) = (&endpoint.id, MessageId::new());
+        let object = match event_type.as_str() {
+            ENDPOINT_DISABLED => {
+                json!({"endpoint_id": id, "url": endpoint.url, "reason": "a test", "test": true})
+            }
+            ATTEMPT_FAILING => json!({
+                "endpoint_id": id, "message_id": some_message, "attempt": FAILING_AT,
+                "error": null, "response_status": 500, "test": true,
+            }),
+            ATTEMPT_EXHAUSTED => {
+                json!({"endpoint_id": id, "message_id": some_message, "attempts": 8, "test": true})
+            }
+            ATTEMPT_RECOVERED => json!({
+                "endpoint_id": id, "message_id": some_message, "attempt": FAILING_AT + 1,
+                "test": true,
+            }),
+            _ => return None,
+        };
+        Some(Self {
+            message_id: MessageId::new(),
+            account: endpoint.account.clone(),
+            event_type: event_type.clone(),
+            endpoint_id: id.clone(),
+            object: self::object(object),
+            text: test_text(id),
+            created_at: timefmt::format(now),
+            disable: None,
+        })
     }
 
     /// The message this raise stores: `"dataset": null`, in the account concerned.

@@ -14,6 +14,7 @@ use shared::event_type::EventType;
 use shared::http::{ApiError, json, json_object};
 use shared::ids::MessageId;
 use shared::model::{DeliveryJob, Endpoint};
+use shared::operational::{self, Raise};
 use shared::task::Recover;
 use shared::timefmt;
 use time::OffsetDateTime;
@@ -46,24 +47,14 @@ pub async fn send_test(
     let body = json_object(req)?;
     let catalog = endpoints::event_type_catalog(deps).await?;
     let event_type = test_event_type(&body, &endpoint, &catalog)?;
-    let mut object = Map::new();
-    object.insert("name".into(), Value::String("test".into()));
-    object.insert("test".into(), Value::Bool(true));
-    let event = NewEvent {
-        text: Some(format!(
-            "Test event from hookline to endpoint {}.",
-            endpoint.id
-        )),
-        event_type,
-        dataset: format!("{account}/{TEST_DATASET}"),
-        account: account.clone(),
-        object,
-        created_at: None,
-        api_version: None,
-        idempotency_key: None,
-        text_template: None,
+    let now = OffsetDateTime::now_utc();
+    // An operational type's test looks as hookline raises it: about no dataset.
+    let message = match Raise::test(&event_type, &endpoint, now) {
+        Some(raise) => raise.message(&deps.config.api_version, now),
+        None => {
+            test_event(account, &endpoint, event_type).into_message(&deps.config.api_version, now)
+        }
     };
-    let message = event.into_message(&deps.config.api_version, OffsetDateTime::now_utc());
     deps.store
         .insert_message(&message, None)
         .await
@@ -76,6 +67,24 @@ pub async fn send_test(
     }
     tracing::info!(message_id = %message.id, endpoint_id = %endpoint.id, "test event queued");
     Ok(json(StatusCode::ACCEPTED, &json!({ "id": message.id })))
+}
+
+/// A test event of `event_type` to `endpoint`, about the account's [`TEST_DATASET`].
+fn test_event(account: &Account, endpoint: &Endpoint, event_type: EventType) -> NewEvent {
+    let mut object = Map::new();
+    object.insert("name".into(), Value::String("test".into()));
+    object.insert("test".into(), Value::Bool(true));
+    NewEvent {
+        text: Some(operational::test_text(&endpoint.id)),
+        event_type,
+        dataset: format!("{account}/{TEST_DATASET}"),
+        account: account.clone(),
+        object,
+        created_at: None,
+        api_version: None,
+        idempotency_key: None,
+        text_template: None,
+    }
 }
 
 /// The requested event type, else the endpoint's first, else [`DEFAULT_TEST_EVENT`].

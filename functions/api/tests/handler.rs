@@ -502,6 +502,78 @@ async fn another_accounts_endpoint_is_not_found_on_every_route() {
 }
 
 #[tokio::test]
+async fn a_test_event_of_an_operational_type_is_shaped_as_hookline_raises_it() {
+    let api = Api::new().await;
+    let created = api
+        .create("jane", json!({"url": "https://example.com/hook"}))
+        .await;
+    let id = created["id"].as_str().unwrap();
+    let test = format!("/v1/accounts/jane/endpoints/{id}/test");
+    let jane = "jane".parse().unwrap();
+    let stored_payload = |sent: Value| {
+        let api = &api;
+        let jane = &jane;
+        async move {
+            let message = MessageId::parse(sent["id"].as_str().unwrap()).unwrap();
+            let message = api
+                .env
+                .store
+                .get_message(jane, &message)
+                .await
+                .unwrap()
+                .unwrap();
+            serde_json::from_str::<Value>(&message.payload).unwrap()
+        }
+    };
+    for (event_type, fields) in [
+        ("endpoint.disabled", &["endpoint_id", "url", "reason"][..]),
+        (
+            "message.attempt.failing",
+            &[
+                "endpoint_id",
+                "message_id",
+                "attempt",
+                "error",
+                "response_status",
+            ][..],
+        ),
+        (
+            "message.attempt.exhausted",
+            &["endpoint_id", "message_id", "attempts"][..],
+        ),
+        (
+            "message.attempt.recovered",
+            &["endpoint_id", "message_id", "attempt"][..],
+        ),
+    ] {
+        let (status, sent) = api
+            .call(Method::POST, &test, Some(json!({"event_type": event_type})))
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{sent}");
+        let payload = stored_payload(sent).await;
+        assert_eq!(payload["event_type"], event_type);
+        assert_eq!(payload["dataset"], Value::Null, "{payload}");
+        assert_eq!(payload["object"]["endpoint_id"], id);
+        assert_eq!(payload["object"]["test"], true);
+        for field in fields {
+            assert!(
+                payload["object"].get(field).is_some(),
+                "{event_type}: {field}"
+            );
+        }
+    }
+    // Any other type is about the account's test dataset.
+    let (_, sent) = api
+        .call(
+            Method::POST,
+            &test,
+            Some(json!({"event_type": "sample.created"})),
+        )
+        .await;
+    assert_eq!(stored_payload(sent).await["dataset"], "jane/hookline-test");
+}
+
+#[tokio::test]
 async fn every_error_row_and_nothing_stored_for_a_refused_request() {
     let api = Api::new().await;
     let endpoints = "/v1/accounts/jane/endpoints";
