@@ -27,7 +27,7 @@ use shared::queue::{Lane, Queues, max_visibility};
 use shared::retry::{FailureKind, next_delay};
 use shared::store::Store;
 use shared::task::Task;
-use shared::{USER_AGENT, payload};
+use shared::{USER_AGENT, payload, queue};
 use time::OffsetDateTime;
 
 use cache::EndpointCache;
@@ -330,7 +330,12 @@ async fn deliver(
         error: exchange.error,
         duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         timestamp: now,
-        next_attempt_at: next_delay.map(|d| now + d),
+        // The job comes back that long after its visibility is set, in SQS's whole
+        // seconds, once this attempt has ended.
+        next_attempt_at: next_delay.map(|delay| {
+            let visible_in = u64::try_from(queue::visibility_seconds(delay)).unwrap_or(0);
+            now + started.elapsed() + Duration::from_secs(visible_in)
+        }),
     };
     let drop_with = |why: &str| {
         let attempt = record(AttemptStatus::Failed, Exchange::error(why), None);

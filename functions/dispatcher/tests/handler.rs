@@ -245,10 +245,12 @@ async fn a_failed_attempt_is_recorded_and_reported_for_a_retry() {
     assert_eq!(attempt.response_status, Some(500));
     assert_eq!(attempt.error, None);
     let next = attempt.next_attempt_at.expect("a retry is scheduled");
-    let delay = next - attempt.timestamp;
+    // The schedule's 1 s, jittered by a fifth and rounded up to SQS's whole seconds,
+    // from the attempt's end.
+    let waits = next - attempt.timestamp - time::Duration::milliseconds(attempt.duration_ms as i64);
     assert!(
-        delay >= time::Duration::milliseconds(800) && delay <= time::Duration::milliseconds(1200),
-        "{delay}"
+        waits >= time::Duration::seconds(1) && waits < time::Duration::milliseconds(2010),
+        "{waits}"
     );
 
     // The job comes back once the delay has run out, as its second receive.
@@ -340,7 +342,12 @@ async fn retry_after_on_429_and_503_stretches_the_next_delay() {
         let attempt = &attempts[0];
         assert_eq!(attempt.response_status, Some(status));
         let delay = attempt.next_attempt_at.unwrap() - attempt.timestamp;
-        assert_eq!(delay, time::Duration::seconds(120), "{status}");
+        let past_the_attempt = delay - time::Duration::seconds(120);
+        assert!(
+            past_the_attempt >= time::Duration::milliseconds(attempt.duration_ms as i64)
+                && past_the_attempt < time::Duration::milliseconds(attempt.duration_ms as i64 + 10),
+            "{status}: {delay}"
+        );
     }
 }
 
@@ -678,7 +685,8 @@ async fn no_retry_delay_passes_what_sqs_allows_from_the_receive() {
     let attempts = deliver_once(&env, &deps, &job(&endpoint_id)).await;
     let delay = attempts[0].next_attempt_at.unwrap() - attempts[0].timestamp;
     let longest = MAX_STEP - shared::queue::VISIBILITY_MARGIN;
-    assert!(delay <= longest, "{delay}");
+    // From the attempt's start: its own time and the rounding to whole seconds on top.
+    assert!(delay <= longest + Duration::from_secs(1), "{delay}");
     assert!(delay > longest - Duration::from_secs(60), "{delay}");
 
     // SQS refuses a visibility that ends 12 h after the receive, and takes the capped one.
