@@ -194,20 +194,71 @@ pub fn parse(
     })
 }
 
+/// SHA-256 (hex) of an event as sent: type, dataset, object (keys in any order),
+/// text, created_at and api_version. Two requests with one idempotency key are
+/// the same event exactly when their fingerprints are equal.
+fn fingerprint(
+    event_type: &str,
+    dataset: &str,
+    object: &Map<String, Value>,
+    text: Option<&str>,
+    created_at: Option<&str>,
+    api_version: Option<&str>,
+) -> String {
+    let canonical = serde_json::json!([
+        event_type,
+        dataset,
+        sorted(&Value::Object(object.clone())),
+        text,
+        created_at,
+        api_version,
+    ]);
+    hex::encode(Sha256::digest(canonical.to_string()))
+}
+
+/// An idempotency key's account, key and the event's fingerprint, from a body
+/// [`parse`] refused, read without the catalog: a repeat of an event accepted
+/// before is answered as such though its type (or its type's schema) has changed
+/// since. `None` when the body has no key or is no event of some account at all.
+pub fn refused_event_claim(
+    body: &Map<String, Value>,
+    header_key: Option<&str>,
+) -> Option<(Account, String, String)> {
+    let text_of = |field: &str| match body.get(field) {
+        None | Some(Value::Null) => Some(None),
+        Some(Value::String(s)) => Some(Some(s.as_str())),
+        Some(_) => None,
+    };
+    let key = match text_of("id")? {
+        Some(id) => id.to_string(),
+        None => header_key
+            .map(str::trim)
+            .filter(|k| !k.is_empty())?
+            .to_string(),
+    };
+    let dataset = body.get("dataset")?.as_str()?;
+    let fingerprint = fingerprint(
+        body.get("event_type")?.as_str()?,
+        dataset,
+        body.get("object")?.as_object()?,
+        text_of("text")?,
+        text_of("created_at")?,
+        text_of("api_version")?,
+    );
+    Some((Account::of_dataset(dataset)?, key, fingerprint))
+}
+
 impl NewEvent {
-    /// SHA-256 (hex) of the event as sent: type, dataset, object (keys in any order),
-    /// text, created_at and api_version. Two requests with one idempotency key are
-    /// the same event exactly when their fingerprints are equal.
+    /// See [`fingerprint`].
     pub fn fingerprint(&self) -> String {
-        let canonical = serde_json::json!([
-            self.event_type,
-            self.dataset,
-            sorted(&Value::Object(self.object.clone())),
-            self.text,
-            self.created_at,
-            self.api_version,
-        ]);
-        hex::encode(Sha256::digest(canonical.to_string()))
+        fingerprint(
+            self.event_type.as_str(),
+            &self.dataset,
+            &self.object,
+            self.text.as_deref(),
+            self.created_at.as_deref(),
+            self.api_version.as_deref(),
+        )
     }
 
     /// The message this event becomes, with defaults filled in and its payload built once.
@@ -375,6 +426,26 @@ mod tests {
         assert_eq!(message.created_at, "2021-08-09T14:40:19.000000Z");
         let payload: Value = serde_json::from_str(&message.payload).unwrap();
         assert_eq!(payload["created_at"], "2021-08-09T14:40:19.000000Z");
+    }
+
+    #[test]
+    fn a_refused_body_s_claim_is_read_as_its_accepted_event_s() {
+        let mut sent = minimal();
+        sent["id"] = json!("evt_1");
+        sent["created_at"] = json!("2021-08-09T14:40:19Z");
+        let accepted = parse(&body(sent.clone()), None, &Catalog::default()).unwrap();
+        let (account, key, fingerprint) = refused_event_claim(&body(sent), None).unwrap();
+        assert_eq!(
+            (account.as_str(), key.as_str(), fingerprint),
+            ("jane", "evt_1", accepted.fingerprint())
+        );
+        // The header's key, when the body names none.
+        let by_header = refused_event_claim(&body(minimal()), Some(" k ")).unwrap();
+        assert_eq!(by_header.1, "k");
+        assert!(refused_event_claim(&body(minimal()), None).is_none());
+        assert!(
+            refused_event_claim(&body(json!({"id": "evt_1", "dataset": "jane/x"})), None).is_none()
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use shared::access::Scope;
 use shared::catalog::Catalog;
 use shared::config::Config;
@@ -19,8 +19,9 @@ use shared::http::{
     ApiError, MAX_BATCH_BODY_BYTES, MAX_BODY_BYTES, admit, json, required_json_object,
 };
 use shared::queue::Queues;
-use shared::store::{Store, StoreError};
+use shared::store::{Claim, Store, StoreError};
 
+use accept::Accepted;
 pub use accept::{INLINE_JOBS, LARGE_FAN_OUT};
 
 /// What the handler needs, built once per instance.
@@ -123,12 +124,45 @@ async fn accept_event(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiE
     let body = required_json_object(req, MAX_BODY_BYTES)?;
     let named = body.get("event_type").and_then(Value::as_str);
     let catalog = catalog(deps, named.into_iter()).await?;
-    let event = event::parse(&body, idempotency_key_header(req)?, &catalog)?;
-    let answer = accept::accept(deps, vec![event])
-        .await
-        .pop()
-        .expect("one answer per event")?;
+    let header_key = idempotency_key_header(req)?;
+    let answer = match event::parse(&body, header_key, &catalog) {
+        Ok(event) => accept::accept(deps, vec![event])
+            .await
+            .pop()
+            .expect("one answer per event")?,
+        Err(refused) => refused_or_duplicate(deps, &body, header_key, refused).await?,
+    };
     Ok(json(StatusCode::ACCEPTED, &answer))
+}
+
+/// The answer to an event refused as it stands that repeats, under its key, one
+/// accepted before: a duplicate, as any repeat is (its type may have been archived,
+/// or its schema changed, since). Otherwise the refusal.
+async fn refused_or_duplicate(
+    deps: &Deps,
+    body: &Map<String, Value>,
+    header_key: Option<&str>,
+    refused: FieldError,
+) -> Result<Accepted, ApiError> {
+    let Some((account, key, fingerprint)) = event::refused_event_claim(body, header_key) else {
+        return Err(refused.into());
+    };
+    let claim = Claim {
+        key: &key,
+        fingerprint: &fingerprint,
+    };
+    match deps.store.finished_claim(&account, claim).await {
+        Ok(Some(id)) => Ok(Accepted {
+            id,
+            endpoints: 0,
+            duplicate: true,
+        }),
+        Ok(None) => Err(refused.into()),
+        Err(error) => {
+            tracing::error!(%error, "could not read an idempotency claim");
+            Err(ApiError::internal())
+        }
+    }
 }
 
 /// `POST /v1/events/batch` → 202 `{"data": [...]}`, one answer per event in order.
@@ -144,25 +178,30 @@ async fn accept_batch(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiE
     let items = event::parse_batch(&body, &catalog)?;
     let valid: Vec<event::NewEvent> = items.iter().filter_map(|i| i.clone().ok()).collect();
     let mut answers = accept::accept(deps, valid).await.into_iter();
-    let data: Vec<Value> = items
-        .into_iter()
-        .map(|item| {
-            let answer = match item {
-                Ok(_) => answers.next().expect("one answer per valid event"),
-                Err(Refusal::NotAnObject) => {
-                    Err(ApiError::invalid_json("an event must be a JSON object"))
-                }
-                Err(Refusal::Invalid(error)) => Err(error.into()),
-                Err(Refusal::TooLarge(_)) => Err(ApiError::payload_too_large(
-                    "the event",
-                    event::MAX_EVENT_BYTES,
-                )),
-            };
-            match answer {
-                Ok(accepted) => json!(accepted),
-                Err(error) => error.body(),
+    let sent = body.get("events").and_then(Value::as_array);
+    let mut data = Vec::with_capacity(items.len());
+    for (index, item) in items.into_iter().enumerate() {
+        let answer = match item {
+            Ok(_) => answers.next().expect("one answer per valid event"),
+            Err(Refusal::NotAnObject) => {
+                Err(ApiError::invalid_json("an event must be a JSON object"))
             }
-        })
-        .collect();
+            Err(Refusal::Invalid(refused)) => {
+                let event = sent
+                    .and_then(|events| events.get(index))
+                    .and_then(Value::as_object)
+                    .expect("a refused event of the batch is an object");
+                refused_or_duplicate(deps, event, None, refused).await
+            }
+            Err(Refusal::TooLarge(_)) => Err(ApiError::payload_too_large(
+                "the event",
+                event::MAX_EVENT_BYTES,
+            )),
+        };
+        data.push(match answer {
+            Ok(accepted) => json!(accepted),
+            Err(error) => error.body(),
+        });
+    }
     Ok(json(StatusCode::ACCEPTED, &json!({ "data": data })))
 }

@@ -441,6 +441,11 @@ async fn an_archived_type_is_refused_at_ingest_but_a_queued_delivery_still_goes(
         (status, accepted["endpoints"].clone()),
         (StatusCode::ACCEPTED, json!(1))
     );
+    // And one with an idempotency key, whose answer the platform will not get.
+    let mut keyed = event(good_object());
+    keyed["id"] = json!("evt-before-the-archive");
+    let (status, first) = call(&other, &key, Method::POST, "/v1/events", keyed.clone()).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{first}");
 
     let (status, _) = call(
         &deps,
@@ -451,6 +456,32 @@ async fn an_archived_type_is_refused_at_ingest_but_a_queued_delivery_still_goes(
     )
     .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
+    // Its repeat is a duplicate, alone or in a batch, as any repeat is; another
+    // event under that key is refused for its type.
+    let (status, again) = call(&deps, &key, Method::POST, "/v1/events", keyed.clone()).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{again}");
+    assert_eq!(
+        (&again["id"], &again["duplicate"], &again["endpoints"]),
+        (&first["id"], &json!(true), &json!(0))
+    );
+    let (_, batch) = call(
+        &deps,
+        &key,
+        Method::POST,
+        "/v1/events/batch",
+        json!({"events": [keyed.clone()]}),
+    )
+    .await;
+    assert_eq!(batch["data"][0], again, "{batch}");
+    let mut other_event = keyed.clone();
+    other_event["object"]["name"] = json!("Label tulips");
+    let (status, _) = call(&deps, &key, Method::POST, "/v1/events", other_event).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    // The second job, the keyed event's, is not delivered in this test.
+    env.queues
+        .receive_delivery(1, Duration::from_secs(1))
+        .await
+        .unwrap();
     let (status, body) = call(
         &deps,
         &key,

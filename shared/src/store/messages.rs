@@ -122,6 +122,25 @@ impl Store {
         TransactWriteItem::builder().put(put).build()
     }
 
+    /// The message an earlier request with `claim.key` fanned out, if it did so for
+    /// the same event (the same fingerprint): what a repeat of it is answered with
+    /// even once the event would no longer be accepted (its type archived since).
+    pub async fn finished_claim(
+        &self,
+        account: &Account,
+        claim: Claim<'_>,
+    ) -> Result<Option<MessageId>, StoreError> {
+        let Some(item) = self
+            .read_item(idempotency_record_key(account, claim.key))
+            .await?
+        else {
+            return Ok(None);
+        };
+        let record = claim_from_item(&item)?;
+        let same_event = record.fingerprint.is_none_or(|f| f == claim.fingerprint);
+        Ok((same_event && record.state == DONE).then_some(record.message_id))
+    }
+
     /// What the claim of `claim.key` says to a request storing message `ours`; an
     /// abandoned claim is taken over (a conditional write, so one request wins).
     pub async fn recheck_claim(
