@@ -56,7 +56,7 @@ fn duration_text(after: Duration) -> String {
 /// Which of `failing` and `exhausted` a failed attempt raises. Deliveries of
 /// operational events raise none, so two failing subscribers cannot report on each
 /// other's reports without end.
-pub fn after_failure(event_type: &str, attempt: u32, last: bool) -> Vec<&'static str> {
+fn after_failure(event_type: &str, attempt: u32, last: bool) -> Vec<&'static str> {
     if catalog::is_operational(event_type) {
         return Vec::new();
     }
@@ -65,8 +65,31 @@ pub fn after_failure(event_type: &str, attempt: u32, last: bool) -> Vec<&'static
     failing.into_iter().chain(exhausted).collect()
 }
 
+/// The raises a failed `attempt` of `job` makes (`last`: no attempt follows it):
+/// `failing` at the [`FAILING_AT`]th, `exhausted` at the last.
+pub fn raises_after_failure(
+    job: &DeliveryJob,
+    attempt: &Attempt,
+    last: bool,
+    now: OffsetDateTime,
+) -> Vec<Raise> {
+    after_failure(job.event_type.as_str(), attempt.attempt, last)
+        .into_iter()
+        .map(|event_type| match event_type {
+            ATTEMPT_FAILING => Raise::failing(job, attempt, now),
+            _ => Raise::exhausted(job, attempt.attempt, now),
+        })
+        .collect()
+}
+
+/// The raise a successful `attempt` of `job` makes: `recovered`, where `failing` was
+/// raised before it.
+pub fn raise_after_success(job: &DeliveryJob, attempt: u32, now: OffsetDateTime) -> Option<Raise> {
+    recovers(job.event_type.as_str(), attempt).then(|| Raise::recovered(job, attempt, now))
+}
+
 /// Whether a successful attempt raises `recovered`: `failing` was raised before it.
-pub fn recovers(event_type: &str, attempt: u32) -> bool {
+fn recovers(event_type: &str, attempt: u32) -> bool {
     !catalog::is_operational(event_type) && attempt > FAILING_AT
 }
 

@@ -3,7 +3,7 @@
 //! the first failure after a success, its end at the first success after failures.
 
 use shared::model::{Attempt, DeliveryJob, Endpoint};
-use shared::operational::{self, ATTEMPT_EXHAUSTED, ATTEMPT_FAILING, Raise};
+use shared::operational::{self, ATTEMPT_EXHAUSTED, Raise};
 use shared::raise::enqueue;
 use time::OffsetDateTime;
 
@@ -38,14 +38,9 @@ pub(crate) async fn after_failure(
 ) -> bool {
     let now = OffsetDateTime::now_utc();
     let mut raised = true;
-    for event_type in operational::after_failure(job.event_type.as_str(), attempt.attempt, last) {
-        let raise = match event_type {
-            ATTEMPT_FAILING => Raise::failing(job, attempt, now),
-            ATTEMPT_EXHAUSTED => Raise::exhausted(job, attempt.attempt, now),
-            other => unreachable!("a failure raises no {other}"),
-        };
+    for raise in operational::raises_after_failure(job, attempt, last, now) {
         let sent = enqueue(&deps.queues, &raise).await;
-        raised &= sent || event_type != ATTEMPT_EXHAUSTED;
+        raised &= sent || raise.event_type.as_str() != ATTEMPT_EXHAUSTED;
     }
     let after = deps.config.disable_after;
     match endpoint.failing_since {
@@ -78,12 +73,8 @@ pub(crate) async fn after_success(
     endpoint: &Endpoint,
     attempt: u32,
 ) {
-    if operational::recovers(job.event_type.as_str(), attempt) {
-        enqueue(
-            &deps.queues,
-            &Raise::recovered(job, attempt, OffsetDateTime::now_utc()),
-        )
-        .await;
+    if let Some(raise) = operational::raise_after_success(job, attempt, OffsetDateTime::now_utc()) {
+        enqueue(&deps.queues, &raise).await;
     }
     if endpoint.failing_since.is_some()
         && deps

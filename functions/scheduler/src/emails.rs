@@ -2,7 +2,8 @@
 //! digests whose time came (or that the API asked for). Each is claimed before
 //! it is sent and marked sent after, so a repeated run sends nothing twice; a
 //! failed send is registered again for its next attempt on the retry schedule,
-//! and each email sent or failed is an attempt in the attempt log.
+//! and each email sent or failed is an attempt in the attempt log, raising the
+//! operational events a delivery's attempt would.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -13,7 +14,8 @@ use serde::Serialize;
 use shared::email::EmailSettings;
 use shared::email::render::{DigestSummary, Email, EmailEvent, Sender, digest_email, window_email};
 use shared::ids::{AttemptId, MessageId};
-use shared::model::{Attempt, AttemptStatus, Endpoint};
+use shared::model::{Attempt, AttemptStatus, DeliveryJob, Endpoint};
+use shared::operational;
 use shared::retry::{FailureKind, next_delay, with_backoff};
 use shared::store::{DueEmail, EmailClaim, EmailEnd, EmailWork, StoreError};
 use time::OffsetDateTime;
@@ -166,6 +168,7 @@ async fn send_due(deps: &Deps, token: &str, due: &DueEmail) -> Result<Outcome, S
     if let Some(first) = &first {
         let attempt = attempt(due, &endpoint, first, &sent, started, now, delay);
         book(|| store.put_attempt(&attempt)).await;
+        raise_about(deps, &attempt, delay.is_none()).await;
     }
     match sent {
         Ok(ses_id) => {
@@ -179,21 +182,20 @@ async fn send_due(deps: &Deps, token: &str, due: &DueEmail) -> Result<Outcome, S
             tracing::warn!(endpoint_id = %due.endpoint_id, attempt = due.attempt, %error, next_delay_ms = delay.map(|delay| delay.as_millis() as u64), "email failed");
             match delay {
                 Some(delay) => {
-                    // Registered again before this one goes: never neither.
                     let next = DueEmail {
                         due_at: now + delay,
                         attempt: due.attempt + 1,
                         ..due.clone()
                     };
-                    store.put_due_email(&next).await?;
                     book(|| store.release_email(due, token)).await;
+                    store.reschedule_due_email(due, &next).await?;
                 }
                 None => {
                     book(|| store.end_email(due, token, EmailEnd::GivenUp)).await;
                     schedule_next_digest(deps, due, &settings, now).await?;
+                    store.delete_due_email(due).await?;
                 }
             }
-            store.delete_due_email(due).await?;
             Ok(Outcome::Failed)
         }
     }
@@ -289,6 +291,30 @@ async fn compose(
         }
     };
     Ok(Some((email, first)))
+}
+
+/// Raises what an email's `attempt` raises, as a delivery's would: `failing` at its
+/// 4th failure, `exhausted` when it is given up (`last`), `recovered` on a success
+/// after `failing`. One that cannot be raised is logged; the email's outcome stands.
+async fn raise_about(deps: &Deps, attempt: &Attempt, last: bool) {
+    let job = DeliveryJob {
+        message_id: attempt.message_id.clone(),
+        endpoint_id: attempt.endpoint_id.clone(),
+        account: attempt.account.clone(),
+        event_type: attempt.event_type.clone(),
+        payload: None,
+        endpoint_updated_at: None,
+    };
+    let now = OffsetDateTime::now_utc();
+    let raises = match attempt.status {
+        AttemptStatus::Failed => operational::raises_after_failure(&job, attempt, last, now),
+        AttemptStatus::Succeeded => operational::raise_after_success(&job, attempt.attempt, now)
+            .into_iter()
+            .collect(),
+    };
+    for raise in &raises {
+        shared::raise::enqueue(&deps.queues, raise).await;
+    }
 }
 
 /// The attempt log's record of one email, under the first event it carries.

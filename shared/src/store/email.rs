@@ -239,6 +239,21 @@ impl Store {
         Ok(())
     }
 
+    /// Registers `next`, the next attempt of `due`, in its place: written before `due`
+    /// goes, so that neither is ever missing. Both due within one second share a key
+    /// (due times are kept to the second), and then the write replaced `due` already.
+    pub async fn reschedule_due_email(
+        &self,
+        due: &DueEmail,
+        next: &DueEmail,
+    ) -> Result<(), StoreError> {
+        self.put_due_email(next).await?;
+        if next.due_key() != due.due_key() {
+            self.delete_due_email(due).await?;
+        }
+        Ok(())
+    }
+
     /// Takes an email off the due list.
     pub async fn delete_due_email(&self, due: &DueEmail) -> Result<(), StoreError> {
         self.client
@@ -270,9 +285,11 @@ impl Store {
             .update_expression(
                 "SET #state = :sending, sender = :token, lease_until = :lease_until, #ttl = :ttl",
             )
+            // A claim being sent without a lease was let go of (by a release that
+            // left its state, as one did before it removed that too).
             .condition_expression(
                 "attribute_not_exists(#state) OR sender = :token \
-                 OR (#state = :sending AND lease_until < :now)",
+                 OR (#state = :sending AND (attribute_not_exists(lease_until) OR lease_until < :now))",
             )
             .expression_attribute_names("#state", STATE)
             .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
