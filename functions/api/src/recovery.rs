@@ -172,6 +172,9 @@ pub fn parse_window(
 ) -> Result<(OffsetDateTime, OffsetDateTime), ApiError> {
     let (since, until) = window_bounds(body)?;
     let since = since.ok_or_else(|| ApiError::validation("since: is required"))?;
+    if until.is_none() && since > now {
+        return Err(ApiError::validation("since: must not be in the future"));
+    }
     in_order(since, until.unwrap_or(now))
 }
 
@@ -229,6 +232,8 @@ mod tests {
             (json!({}), "since"),
             (json!({"since": "yesterday"}), "since"),
             (json!({"since": 5}), "since"),
+            // With `until` now, by default: the complaint is of `since`.
+            (json!({"since": "2999-01-01T00:00:00Z"}), "since"),
             (
                 json!({"since": "2026-01-02T00:00:00Z", "until": "2026-01-01T00:00:00Z"}),
                 "until",

@@ -121,21 +121,29 @@ fn html_page(body: &str, sender: &Sender<'_>) -> String {
     )
 }
 
+/// What an event is, where and when: `sample.created in jane/flowers at …`, or
+/// without the place for hookline's own events, which are about no dataset.
+fn type_place_and_time(event: &EmailEvent) -> String {
+    if event.dataset.is_empty() {
+        format!("{} at {}", event.event_type, event.created_at)
+    } else {
+        format!(
+            "{} in {} at {}",
+            event.event_type, event.dataset, event.created_at
+        )
+    }
+}
+
 fn event_lines(events: &[EmailEvent], text: &mut String, html: &mut String) {
     html.push_str("<ul>");
     for event in events {
-        let _ = writeln!(
-            text,
-            "- {}\n  {} in {} at {}",
-            event.text, event.event_type, event.dataset, event.created_at
-        );
+        let about = type_place_and_time(event);
+        let _ = writeln!(text, "- {}\n  {about}", event.text);
         let _ = write!(
             html,
-            "<li><p>{}<br><small>{} in {} at {}</small></p></li>",
+            "<li><p>{}<br><small>{}</small></p></li>",
             escape_html(&event.text),
-            escape_html(&event.event_type),
-            escape_html(&event.dataset),
-            escape_html(&event.created_at)
+            escape_html(&about)
         );
     }
     html.push_str("</ul>");
@@ -178,7 +186,10 @@ impl DigestSummary {
     /// Counts `event` in; `events` are fed oldest first.
     pub fn add(&mut self, event: EmailEvent) {
         *self.by_type.entry(event.event_type.clone()).or_default() += 1;
-        *self.by_dataset.entry(event.dataset.clone()).or_default() += 1;
+        // hookline's own events are about no dataset: counted by type only.
+        if !event.dataset.is_empty() {
+            *self.by_dataset.entry(event.dataset.clone()).or_default() += 1;
+        }
         self.latest.insert(0, event);
         self.latest.truncate(DIGEST_LATEST);
     }
@@ -306,9 +317,16 @@ mod tests {
             "2 events in jane/flowers and jane/trees"
         );
         let operational = [event("endpoint.disabled", "", "ep_1 disabled")];
-        assert_eq!(
-            window_email(&sender(&account, &id), &operational, 0).subject,
-            "1 event in account jane"
+        let email = window_email(&sender(&account, &id), &operational, 0);
+        assert_eq!(email.subject, "1 event in account jane");
+        // About no dataset, so it names none.
+        assert!(
+            email
+                .text
+                .contains("endpoint.disabled at 2026-11-24T12:00:00Z")
+                && !email.text.contains(" in  "),
+            "{}",
+            email.text
         );
     }
 
@@ -346,9 +364,13 @@ mod tests {
             };
             summary.add(event("sample.created", dataset, &format!("event {i}")));
         }
+        summary.add(event("endpoint.disabled", "", "ep_1 disabled"));
         summary.add(event("issue.created", "jane/flowers", "<script>"));
         let email = digest_email(&sender(&account, &id), &summary, since, until);
-        assert_eq!(email.subject, "Digest for jane: 13 events");
+        assert_eq!(email.subject, "Digest for jane: 14 events");
+        assert!(email.text.contains("endpoint.disabled: 1"));
+        // Counted by type only: no dataset row without a name.
+        assert_eq!(summary.by_dataset.len(), 2);
         assert!(email.text.contains("sample.created: 12"), "{}", email.text);
         assert!(email.text.contains("issue.created: 1"));
         assert!(email.text.contains("jane/flowers: 9"));

@@ -59,29 +59,43 @@ pub struct Browser {
     chromedriver: Child,
 }
 
+/// Starts of chromedriver tried before a test gives up.
+const CHROMEDRIVER_STARTS: usize = 3;
+
+/// chromedriver on a free port, and the port; `None` if it ended before it said
+/// where it listens.
+fn start_chromedriver() -> Option<(Child, String)> {
+    let mut chromedriver = Command::new(CHROMEDRIVER)
+        .arg("--port=0")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{CHROMEDRIVER} starts ({e}): run `make browser`"));
+    let stdout = chromedriver.stdout.take().expect("piped");
+    let mut lines = BufReader::new(stdout).lines();
+    let port = lines.by_ref().map_while(Result::ok).find_map(|line| {
+        line.split_once("started successfully on port ")
+            .map(|(_, port)| port.trim_end_matches('.').trim().to_string())
+    });
+    let Some(port) = port else {
+        let _ = chromedriver.kill();
+        let _ = chromedriver.wait();
+        return None;
+    };
+    // Keep draining its output so it never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Some((chromedriver, port))
+}
+
 impl Browser {
     /// A fresh headless Chromium whose window is `width` × `height` CSS pixels.
     pub async fn start(width: u32, height: u32) -> Self {
-        let mut chromedriver = Command::new(CHROMEDRIVER)
-            .arg("--port=0")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("{CHROMEDRIVER} starts ({e}): run `make browser`"));
-        let stdout = chromedriver.stdout.take().expect("piped");
-        let mut lines = BufReader::new(stdout).lines();
-        let port = loop {
-            let line = lines
-                .next()
-                .expect("chromedriver says where it listens")
-                .expect("chromedriver's output is text");
-            if let Some((_, port)) = line.split_once("started successfully on port ") {
-                break port.trim_end_matches('.').trim().to_string();
-            }
-        };
-        // Keep draining its output so it never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
+        // Once, with a whole test suite starting processes beside it, chromedriver
+        // ended without a word; another start is what a person would try.
+        let (chromedriver, port) = (0..CHROMEDRIVER_STARTS)
+            .find_map(|_| start_chromedriver())
+            .expect("chromedriver says where it listens");
 
         let mut caps = DesiredCapabilities::chrome();
         caps.set_binary(CHROMIUM).unwrap();
