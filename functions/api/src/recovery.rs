@@ -118,7 +118,6 @@ pub async fn replay_message(
     message_id: &str,
 ) -> Result<Response<Body>, ApiError> {
     let (endpoint, _) = endpoints::load(deps, account, endpoint_id).await?;
-    require_webhooks_enabled(deps, account).await?;
     let not_found = || ApiError::not_found(format!("no message {message_id}"));
     let id = MessageId::parse(message_id).ok_or_else(not_found)?;
     let message = deps
@@ -127,6 +126,8 @@ pub async fn replay_message(
         .await
         .map_err(internal("could not read a message"))?
         .ok_or_else(not_found)?;
+    // What does not exist is 404 whatever the settings: they forbid only what could be done.
+    require_webhooks_enabled(deps, account).await?;
     enqueue(deps, &[DeliveryJob::new(&message, &endpoint)]).await?;
     tracing::info!(message_id = %message.id, endpoint_id = %endpoint.id, "message replayed");
     Ok(json(StatusCode::ACCEPTED, &json!({ "id": message.id })))

@@ -912,6 +912,18 @@ async fn settings_start_enabled_and_a_disabled_account_refuses_redelivery() {
             "{answer}"
         );
     }
+    // A message that does not exist is not found, whatever the settings.
+    let (status, answer) = api
+        .call(
+            Method::POST,
+            &format!("{endpoint}/messages/{}/replay", MessageId::new()),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, code(&answer)),
+        (StatusCode::NOT_FOUND, "not_found")
+    );
     assert_eq!(
         api.env.queue_depth(&delivery).await,
         1,
