@@ -36,9 +36,19 @@ pub fn for_format(format: Format, standard_payload: &str) -> Result<Vec<u8>, Pay
                 .get("text")
                 .and_then(Value::as_str)
                 .ok_or_else(|| PayloadError("no text".into()))?;
+            let text = slack_escaped(text);
             Ok(serde_json::to_vec(&serde_json::json!({ "text": text })).expect("serialises"))
         }
     }
+}
+
+/// `text` as Slack shows it word for word: its three control characters escaped,
+/// as Slack asks. An event's text is plain (the same goes to email and to standard
+/// endpoints), and a name such as `<!channel>` would otherwise notify a channel.
+fn slack_escaped(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 #[cfg(test)]
@@ -61,5 +71,18 @@ mod tests {
         let body = for_format(Format::Slack, PAYLOAD).unwrap();
         assert_eq!(body, br#"{"text":"Sample \"rose.png\" created."}"#);
         assert!(for_format(Format::Slack, "[]").is_err());
+    }
+
+    #[test]
+    fn slack_shows_the_text_as_written_not_as_its_markup() {
+        let body = for_format(
+            Format::Slack,
+            r#"{"text":"Sample <!channel> & <https://x|y> created."}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            body,
+            br#"{"text":"Sample &lt;!channel&gt; &amp; &lt;https://x|y&gt; created."}"#
+        );
     }
 }
