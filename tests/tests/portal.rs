@@ -152,9 +152,13 @@ async fn a_customer_manages_webhooks_from_the_portal_page() {
         .click()
         .await
         .unwrap();
+    // hookline's own events are offered too.
+    browser.get("checkbox", "endpoint.disabled").await;
     browser.screenshot("2-add-endpoint").await;
     browser.click("button", "Save").await;
     browser.get("button", "Send test event").await;
+    // Its attempts table is there before its first attempt.
+    browser.get("table", "Attempts").await;
 
     // It is listed, its description shown as the characters typed.
     browser.click("button", "← All endpoints").await;
@@ -260,6 +264,19 @@ async fn a_customer_manages_webhooks_from_the_portal_page() {
     let rotated = secret["secret"].as_str().unwrap().to_string();
     assert_ne!(rotated, first);
     assert!(browser.page_text().await.contains(&rotated));
+    // "Reveal secret" keeps its name while the secret shows, and shows it as it is
+    // now; "Hide secret" hides it.
+    browser.click("button", "Reveal secret").await;
+    browser.click("button", "Hide secret").await;
+    poll_until(UI_TIMEOUT, "the secret hidden", || async {
+        (!browser.page_text().await.contains(&rotated)).then_some(())
+    })
+    .await;
+    browser.click("button", "Reveal secret").await;
+    poll_until(UI_TIMEOUT, "the rotated secret shown", || async {
+        browser.page_text().await.contains(&rotated).then_some(())
+    })
+    .await;
 
     // Recover: a message failed while the receiver was down is sent again.
     failing.store(true, Ordering::SeqCst);
@@ -283,6 +300,27 @@ async fn a_customer_manages_webhooks_from_the_portal_page() {
         .await;
     let rows = wait_for_attempts(&browser, "the recovered attempt", |rows| rows.len() == 5).await;
     assert!(rows[0].starts_with("succeeded · 204"), "{rows:?}");
+
+    // More attempts at once than a page holds: each stays reachable, once, with Load more.
+    let events: Vec<Value> = (0..25)
+        .map(|i| json!({"event_type": "sample.created", "dataset": "jane/flowers", "object": {"name": format!("s{i}.png")}}))
+        .collect();
+    let response = dev
+        .request(&client, Method::POST, "/v1/events/batch")
+        .json(&json!({ "events": events }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    poll_until(DELIVERY_TIMEOUT, "all 30 attempts shown", || async {
+        for more in browser.find_all(None, "button", "Load more").await {
+            let _ = more.click().await;
+        }
+        let rows = attempt_rows(&browser).await;
+        assert!(rows.len() <= 30, "{} rows: {rows:?}", rows.len());
+        (rows.len() == 30).then_some(())
+    })
+    .await;
 
     // Disable, enable, edit.
     browser.click("button", "Disable").await;
@@ -315,9 +353,12 @@ async fn a_customer_manages_webhooks_from_the_portal_page() {
     }
     receiver.wait_for(25, DELIVERY_TIMEOUT).await;
     browser.select("Status", "succeeded").await;
+    // 3 and 25 before, and these 20: two pages and a part.
     wait_for_attempts(&browser, "a page of attempts", |rows| rows.len() == 20).await;
     browser.click("button", "Load more").await;
-    wait_for_attempts(&browser, "every succeeded attempt", |rows| rows.len() == 23).await;
+    wait_for_attempts(&browser, "two pages of attempts", |rows| rows.len() == 40).await;
+    browser.click("button", "Load more").await;
+    wait_for_attempts(&browser, "every succeeded attempt", |rows| rows.len() == 48).await;
     assert!(
         browser
             .find_all(None, "button", "Load more")

@@ -263,7 +263,7 @@ function openEditor(endpoint) {
 function formBody(editing) {
   const shown = new Set(state.eventTypes.map((type) => type.name));
   const checked = [...$("f-types").querySelectorAll("input:checked")].map((box) => box.value);
-  // Types the form does not offer (operational, archived) stay as they were.
+  // Types the form does not offer (archived ones) stay as they were.
   const kept = (editing?.event_types ?? []).filter((type) => !shown.has(type));
   const body = { description: $("f-description").value, event_types: [...checked, ...kept] };
   const version = $("f-version").value.trim();
@@ -388,24 +388,27 @@ $("confirm").addEventListener("click", (event) => {
   }
 });
 
+// "Reveal secret" keeps its name and always shows the secret as it is now (after a
+// rotation too); hiding it again is a button of its own.
 function showSecret(secret) {
   $("secret").textContent = secret;
   $("secret").classList.add("shown");
-  $("reveal").textContent = "Hide secret";
+  $("hide-secret").hidden = false;
 }
 
 function hideSecret() {
   $("secret").textContent = "whsec_••••••••••••••••";
   $("secret").classList.remove("shown");
-  $("reveal").textContent = "Reveal secret";
+  $("hide-secret").hidden = true;
 }
 
 $("reveal").addEventListener("click", (event) =>
   act(event.currentTarget, async () => {
-    if ($("secret").classList.contains("shown")) return hideSecret();
     showSecret((await api("GET", endpointPath("/secret"))).secret);
   }),
 );
+
+$("hide-secret").addEventListener("click", hideSecret);
 
 $("rotate").addEventListener("click", (event) =>
   act(event.currentTarget, async () => {
@@ -417,7 +420,9 @@ $("rotate").addEventListener("click", (event) =>
 $("recover-form").addEventListener("submit", (event) => {
   event.preventDefault();
   act(event.submitter ?? event.target, async () => {
-    const since = new Date($("f-since").value.trim());
+    // A time without a zone is UTC, as the hint's example is.
+    const typed = $("f-since").value.trim();
+    const since = new Date(/(z|[+-]\d\d:?\d\d)$/i.test(typed) ? typed : `${typed}Z`);
     if (Number.isNaN(since.getTime())) {
       throw new ApiError(400, "Since: enter a time such as 2026-01-31T09:00:00Z.");
     }
@@ -454,6 +459,8 @@ async function loadAttempts(reset) {
 }
 
 /// New attempts at the top of the first page join the list above the ones shown.
+/// A first page that reaches none of them (more came than a page holds) takes the
+/// list's place, so that no attempt falls between the two: Load more goes on from it.
 async function refreshAttempts() {
   const ticket = state.attemptsTicket;
   const page = await attemptsPage(null);
@@ -461,14 +468,18 @@ async function refreshAttempts() {
   const known = new Set(state.attempts.map((attempt) => attempt.id));
   const fresh = page.data.filter((attempt) => !known.has(attempt.id));
   if (!fresh.length) return;
-  if (!state.attempts.length) state.cursor = page.next_cursor;
-  state.attempts.unshift(...fresh);
-  $("attempts").tBodies[0].prepend(...fresh.map(attemptRow));
+  if (fresh.length === page.data.length) {
+    state.attempts = [...page.data];
+    state.cursor = page.next_cursor;
+    $("attempts").tBodies[0].replaceChildren(...page.data.map(attemptRow));
+  } else {
+    state.attempts.unshift(...fresh);
+    $("attempts").tBodies[0].prepend(...fresh.map(attemptRow));
+  }
   renderAttemptsState();
 }
 
 function renderAttemptsState() {
-  $("attempts").hidden = state.attempts.length === 0;
   $("no-attempts").hidden = state.attempts.length > 0;
   $("more").hidden = !state.cursor;
 }
@@ -569,7 +580,7 @@ async function start() {
       api("GET", "v1/event-types"),
     ]);
     applySettings(settings);
-    state.eventTypes = types.data.filter((type) => !type.operational && !type.archived);
+    state.eventTypes = types.data.filter((type) => !type.archived);
     await loadEndpoints();
     if (state.view !== "expired") show("list");
   } catch (error) {
