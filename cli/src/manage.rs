@@ -20,7 +20,8 @@ pub enum KeysCommand {
     /// Print every platform key as JSON lines, oldest first: its id, its first
     /// characters and when it was made (never the key).
     List,
-    /// End a platform key: requests with it answer 401 from then on.
+    /// End a platform key: requests with it answer 401 within 30 seconds (each
+    /// instance keeps a key it has checked for that long).
     Revoke {
         /// The key's id, `key_…`, as `keys list` shows it.
         id: String,

@@ -349,6 +349,24 @@ fn hookline(emulator: &Emulator, args: &[&str]) -> (bool, String, String) {
     )
 }
 
+#[test]
+fn dev_on_a_port_in_use_says_so_at_once_and_starts_nothing() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let output = Command::new(binary("hookline"))
+        .args(["dev", "--port", &port])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        said.contains(&format!("127.0.0.1:{port}")) && said.contains("in use"),
+        "{said}"
+    );
+    // Before the emulator was started.
+    assert!(!said.contains("emulator up"), "{said}");
+}
+
 #[tokio::test]
 async fn the_command_line_manages_keys_and_endpoints_in_the_same_table() {
     let emulator = Emulator::start().unwrap();

@@ -108,6 +108,11 @@ pub enum DevError {
     Io(#[from] std::io::Error),
     #[error(transparent)]
     Mail(#[from] shared::mail::MailError),
+    #[error("cannot serve the API on {address}: {source} (another `--port`?)")]
+    Listen {
+        address: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("{0} is missing: build the functions first (`cargo build --workspace --bins`)")]
     MissingBinary(PathBuf),
     #[error("the {0} function did not start within {READY_TIMEOUT:?}; its log above says why")]
@@ -223,6 +228,11 @@ impl Running {
 }
 
 async fn start(options: &DevOptions) -> Result<Running, DevError> {
+    // Taken first: a port in use is said at once, before anything is started.
+    let address = SocketAddr::from(([127, 0, 0, 1], options.port));
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|source| DevError::Listen { address, source })?;
     // Started on this thread, which lives as long as the command: the emulator is tied to it.
     let emulator = match &options.emulator {
         Some(_) => None,
@@ -408,8 +418,6 @@ async fn start(options: &DevOptions) -> Result<Running, DevError> {
     let [ingest, api, dispatcher, scheduler, slow_dispatcher] =
         [0, 1, 2, 3, 4].map(|i| functions[i].1.clone());
 
-    let listener =
-        tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], options.port))).await?;
     let address = listener.local_addr()?;
     let app = gateway::router(gateway::Gateway { ingest, api })
         .into_make_service_with_connect_info::<SocketAddr>();
