@@ -154,6 +154,11 @@ pub struct DeliveryJob {
         with = "crate::timefmt::option"
     )]
     pub endpoint_updated_at: Option<OffsetDateTime>,
+    /// `message.attempt.failing` was raised for this message at this endpoint before
+    /// this job's attempts (which a replay counts afresh): its success raises
+    /// `recovered`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub after_failing: bool,
 }
 
 /// An endpoint a message goes to, with the version of it the fan-out read.
@@ -231,6 +236,7 @@ impl DeliveryJob {
             event_type: message.event_type.clone(),
             payload,
             endpoint_updated_at: recipient.updated_at,
+            after_failing: false,
         };
         let longest = recipients.iter().max_by_key(|r| r.updated_at.is_some());
         let inline = longest.is_some_and(|longest| {

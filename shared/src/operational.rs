@@ -18,7 +18,7 @@ use crate::account::Account;
 use crate::catalog;
 use crate::event_type::EventType;
 use crate::ids::{EndpointId, MessageId};
-use crate::model::{Attempt, DeliveryJob, Endpoint, Message};
+use crate::model::{Attempt, AttemptStatus, DeliveryJob, Endpoint, Message};
 use crate::{payload, timefmt};
 
 pub const ENDPOINT_DISABLED: &str = "endpoint.disabled";
@@ -83,14 +83,30 @@ pub fn raises_after_failure(
 }
 
 /// The raise a successful `attempt` of `job` makes: `recovered`, where `failing` was
-/// raised before it.
+/// raised before it, by its earlier attempts or before a replay of it.
 pub fn raise_after_success(job: &DeliveryJob, attempt: u32, now: OffsetDateTime) -> Option<Raise> {
-    recovers(job.event_type.as_str(), attempt).then(|| Raise::recovered(job, attempt, now))
+    failing_raised_by(job, attempt.saturating_sub(1)).then(|| Raise::recovered(job, attempt, now))
 }
 
-/// Whether a successful attempt raises `recovered`: `failing` was raised before it.
-fn recovers(event_type: &str, attempt: u32) -> bool {
-    !catalog::is_operational(event_type) && attempt > FAILING_AT
+/// Whether `failing` has been raised for `job` by its failed attempt number
+/// `attempt`, or before a replay of it: what a replay carries as
+/// [`DeliveryJob::after_failing`].
+pub fn failing_raised_by(job: &DeliveryJob, attempt: u32) -> bool {
+    !catalog::is_operational(job.event_type.as_str())
+        && (job.after_failing || attempt >= FAILING_AT)
+}
+
+/// Whether `failing` stands for a message at endpoint `endpoint`, raised and not
+/// yet answered by `recovered`: among the message's `attempts` (oldest first), a
+/// failure at or past [`FAILING_AT`] after its last success there. What a replay of
+/// the message carries as [`DeliveryJob::after_failing`].
+pub fn failing_stands(attempts: &[Attempt], endpoint: &EndpointId) -> bool {
+    attempts
+        .iter()
+        .rev()
+        .filter(|a| a.endpoint_id == *endpoint)
+        .take_while(|a| a.status == AttemptStatus::Failed)
+        .any(|a| a.attempt >= FAILING_AT && !catalog::is_operational(a.event_type.as_str()))
 }
 
 /// Whether a failure at `now` disables an endpoint failing since `failing_since`.
@@ -350,7 +366,6 @@ impl Raise {
 mod tests {
     use super::*;
     use crate::ids::AttemptId;
-    use crate::model::AttemptStatus;
 
     fn job(event_type: &str) -> DeliveryJob {
         DeliveryJob {
@@ -360,12 +375,39 @@ mod tests {
             event_type: event_type.parse().unwrap(),
             payload: None,
             endpoint_updated_at: None,
+            after_failing: false,
         }
     }
 
     /// Operational events have no dataset: an endpoint of no dataset still gets them.
     fn endpoint(event_types: &[&str]) -> Endpoint {
         crate::model::fixtures::endpoint(event_types, Some(&[]))
+    }
+
+    #[test]
+    fn failing_stands_from_a_failure_at_the_fourth_attempt_until_a_success() {
+        let endpoint = EndpointId::new();
+        let attempt = |number, status| Attempt {
+            endpoint_id: endpoint.clone(),
+            attempt: number,
+            status,
+            ..crate::model::fixtures::attempt()
+        };
+        let (failed, succeeded) = (AttemptStatus::Failed, AttemptStatus::Succeeded);
+        let three: Vec<Attempt> = (1..=3).map(|n| attempt(n, failed)).collect();
+        assert!(!failing_stands(&three, &endpoint));
+        let mut eight: Vec<Attempt> = (1..=8).map(|n| attempt(n, failed)).collect();
+        assert!(failing_stands(&eight, &endpoint));
+        assert!(
+            !failing_stands(&eight, &EndpointId::new()),
+            "another endpoint's"
+        );
+        // A replay that failed again, counted afresh: it still stands.
+        eight.push(attempt(1, failed));
+        assert!(failing_stands(&eight, &endpoint));
+        // A success answered it.
+        eight.push(attempt(2, succeeded));
+        assert!(!failing_stands(&eight, &endpoint));
     }
 
     #[test]
@@ -382,12 +424,24 @@ mod tests {
             after_failure("sample.created", 4, true),
             [ATTEMPT_FAILING, ATTEMPT_EXHAUSTED]
         );
+        let now = OffsetDateTime::now_utc();
+        let recovers =
+            |job: &DeliveryJob, attempt| raise_after_success(job, attempt, now).is_some();
         for operational in [ATTEMPT_FAILING, ENDPOINT_DISABLED] {
             assert!(after_failure(operational, 4, true).is_empty());
-            assert!(!recovers(operational, 5));
+            assert!(!recovers(&job(operational), 5));
+            assert!(!failing_raised_by(&job(operational), 4));
         }
-        assert!(!recovers("sample.created", 1) && !recovers("sample.created", 4));
-        assert!(recovers("sample.created", 5));
+        let sample = job("sample.created");
+        assert!(!recovers(&sample, 1) && !recovers(&sample, 4));
+        assert!(recovers(&sample, 5));
+        assert!(!failing_raised_by(&sample, 3) && failing_raised_by(&sample, 4));
+        // A replay of a job whose `failing` was raised: its first success recovers.
+        let replayed = DeliveryJob {
+            after_failing: true,
+            ..sample
+        };
+        assert!(recovers(&replayed, 1) && failing_raised_by(&replayed, 1));
     }
 
     #[test]

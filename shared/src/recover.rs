@@ -120,6 +120,7 @@ pub async fn run(
                 event_type: attempt.event_type.clone(),
                 payload: None,
                 endpoint_updated_at: part.endpoint_updated_at,
+                after_failing: false,
             })
             .collect();
         try_join_all(jobs.chunks(SEND_CHUNK).map(|chunk| queues.send_jobs(chunk))).await?;

@@ -318,6 +318,7 @@ mod tests {
             event_type: event_type.parse().unwrap(),
             payload: None,
             endpoint_updated_at: None,
+            after_failing: false,
         })
         .unwrap()
     }

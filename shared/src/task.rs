@@ -142,6 +142,7 @@ mod tests {
             event_type: "sample.created".parse().unwrap(),
             payload: Some(r#"{"kind":"fan_out"}"#.into()),
             endpoint_updated_at: None,
+            after_failing: false,
         };
         assert!(Task::from_body(&job.to_body()).is_none());
         assert!(Task::from_body("{not json").is_none());

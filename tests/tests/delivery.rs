@@ -482,6 +482,7 @@ async fn a_malformed_record_does_not_fail_the_good_ones_in_its_batch() {
             event_type: "sample.created".parse().unwrap(),
             payload: Some(payload.into()),
             endpoint_updated_at: None,
+            after_failing: false,
         })
         .collect();
     let mut bodies = vec!["{\"message_id\": 42, oops".to_string()];
@@ -733,6 +734,7 @@ async fn the_replay_function_redrives_what_its_event_filters() {
             event_type: "sample.created".parse().unwrap(),
             payload: None,
             endpoint_updated_at: None,
+            after_failing: false,
         })
         .collect();
     for job in &jobs {

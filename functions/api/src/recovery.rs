@@ -128,7 +128,17 @@ pub async fn replay_message(
         .ok_or_else(not_found)?;
     // What does not exist is 404 whatever the settings: they forbid only what could be done.
     require_webhooks_enabled(deps, account).await?;
-    enqueue(deps, &[DeliveryJob::new(&message, &endpoint)]).await?;
+    let attempts = deps
+        .store
+        .attempts_of_message(account, &message.id)
+        .await
+        .map_err(internal("could not read a message's attempts"))?;
+    let job = DeliveryJob {
+        // Its success after `failing` says `recovered`, though its attempts count afresh.
+        after_failing: operational::failing_stands(&attempts, &endpoint.id),
+        ..DeliveryJob::new(&message, &endpoint)
+    };
+    enqueue(deps, &[job]).await?;
     tracing::info!(message_id = %message.id, endpoint_id = %endpoint.id, "message replayed");
     Ok(json(StatusCode::ACCEPTED, &json!({ "id": message.id })))
 }

@@ -69,6 +69,7 @@ fn job(endpoint: &EndpointId, event_type: &str) -> DeliveryJob {
         event_type: event_type.parse().unwrap(),
         payload: Some("{}".into()),
         endpoint_updated_at: None,
+        after_failing: false,
     }
 }
 
@@ -255,6 +256,31 @@ async fn one_message_is_replayed_under_its_own_id() {
         .stored_endpoint(&"jane".parse().unwrap(), &endpoint)
         .await;
     assert_eq!(jobs, vec![DeliveryJob::new(&message, &stored)]);
+
+    // Failed four times there, so `failing` was raised: the replay says so, for its
+    // success to say `recovered` though its attempts count afresh.
+    let first = record(&env, &message, &endpoint, AttemptStatus::Failed).await;
+    for number in 2..=4 {
+        let failed = Attempt {
+            id: AttemptId::new(),
+            attempt: number,
+            ..first.clone()
+        };
+        env.store.put_attempt(&failed).await.unwrap();
+    }
+    let (status, _) = read(
+        recovery::replay_message(
+            &deps,
+            &"jane".parse().unwrap(),
+            endpoint.as_str(),
+            message.id.as_str(),
+        )
+        .await,
+    );
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let jobs = queued_jobs(&env).await;
+    assert_eq!(jobs.len(), 1);
+    assert!(jobs[0].after_failing);
 
     let johns = add_message(&env, "john").await;
     for (account, endpoint_id, message_id) in [

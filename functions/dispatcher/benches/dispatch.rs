@@ -30,6 +30,7 @@ fn batch_event(endpoint: &EndpointId, first: usize) -> SqsEvent {
                 event_type: "sample.created".parse().unwrap(),
                 payload: Some(PAYLOAD.into()),
                 endpoint_updated_at: None,
+                after_failing: false,
             };
             json!({
                 "messageId": format!("m{n}"), "receiptHandle": format!("r{n}"),

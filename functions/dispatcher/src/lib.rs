@@ -27,7 +27,7 @@ use shared::queue::{Lane, Queues, max_visibility};
 use shared::retry::{FailureKind, next_delay};
 use shared::store::Store;
 use shared::task::Task;
-use shared::{USER_AGENT, payload, queue};
+use shared::{USER_AGENT, operational, payload, queue};
 use time::OffsetDateTime;
 
 use cache::EndpointCache;
@@ -209,11 +209,20 @@ async fn process(
         // Not moved: back here soon; the early receive uses up no attempt.
         Verdict::Move => retry_after(pending, record, PARK_RETRY_DELAY),
         Verdict::Retry(delay) => retry_after(pending, record, delay),
-        // Parked as it first came, so a replay starts its schedule afresh.
-        Verdict::Dead if earlier > 0 => {
-            park(deps, pending, record, &job.to_body(), "exhausted").await
+        // Parked as it first came, so a replay starts its schedule afresh, saying
+        // whether `failing` was raised, so that the replay's success says `recovered`.
+        Verdict::Dead => {
+            let after_failing = operational::failing_raised_by(&job, attempt);
+            if earlier == 0 && after_failing == job.after_failing {
+                park(deps, pending, record, body, "exhausted").await
+            } else {
+                let parked = DeliveryJob {
+                    after_failing,
+                    ..job
+                };
+                park(deps, pending, record, &parked.to_body(), "exhausted").await
+            }
         }
-        Verdict::Dead => park(deps, pending, record, body, "exhausted").await,
     }
 }
 

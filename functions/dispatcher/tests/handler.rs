@@ -59,6 +59,7 @@ fn job(endpoint: &EndpointId) -> DeliveryJob {
         event_type: "sample.created".parse().unwrap(),
         payload: Some(PAYLOAD.into()),
         endpoint_updated_at: None,
+        after_failing: false,
     }
 }
 
@@ -585,6 +586,43 @@ async fn after_the_last_attempt_the_job_moves_to_the_dlq_byte_for_byte() {
     let last = attempts.iter().find(|a| a.attempt == 2).unwrap();
     assert_eq!(last.status, AttemptStatus::Failed);
     assert_eq!(last.next_attempt_at, None, "no attempt follows the last");
+}
+
+#[tokio::test]
+async fn a_job_parked_after_failing_says_so_and_its_replay_s_success_raises_recovered() {
+    let (env, deps) = setup_with("1s,1s,1s").await;
+    // Four failures, the last of the schedule; then it answers.
+    let receiver = Receiver::statuses(&[500, 500, 500, 500]).await;
+    let job = queued_job(&env, receiver.url("/hook")).await;
+    for _ in 0..4 {
+        let received = receive(&env, 1).await;
+        dispatch(&env, &deps, &received).await;
+    }
+    let parked = dlq_bodies(&env).await;
+    assert_eq!(parked.len(), 1);
+    let parked_job: DeliveryJob = serde_json::from_str(&parked[0]).unwrap();
+    assert_eq!(
+        parked_job,
+        DeliveryJob {
+            after_failing: true,
+            ..job.clone()
+        }
+    );
+    // `failing` and `exhausted` were raised; taken off the queue here.
+    assert_eq!(env.receive_all_delivery().await.len(), 2);
+
+    // Replayed as the DLQ's replay sends it back: delivered at its first attempt.
+    dispatch_bodies(&env, &deps, &parked).await;
+    let raised = env.receive_all_delivery().await;
+    assert_eq!(raised.len(), 1);
+    match Task::from_body(&raised[0].body) {
+        Some(Ok(Task::Raise(raise))) => {
+            assert_eq!(raise.event_type.as_str(), "message.attempt.recovered");
+            assert_eq!(raise.object["message_id"], job.message_id.as_str());
+            assert_eq!(raise.object["attempt"], 1);
+        }
+        other => panic!("expected the recovered raise: {other:?}"),
+    }
 }
 
 #[tokio::test]

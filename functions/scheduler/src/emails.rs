@@ -304,6 +304,7 @@ async fn raise_about(deps: &Deps, attempt: &Attempt, last: bool) {
         event_type: attempt.event_type.clone(),
         payload: None,
         endpoint_updated_at: None,
+        after_failing: false,
     };
     let now = OffsetDateTime::now_utc();
     let raises = match attempt.status {
