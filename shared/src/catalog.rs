@@ -253,11 +253,7 @@ fn cut(mut text: String, max_bytes: usize) -> String {
     if text.len() <= max_bytes {
         return text;
     }
-    let mut end = max_bytes - ELLIPSIS.len_utf8();
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    text.truncate(end);
+    text.truncate(text.floor_char_boundary(max_bytes - ELLIPSIS.len_utf8()));
     text.push(ELLIPSIS);
     text
 }

@@ -123,13 +123,7 @@ pub(crate) fn truncate_utf8(mut bytes: Vec<u8>) -> String {
     bytes.truncate(bytes.len() - cut_tail);
     let mut text = String::from_utf8_lossy(&bytes).into_owned();
     // Each replaced byte takes three.
-    if text.len() > KEPT_RESPONSE_BYTES {
-        let mut end = KEPT_RESPONSE_BYTES;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        text.truncate(end);
-    }
+    text.truncate(text.floor_char_boundary(KEPT_RESPONSE_BYTES));
     text
 }
 
